@@ -1,0 +1,113 @@
+"""asyncprov: one async-first, OpenAI-shaped client over many LLM chat providers."""
+
+from ._client import AsyncClient as AsyncClient
+from ._errors import APIConnectionError as APIConnectionError
+from ._errors import APIError as APIError
+from ._errors import APITimeoutError as APITimeoutError
+from ._errors import AsyncProvError as AsyncProvError
+from ._errors import AuthenticationError as AuthenticationError
+from ._errors import BadRequestError as BadRequestError
+from ._errors import ClientClosedError as ClientClosedError
+from ._errors import ConfigurationError as ConfigurationError
+from ._errors import ConflictError as ConflictError
+from ._errors import ConnectTimeoutError as ConnectTimeoutError
+from ._errors import EventTooLargeError as EventTooLargeError
+from ._errors import FirstChunkTimeoutError as FirstChunkTimeoutError
+from ._errors import HTTPStatusError as HTTPStatusError
+from ._errors import IdleTimeoutError as IdleTimeoutError
+from ._errors import ImageError as ImageError
+from ._errors import ImagesNotSupportedError as ImagesNotSupportedError
+from ._errors import InternalServerError as InternalServerError
+from ._errors import InvalidRequestError as InvalidRequestError
+from ._errors import MissingAuthError as MissingAuthError
+from ._errors import ModelNotFoundError as ModelNotFoundError
+from ._errors import NotFoundError as NotFoundError
+from ._errors import PermissionDeniedError as PermissionDeniedError
+from ._errors import ProviderError as ProviderError
+from ._errors import ProviderNotFoundError as ProviderNotFoundError
+from ._errors import ProviderNotWorkingError as ProviderNotWorkingError
+from ._errors import ProxyError as ProxyError
+from ._errors import RateLimitError as RateLimitError
+from ._errors import ResponseDecodeError as ResponseDecodeError
+from ._errors import RetryNoProviderError as RetryNoProviderError
+from ._errors import RetryProviderError as RetryProviderError
+from ._errors import StreamInterruptedError as StreamInterruptedError
+from ._errors import StreamNotSupportedError as StreamNotSupportedError
+from ._errors import TotalTimeoutError as TotalTimeoutError
+from ._errors import UnprocessableEntityError as UnprocessableEntityError
+from ._streaming import AsyncStream as AsyncStream
+from ._sync import Client as Client
+from ._sync import Stream as Stream
+from ._timeouts import Timeout as Timeout
+from ._types import ChatCompletion as ChatCompletion
+from ._types import ChatCompletionChunk as ChatCompletionChunk
+from ._types import ChatMessage as ChatMessage
+from ._types import Choice as Choice
+from ._types import ChunkChoice as ChunkChoice
+from ._types import Delta as Delta
+from ._types import FunctionCall as FunctionCall
+from ._types import ImagePart as ImagePart
+from ._types import ImageURL as ImageURL
+from ._types import Message as Message
+from ._types import TextPart as TextPart
+from ._types import ToolCall as ToolCall
+from ._types import ToolCallDelta as ToolCallDelta
+from ._types import Usage as Usage
+from ._version import __version__ as __version__
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncClient",
+    "AsyncProvError",
+    "AsyncStream",
+    "AuthenticationError",
+    "BadRequestError",
+    "ChatCompletion",
+    "ChatCompletionChunk",
+    "ChatMessage",
+    "Choice",
+    "ChunkChoice",
+    "Client",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectTimeoutError",
+    "Delta",
+    "EventTooLargeError",
+    "FirstChunkTimeoutError",
+    "FunctionCall",
+    "HTTPStatusError",
+    "IdleTimeoutError",
+    "ImageError",
+    "ImagePart",
+    "ImageURL",
+    "ImagesNotSupportedError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "Message",
+    "MissingAuthError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderNotFoundError",
+    "ProviderNotWorkingError",
+    "ProxyError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryNoProviderError",
+    "RetryProviderError",
+    "Stream",
+    "StreamInterruptedError",
+    "StreamNotSupportedError",
+    "TextPart",
+    "Timeout",
+    "ToolCall",
+    "ToolCallDelta",
+    "TotalTimeoutError",
+    "UnprocessableEntityError",
+    "Usage",
+    "__version__",
+]

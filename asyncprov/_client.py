@@ -1,0 +1,352 @@
+"""``AsyncClient``: the OpenAI-shaped facade over providers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from types import TracebackType
+from typing import Any, Literal, Self, TypeAlias, overload
+
+from pydantic import ValidationError
+
+from ._errors import (
+    ConfigurationError,
+    ImagesNotSupportedError,
+    InvalidRequestError,
+    StreamNotSupportedError,
+)
+from ._http import HttpClient, ProxyConfig, resolve_proxy
+from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
+from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
+from ._sse import DEFAULT_MAX_EVENT_SIZE
+from ._streaming import AsyncStream, complete
+from ._timeouts import Deadline, TimeoutInput, as_timeout
+from ._types import (
+    ChatCompletion,
+    ChatRequest,
+    ImagePart,
+    ImageURL,
+    MessageInput,
+    TextPart,
+)
+from .providers.base import Provider
+
+__all__ = ["AsyncClient", "MessagesInput", "build_request", "validation_message"]
+
+log = logging.getLogger("asyncprov")
+
+MessagesInput: TypeAlias = str | Sequence[MessageInput]
+"""A conversation: a list of messages, or a plain string as one user message."""
+
+
+def validation_message(exc: ValidationError, *, what: str = "request") -> str:
+    """A short, readable summary of a pydantic error (no input values echoed)."""
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False)[:3]:
+        where = ".".join(str(part) for part in error["loc"] if part != "function-after")
+        message = error["msg"].removeprefix("Value error, ")
+        lines.append(f"{where}: {message}" if where else message)
+    more = len(exc.errors()) - len(lines)
+    suffix = f" (and {more} more)" if more > 0 else ""
+    return f"invalid {what}: " + "; ".join(lines) + suffix
+
+
+def build_request(
+    *, model: str, messages: MessagesInput | None, stream: bool, **fields: Any
+) -> ChatRequest:
+    """Validate the caller's arguments into a ``ChatRequest``."""
+    if messages is None:
+        raise InvalidRequestError("messages is required: a string or a list of messages")
+    if isinstance(messages, str):
+        messages = [{"role": "user", "content": messages}]
+    options = {k: v for k, v in fields.items() if v is not None}
+    try:
+        return ChatRequest.model_validate(
+            {"model": model, "messages": messages, "stream": stream, **options}
+        )
+    except ValidationError as exc:
+        raise InvalidRequestError(validation_message(exc)) from None
+
+
+def _attach_images(request: ChatRequest, urls: list[str]) -> None:
+    """Add image parts to the last user message."""
+    for index in range(len(request.messages) - 1, -1, -1):
+        message = request.messages[index]
+        if message.role == "user":
+            break
+    else:
+        raise InvalidRequestError("images need a user message to attach to")
+    content = message.content
+    parts: list[Any] = [TextPart(text=content)] if isinstance(content, str) else list(content or [])
+    parts.extend(ImagePart(image_url=ImageURL(url=url)) for url in urls)
+    request.messages[index] = message.model_copy(update={"content": parts})
+
+
+class AsyncCompletions:
+    """``client.chat.completions``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    @overload
+    async def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: Literal[False] = False,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    async def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: Literal[True],
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> AsyncStream: ...
+
+    @overload
+    async def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: bool,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion | AsyncStream: ...
+
+    async def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: bool = False,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion | AsyncStream:
+        """Create a chat completion.
+
+        Args:
+            model: model name; routes to a provider when none is set (and may be
+                omitted when the provider has a default model).
+            messages: the conversation, or a plain string as one user message.
+            provider: overrides the client's provider for this call.
+            stream: return an ``AsyncStream`` of chunks instead of a ``ChatCompletion``.
+            image: one image (bytes, path, open binary file, ``data:`` URI or http(s)
+                URL) added to the last user message; ``images`` adds several.
+            proxy: a proxy URL for this call only.
+            api_key: a key for this call only.
+            timeout: a ``Timeout``, or a number of seconds for the whole call.
+            **extra: further body fields, sent to the provider as they are.
+
+        Raises:
+            InvalidRequestError: malformed messages, options or images (nothing sent).
+            MissingAuthError: the provider needs a key and has none (nothing sent).
+            APIError: any failure talking to the provider, typed by cause.
+
+        Example:
+            >>> stream = await client.chat.completions.create(
+            ...     model="gpt-4o-mini", messages="Hello!", stream=True)
+            >>> async for chunk in stream:
+            ...     print(chunk.choices[0].delta.content or "", end="")
+        """
+        client = self._client
+        chosen = client._choose_provider(provider, model, api_key)
+        request = build_request(
+            model=model or chosen.resolve_model(None),
+            messages=messages,
+            stream=stream,
+            temperature=temperature,
+            top_p=top_p,
+            max_tokens=max_tokens,
+            stop=stop,
+            seed=seed,
+            tools=tools,
+            tool_choice=tool_choice,
+            response_format=response_format,
+            extra=extra or None,
+        )
+        if image is not None or images is not None:
+            urls = await load_image_urls(image, images, max_bytes=client.max_image_bytes)
+            if urls:
+                _attach_images(request, urls)
+        if request.has_images() and not chosen.supports_images:
+            raise ImagesNotSupportedError(f"{chosen.name} cannot take images")
+        if stream and not chosen.supports_stream:
+            raise StreamNotSupportedError(f"{chosen.name} cannot stream")
+        deadline = Deadline(as_timeout(timeout, client.timeout))
+        http = client._http.call(
+            deadline=deadline,
+            proxy=resolve_proxy(proxy, env={}) if proxy else chosen.proxy or client.proxy,
+            provider=chosen.name,
+            model=request.model,
+        )
+        if not stream:
+            return await complete(chosen, request, http)
+        result = AsyncStream(
+            chosen.stream(request, http), deadline, provider=chosen.name, model=request.model
+        )
+        await result._start()
+        return result
+
+
+class AsyncChat:
+    """``client.chat``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.completions = AsyncCompletions(client)
+
+
+class AsyncClient:
+    """An async client over one or many LLM providers, shaped like ``openai.AsyncOpenAI``.
+
+    Args:
+        provider: a provider class, instance or name; when ``None`` each call routes
+            by its model name (or to ``base_url`` when that is given).
+        api_key: key for the provider (else its environment variable).
+        base_url: an OpenAI-compatible server to talk to (when ``provider`` is None),
+            or a new API root for ``provider``.
+        proxies: ``{"https": url, "http": url}``; ``proxy``: one proxy URL. Credentials
+            in the URL are used and never shown. Falls back to ``ASYNCPROV_PROXY``.
+        timeout: a ``Timeout`` or a number of seconds for each whole call.
+        headers: extra HTTP headers sent with every request.
+        max_event_size: the largest single streamed event accepted, in bytes.
+        max_image_bytes: the largest image accepted, in bytes.
+        connection_limit: the most connections open at once.
+
+    Example:
+        >>> async with AsyncClient(base_url="http://127.0.0.1:8000/v1") as client:
+        ...     reply = await client.chat.completions.create(model="m", messages="Hi")
+        ...     print(reply.choices[0].message.content)
+    """
+
+    def __init__(
+        self,
+        provider: ProviderInput | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        proxy: str | None = None,
+        timeout: TimeoutInput = None,
+        headers: Mapping[str, str] | None = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        connection_limit: int = 10_000,
+    ) -> None:
+        if provider is None and base_url is not None:
+            provider = provider_class("OpenAICompatible")(base_url=base_url)  # type: ignore[call-arg]
+        elif base_url is not None:
+            provider = resolve_provider(provider).with_options(base_url=base_url)
+        self._provider = resolve_provider(provider) if provider is not None else None
+        self._api_key = api_key
+        self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
+        self.timeout = as_timeout(timeout)
+        self.max_image_bytes = max_image_bytes
+        self._http = HttpClient(
+            connection_limit=connection_limit, max_event_size=max_event_size, headers=headers
+        )
+        self._warned_not_working: set[str] = set()
+        self.chat = AsyncChat(self)
+
+    @property
+    def provider(self) -> Provider | None:
+        """The client's provider, if it has one."""
+        return self._provider
+
+    def __repr__(self) -> str:
+        return f"AsyncClient(provider={self._provider!r}, proxy={self.proxy!r})"
+
+    def _choose_provider(
+        self, provider: ProviderInput | None, model: str | None, api_key: str | None
+    ) -> Provider:
+        if provider is not None:
+            chosen = resolve_provider(provider)
+        elif self._provider is not None:
+            chosen = self._provider
+        elif model:
+            chosen = provider_for_model(model)
+        else:
+            raise ConfigurationError("pass model=... or give the client a provider")
+        if api_key:
+            chosen = chosen.with_options(api_key=api_key)
+        elif self._api_key and not chosen.has_configured_key:
+            chosen = chosen.with_options(api_key=self._api_key)
+        if not chosen.working and chosen.name not in self._warned_not_working:
+            self._warned_not_working.add(chosen.name)
+            log.warning("%s is marked not working; trying it because it was asked for", chosen.name)
+        return chosen
+
+    async def aclose(self) -> None:
+        """Close every connection; the client cannot be used afterwards."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+

@@ -1,0 +1,392 @@
+"""Every exception asyncprov raises, under one root.
+
+No aiohttp, json or pydantic exception reaches the caller: each boundary translates
+them here, keeping the original as ``__cause__``. Secrets never appear in a message.
+
+::
+
+    AsyncProvError
+    ├── ConfigurationError                      (also ValueError)
+    │   ├── ProviderNotFoundError
+    │   ├── ModelNotFoundError
+    │   ├── MissingAuthError
+    │   └── ClientClosedError
+    ├── InvalidRequestError                     (also ValueError)
+    │   ├── ImageError
+    │   ├── ImagesNotSupportedError
+    │   └── StreamNotSupportedError
+    ├── ProviderNotWorkingError
+    ├── APIError                                (provider, model)
+    │   ├── APIConnectionError
+    │   │   └── ProxyError
+    │   ├── APITimeoutError                     (also TimeoutError; .phase)
+    │   │   ├── ConnectTimeoutError
+    │   │   ├── FirstChunkTimeoutError
+    │   │   ├── IdleTimeoutError
+    │   │   └── TotalTimeoutError
+    │   ├── HTTPStatusError                     (status, body, headers, retry_after)
+    │   │   ├── BadRequestError                 400
+    │   │   ├── AuthenticationError             401
+    │   │   ├── PermissionDeniedError           403
+    │   │   ├── NotFoundError                   404
+    │   │   ├── ConflictError                   409
+    │   │   ├── UnprocessableEntityError        422
+    │   │   ├── RateLimitError                  429
+    │   │   └── InternalServerError             5xx
+    │   ├── ProviderError                       (error reported inside a 200 body)
+    │   ├── ResponseDecodeError                 (status, body)
+    │   │   └── EventTooLargeError
+    │   └── StreamInterruptedError              (partial_text)
+    └── RetryProviderError                      (exceptions)
+        └── RetryNoProviderError
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping, Sequence
+from typing import Literal
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "AsyncProvError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectTimeoutError",
+    "EventTooLargeError",
+    "FirstChunkTimeoutError",
+    "HTTPStatusError",
+    "IdleTimeoutError",
+    "ImageError",
+    "ImagesNotSupportedError",
+    "InternalServerError",
+    "InvalidRequestError",
+    "MissingAuthError",
+    "ModelNotFoundError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "ProviderError",
+    "ProviderNotFoundError",
+    "ProviderNotWorkingError",
+    "ProxyError",
+    "RateLimitError",
+    "ResponseDecodeError",
+    "RetryNoProviderError",
+    "RetryProviderError",
+    "StreamInterruptedError",
+    "StreamNotSupportedError",
+    "TimeoutPhase",
+    "TotalTimeoutError",
+    "UnprocessableEntityError",
+    "error_for_status",
+    "parse_retry_after",
+]
+
+SNIPPET_LIMIT = 500
+"""Characters of a response body kept on an error."""
+
+TimeoutPhase = Literal["connect", "first_chunk", "idle", "total"]
+
+
+def _snippet(body: bytes | str | None) -> str:
+    if body is None:
+        return ""
+    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else body
+    text = text.strip()
+    return text if len(text) <= SNIPPET_LIMIT else text[:SNIPPET_LIMIT] + "…"
+
+
+class AsyncProvError(Exception):
+    """Root of every exception asyncprov raises."""
+
+
+class ConfigurationError(AsyncProvError, ValueError):
+    """Raised when the client or a provider is set up wrongly."""
+
+
+class ProviderNotFoundError(ConfigurationError):
+    """Raised when a provider name is not known; the message names close matches."""
+
+
+class ModelNotFoundError(ConfigurationError):
+    """Raised when no known provider serves a model name; names close matches."""
+
+
+class MissingAuthError(ConfigurationError):
+    """Raised before any request when a provider that needs a key has none."""
+
+
+class ClientClosedError(ConfigurationError):
+    """Raised when a closed client is used."""
+
+
+class InvalidRequestError(AsyncProvError, ValueError):
+    """Raised when the request itself is malformed (messages, options) before sending."""
+
+
+class ImageError(InvalidRequestError):
+    """Raised when an image cannot be used: unknown type, empty, missing, too large."""
+
+
+class ImagesNotSupportedError(InvalidRequestError):
+    """Raised when images are given to a provider that cannot take them."""
+
+
+class StreamNotSupportedError(InvalidRequestError):
+    """Raised when ``stream=True`` is asked of a provider that cannot stream."""
+
+
+class ProviderNotWorkingError(AsyncProvError):
+    """Raised when only providers marked not working could serve a request."""
+
+
+class APIError(AsyncProvError):
+    """Raised when talking to a provider fails; base of every wire-level error."""
+
+    partial_text: str = ""
+    """Text already delivered to the caller when the error struck mid-stream."""
+
+    def __init__(
+        self, message: str, *, provider: str | None = None, model: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.provider = provider
+        self.model = model
+
+    def __str__(self) -> str:
+        where = ", ".join(
+            part
+            for part in (
+                f"provider={self.provider}" if self.provider else "",
+                f"model={self.model}" if self.model else "",
+            )
+            if part
+        )
+        return f"{self.message} ({where})" if where else self.message
+
+
+class APIConnectionError(APIError):
+    """Raised when the connection fails: refused, reset, DNS, TLS, or cut mid-body."""
+
+
+class ProxyError(APIConnectionError):
+    """Raised when the proxy refuses or cannot be reached."""
+
+
+class APITimeoutError(APIError, TimeoutError):
+    """Raised when a timeout runs out; ``phase`` says which one."""
+
+    phase: TimeoutPhase = "total"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        timeout: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.timeout = timeout
+
+
+class ConnectTimeoutError(APITimeoutError):
+    """Raised when connecting (or waiting for a pooled connection) takes too long."""
+
+    phase: TimeoutPhase = "connect"
+
+
+class FirstChunkTimeoutError(APITimeoutError):
+    """Raised when headers and the first content chunk take longer than ``first_chunk``."""
+
+    phase: TimeoutPhase = "first_chunk"
+
+
+class IdleTimeoutError(APITimeoutError):
+    """Raised when no content arrives for ``idle`` seconds (keepalives do not count)."""
+
+    phase: TimeoutPhase = "idle"
+
+
+class TotalTimeoutError(APITimeoutError):
+    """Raised when the whole call, retries and failover included, exceeds ``total``."""
+
+    phase: TimeoutPhase = "total"
+
+
+class HTTPStatusError(APIError):
+    """Raised when a provider answers with an error status."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int,
+        provider: str | None = None,
+        model: str | None = None,
+        body: bytes | str | None = None,
+        headers: Mapping[str, str] | None = None,
+        error_type: str | None = None,
+        error_code: str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status = status
+        self.body = _snippet(body)
+        self.headers: dict[str, str] = dict(headers or {})
+        self.error_type = error_type
+        self.error_code = error_code
+        self.retry_after = parse_retry_after(self.headers)
+
+    def __str__(self) -> str:
+        return f"HTTP {self.status}: {super().__str__()}"
+
+
+class BadRequestError(HTTPStatusError):
+    """Raised on 400: the provider rejected the request as malformed."""
+
+
+class AuthenticationError(HTTPStatusError):
+    """Raised on 401: the key is missing, wrong or revoked."""
+
+
+class PermissionDeniedError(HTTPStatusError):
+    """Raised on 403: the key may not use this model or endpoint."""
+
+
+class NotFoundError(HTTPStatusError):
+    """Raised on 404: unknown model or endpoint."""
+
+
+class ConflictError(HTTPStatusError):
+    """Raised on 409: a conflicting request; retryable."""
+
+
+class UnprocessableEntityError(HTTPStatusError):
+    """Raised on 422: the request is well-formed but cannot be processed."""
+
+
+class RateLimitError(HTTPStatusError):
+    """Raised on 429: rate limited; ``retry_after`` holds the server's wait, if any."""
+
+
+class InternalServerError(HTTPStatusError):
+    """Raised on 5xx: the provider failed; retryable."""
+
+
+_STATUS_ERRORS: dict[int, type[HTTPStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    409: ConflictError,
+    422: UnprocessableEntityError,
+    429: RateLimitError,
+}
+
+
+def error_for_status(status: int) -> type[HTTPStatusError]:
+    """The exception class for an HTTP error status."""
+    if status >= 500:
+        return InternalServerError
+    return _STATUS_ERRORS.get(status, HTTPStatusError)
+
+
+class ProviderError(APIError):
+    """Raised when a provider reports an error inside a successful (200) response body."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        error_type: str | None = None,
+        error_code: str | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.error_type = error_type
+        self.error_code = error_code
+        self.partial_text = partial_text
+
+
+class ResponseDecodeError(APIError):
+    """Raised when a response is not in the expected format (not SSE, not JSON, wrong shape)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+        body: bytes | str | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status = status
+        self.body = _snippet(body)
+
+
+class EventTooLargeError(ResponseDecodeError):
+    """Raised when one server-sent event grows past the configured maximum size."""
+
+    def __init__(self, message: str, *, limit: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+
+
+class StreamInterruptedError(APIError):
+    """Raised when a stream ends or breaks before its terminator; keeps the partial text."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.partial_text = partial_text
+
+
+class RetryProviderError(AsyncProvError):
+    """Raised when every provider attempt failed; one line per attempt, attempts kept."""
+
+    def __init__(self, message: str, exceptions: Sequence[BaseException] = ()) -> None:
+        super().__init__(message)
+        self.exceptions = list(exceptions)
+
+
+class RetryNoProviderError(RetryProviderError):
+    """Raised when failover had no provider it could try at all."""
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
+    lowered = {k.lower(): v for k, v in headers.items()}
+    ms = lowered.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = lowered.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())

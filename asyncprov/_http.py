@@ -1,0 +1,377 @@
+"""The HTTP edge: the one aiohttp session per client, proxies, network waits bounded by
+the caller's deadline, and the one place aiohttp exceptions become asyncprov errors."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import aiohttp
+import anyio
+import pydantic_core
+
+from ._version import __version__
+from ._errors import (
+    APIConnectionError,
+    ClientClosedError,
+    ConfigurationError,
+    ConnectTimeoutError,
+    HTTPStatusError,
+    ProxyError,
+    ResponseDecodeError,
+    error_for_status,
+)
+from ._sse import DEFAULT_MAX_EVENT_SIZE
+from ._timeouts import Deadline, Timeout
+
+__all__ = [
+    "HttpCall",
+    "HttpClient",
+    "HttpResponse",
+    "ProxyConfig",
+    "redact",
+    "resolve_proxy",
+]
+
+log = logging.getLogger("asyncprov")
+
+PROXY_ENV = "ASYNCPROV_PROXY"
+USER_AGENT = f"asyncprov/{__version__}"
+DEFAULT_CONNECTION_LIMIT = 10_000
+
+
+class ProxyConfig:
+    """A proxy URL with its credentials held apart, so they never show in a repr or log."""
+
+    __slots__ = ("_auth", "url")
+
+    def __init__(self, url: str) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"proxy must be an http(s) URL like 'http://user:pw@host:port', "
+                f"not {redact(url)!r}"
+            )
+        netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+        if parts.port is not None:
+            netloc = f"{netloc}:{parts.port}"
+        self.url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+        self._auth = (
+            aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+            if parts.username is not None
+            else None
+        )
+
+    @property
+    def auth(self) -> aiohttp.BasicAuth | None:
+        """Basic credentials for the proxy, if its URL had any."""
+        return self._auth
+
+    def __repr__(self) -> str:
+        shown = self.url
+        if self._auth is not None:
+            scheme, rest = shown.split("://", 1)
+            shown = f"{scheme}://***:***@{rest}"
+        return f"ProxyConfig({shown!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ProxyConfig) and other.url == self.url and other._auth == self._auth
+        )
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+
+def redact(url: str) -> str:
+    """A URL with any user:password replaced by stars."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest.split("/", 1)[0]:
+        return url
+    return f"{scheme}://***:***@{rest.split('@', 1)[1]}"
+
+
+def resolve_proxy(
+    proxy: str | ProxyConfig | None = None,
+    proxies: Mapping[str, str] | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+) -> ProxyConfig | None:
+    """The proxy to use: ``proxy``, else ``proxies["https"]`` (then ``"http"``), else
+    the ``ASYNCPROV_PROXY`` environment variable, else none."""
+    if isinstance(proxy, ProxyConfig):
+        return proxy
+    if proxy:
+        return ProxyConfig(proxy)
+    if proxies:
+        unknown = set(proxies) - {"http", "https", "all"}
+        if unknown:
+            raise ConfigurationError(
+                f"proxies keys must be 'http', 'https' or 'all', not {sorted(unknown)}"
+            )
+        chosen = proxies.get("https") or proxies.get("all") or proxies.get("http")
+        if chosen:
+            return ProxyConfig(chosen)
+    value = (os.environ if env is None else env).get(PROXY_ENV)
+    return ProxyConfig(value) if value else None
+
+
+@contextmanager
+def _translated(provider: str | None, model: str | None, *, proxy: bool) -> Iterator[None]:
+    """Turn aiohttp and socket failures into asyncprov errors (keeping ``__cause__``)."""
+    try:
+        yield
+    except aiohttp.ClientProxyConnectionError as exc:
+        raise ProxyError(
+            "could not connect to the proxy", provider=provider, model=model
+        ) from exc
+    except aiohttp.ClientHttpProxyError as exc:
+        raise ProxyError(
+            f"the proxy refused the request with status {exc.status}",
+            provider=provider,
+            model=model,
+        ) from exc
+    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
+        raise ConnectTimeoutError(
+            "timed out connecting" + (" through the proxy" if proxy else ""),
+            provider=provider,
+            model=model,
+        ) from exc
+    except aiohttp.ClientConnectorError as exc:
+        raise APIConnectionError(
+            f"could not connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}",
+            provider=provider,
+            model=model,
+        ) from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise APIConnectionError(
+            "the response body was cut short", provider=provider, model=model
+        ) from exc
+    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
+        raise APIConnectionError(
+            "the connection was closed by the server", provider=provider, model=model
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise APIConnectionError(
+            f"HTTP error: {type(exc).__name__}", provider=provider, model=model
+        ) from exc
+
+
+class HttpResponse:
+    """A response whose every network wait is bounded by the attempt's deadline."""
+
+    __slots__ = ("_call", "_raw", "headers", "status")
+
+    def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
+        self._raw = raw
+        self._call = call
+        self.status = raw.status
+        self.headers: Mapping[str, str] = raw.headers
+
+    @property
+    def content_type(self) -> str:
+        """The media type, lower-cased, without parameters."""
+        return self._raw.content_type.lower()
+
+    async def read_chunk(self) -> bytes:
+        """The next piece of the body as it arrives; ``b""`` at its end."""
+        call = self._call
+        deadline = call.deadline
+        with _translated(call.provider, call.model, proxy=call.proxy is not None):
+            with anyio.CancelScope(deadline=deadline.at(streaming=call.streaming)) as scope:
+                data = await self._raw.content.readany()
+        if scope.cancelled_caught:
+            raise deadline.expired(provider=call.provider, model=call.model)
+        return data
+
+    async def read(self, limit: int | None = None) -> bytes:
+        """The whole body (at most ``limit`` bytes, default the call's max event size)."""
+        limit = limit or self._call.max_event_size
+        parts: list[bytes] = []
+        size = 0
+        while data := await self.read_chunk():
+            parts.append(data)
+            size += len(data)
+            if size > limit:
+                raise ResponseDecodeError(
+                    f"response body larger than {limit} bytes",
+                    provider=self._call.provider,
+                    model=self._call.model,
+                    status=self.status,
+                    body=b"".join(parts)[:200],
+                )
+        return b"".join(parts)
+
+    async def status_error(self) -> HTTPStatusError:
+        """The typed error for a non-2xx response, with the provider's message if any."""
+        call = self._call
+        try:
+            body = await self.read(64 * 1024)
+        except (APIConnectionError, ResponseDecodeError, TimeoutError):
+            body = b""
+        message, error_type, error_code = _error_fields(body)
+        cls = error_for_status(self.status)
+        return cls(
+            message or f"{self._raw.reason or 'error'}",
+            status=self.status,
+            provider=call.provider,
+            model=call.model,
+            body=body,
+            headers=dict(self.headers),
+            error_type=error_type,
+            error_code=error_code,
+        )
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an OpenAI-style error body, else a text snippet."""
+    try:
+        data = pydantic_core.from_json(body) if body else None
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:200] or None), None, None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error, None, None
+    if not isinstance(error, dict):
+        return None, None, None
+    message = error.get("message") or error.get("detail")
+    code = error.get("code")
+    kind = error.get("type")
+    return (
+        str(message) if message is not None else None,
+        str(kind) if kind is not None else None,
+        str(code) if code is not None else None,
+    )
+
+
+class HttpCall:
+    """What a provider gets for one attempt: the shared session, bound to this attempt's
+    deadline, proxy and limits."""
+
+    __slots__ = ("_client", "deadline", "max_event_size", "model", "provider", "proxy", "streaming")
+
+    def __init__(
+        self,
+        client: HttpClient,
+        *,
+        deadline: Deadline,
+        proxy: ProxyConfig | None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self._client = client
+        self.deadline = deadline
+        self.proxy = proxy
+        self.provider = provider
+        self.model = model
+        self.max_event_size = client.max_event_size
+        self.streaming = True
+
+    @asynccontextmanager
+    async def post(
+        self,
+        url: str,
+        *,
+        body: Any,
+        headers: Mapping[str, str],
+        stream: bool = True,
+    ) -> AsyncIterator[HttpResponse]:
+        """POST ``body`` as JSON; the response is closed (not pooled) on any early exit."""
+        self.streaming = stream
+        session = await self._client.session()
+        timeout = self.deadline.timeout
+        proxy = self.proxy
+        log.debug("POST %s provider=%s model=%s stream=%s", url, self.provider, self.model, stream)
+        with _translated(self.provider, self.model, proxy=proxy is not None):
+            with anyio.CancelScope(deadline=self.deadline.at(streaming=stream)) as scope:
+                raw = await session.post(
+                    url,
+                    data=pydantic_core.to_json(body),
+                    headers={"Content-Type": "application/json", **headers},
+                    proxy=proxy.url if proxy else None,
+                    proxy_auth=proxy.auth if proxy else None,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=timeout.connect, sock_connect=timeout.connect
+                    ),
+                )
+        if scope.cancelled_caught:
+            raise self.deadline.expired(provider=self.provider, model=self.model)
+        try:
+            yield HttpResponse(raw, self)
+        except BaseException:
+            raw.close()
+            raise
+        else:
+            raw.release()
+
+
+class HttpClient:
+    """Owns one aiohttp ``ClientSession``, created lazily inside the running loop."""
+
+    def __init__(
+        self,
+        *,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self.connection_limit = connection_limit
+        self.max_event_size = max_event_size
+        self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
+        self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._closed = False
+
+    @property
+    def is_closed(self) -> bool:
+        """Whether ``aclose`` was called."""
+        return self._closed
+
+    async def session(self) -> aiohttp.ClientSession:
+        """The shared session, created on first use in the running loop."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        loop = asyncio.get_running_loop()
+        if self._session is None:
+            self._loop = loop
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(
+                    limit=self.connection_limit, limit_per_host=0, ttl_dns_cache=300
+                ),
+                headers=self._headers,
+                timeout=aiohttp.ClientTimeout(total=None),
+                trust_env=False,
+            )
+        elif loop is not self._loop:
+            raise ConfigurationError(
+                "this client's connections belong to another event loop; create one "
+                "AsyncClient per event loop (or use the sync Client)"
+            )
+        return self._session
+
+    def call(
+        self,
+        *,
+        deadline: Deadline,
+        proxy: ProxyConfig | None,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> HttpCall:
+        """A view of this client for one attempt."""
+        if self._closed:
+            raise ClientClosedError("the client is closed")
+        return HttpCall(self, deadline=deadline, proxy=proxy, provider=provider, model=model)
+
+    async def aclose(self) -> None:
+        """Close the session and every pooled connection."""
+        self._closed = True
+        session, self._session = self._session, None
+        if session is not None:
+            await session.close()
+

@@ -1,0 +1,251 @@
+"""Sans-IO decoder for ``text/event-stream`` response bodies (server-sent events).
+
+Feed it the raw bytes of a body as they arrive; it returns the events each read
+completes. Parsing follows the WHATWG EventSource rules with two deviations suited to
+LLM streams: an event that has an ``event:`` name but no ``data:`` line is dispatched
+too, and ``id`` belongs to the one event that carried it (it is not carried over to
+later events). Data stays raw ``bytes``, so a UTF-8 character split between reads
+needs no care.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import NoReturn
+
+from asyncprov._errors import EventTooLargeError
+
+__all__ = ["DEFAULT_MAX_EVENT_SIZE", "SSEDecoder", "ServerSentEvent"]
+
+DEFAULT_MAX_EVENT_SIZE: int = 8 * 1024 * 1024
+"""Default limit, in bytes, on the size of one event; see `SSEDecoder`."""
+
+_BOM = b"\xef\xbb\xbf"
+
+
+@dataclass(slots=True)
+class ServerSentEvent:
+    """One dispatched server-sent event; treat it as read-only.
+
+    Not ``frozen``: a frozen dataclass takes about four times as long to build,
+    which shows on a stream's hot path.
+
+    Attributes:
+        data: The event's ``data`` lines joined with ``b"\\n"``, undecoded.
+        event: The ``event`` field decoded as UTF-8 (invalid bytes replaced);
+            ``"message"`` when absent or empty.
+        id: The last ``id`` field of this event (ignored if it contains NUL), or None.
+    """
+
+    data: bytes
+    event: str = "message"
+    id: str | None = None
+
+
+class SSEDecoder:
+    """Incremental parser turning body chunks into `ServerSentEvent` objects.
+
+    Line ends may be LF, CR or CRLF, and chunks may split the stream at any byte,
+    including between the CR and LF of one line end. A UTF-8 BOM at the start is
+    skipped. ``retry`` and unknown fields are ignored.
+
+    The size of the event being received is the spec's data buffer (each ``data``
+    value plus one LF) plus the length of the line being read, line ends excluded.
+    When it would exceed ``max_event_size``, `feed` raises `EventTooLargeError`
+    (also for one endless line that never ends), whatever the chunking. The decoder
+    is reset when it raises; events completed earlier in the failing chunk are lost.
+
+    Args:
+        max_event_size: Limit in bytes on one event, as described above.
+
+    Raises:
+        ValueError: If ``max_event_size`` is not positive.
+    """
+
+    __slots__ = (
+        "_data",
+        "_event",
+        "_id",
+        "_limit",
+        "_partial",
+        "_partial_len",
+        "_size",
+        "_skip_lf",
+        "_start",
+    )
+
+    _limit: int
+    _start: bool  # BOM not yet ruled in or out; _partial holds a prefix of one
+    _skip_lf: bool  # the last chunk ended in CR, so a leading LF completes a CRLF
+    _partial: list[bytes]  # pieces of the unterminated last line
+    _partial_len: int
+    _data: list[bytes]
+    _size: int  # sum of len(value) + 1 over _data
+    _event: str | None
+    _id: str | None
+
+    def __init__(self, max_event_size: int = DEFAULT_MAX_EVENT_SIZE) -> None:
+        if max_event_size < 1:
+            raise ValueError(f"max_event_size must be positive, got {max_event_size}")
+        self._limit = max_event_size
+        self._reset()
+
+    @property
+    def has_partial(self) -> bool:
+        """Whether an unterminated line or undispatched ``data``/``event``/``id`` is buffered.
+
+        Read it before `flush`: at the end of a body it tells a clean end from a
+        truncated one. `flush` resets the decoder, after which it is False.
+        """
+        return bool(self._partial or self._data) or self._event is not None or self._id is not None
+
+    def feed(self, chunk: bytes) -> list[ServerSentEvent]:
+        """Parse the next chunk of the body.
+
+        Args:
+            chunk: Bytes as read from the body, of any length.
+
+        Returns:
+            The events this chunk completed, in order; often empty.
+
+        Raises:
+            EventTooLargeError: If the current event grows past ``max_event_size``.
+        """
+        # Fast path for paced streams: the chunk is exactly one "data: ..." event.
+        if (
+            chunk[:6] == b"data: "
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1] == 0x0A
+            and len(chunk) - 2 <= self._limit
+            and chunk.find(b"\r") < 0
+            and not (self._partial or self._data)
+            and self._event is None
+            and self._id is None
+        ):
+            self._start = self._skip_lf = False
+            return [ServerSentEvent(chunk[6:-2])]
+        if self._start:
+            chunk = b"".join(self._partial) + chunk
+            if len(chunk) < 3 and _BOM.startswith(chunk):
+                self._partial = [chunk] if chunk else []
+                self._partial_len = len(chunk)
+                return []
+            self._start = False
+            self._partial = []
+            self._partial_len = 0
+            if chunk.startswith(_BOM):
+                chunk = chunk[3:]
+        if self._skip_lf and chunk:
+            self._skip_lf = False
+            if chunk[0] == 0x0A:
+                chunk = chunk[1:]
+        if chunk.find(b"\r") >= 0:
+            self._skip_lf = chunk[-1] == 0x0D
+            chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        if chunk.find(b"\n") < 0:
+            if chunk:
+                self._partial.append(chunk)
+                self._partial_len += len(chunk)
+                if self._partial_len + self._size > self._limit:
+                    self._too_large()
+            return []
+        if self._partial:
+            self._partial.append(chunk)
+            chunk = b"".join(self._partial)
+            self._partial = []
+            self._partial_len = 0
+
+        events: list[ServerSentEvent] = []
+        pending = self._data or self._event is not None or self._id is not None
+        if not pending and len(chunk) <= self._limit:
+            # Bulk fast path: a run of events that are each one "data: ..." line.
+            parts = chunk.split(b"\n\ndata: ")
+            rest = parts.pop()
+            # (each LF outside `rest` is in a separator: every part is one line)
+            if (
+                parts
+                and parts[0][:6] == b"data: "
+                and chunk.count(b"\n") == 2 * len(parts) + rest.count(b"\n")
+            ):
+                parts[0] = parts[0][6:]
+                events = list(map(ServerSentEvent, parts))
+                chunk = b"data: " + rest
+        # Every block but the last is followed by a blank line, so ends an event.
+        blocks = chunk.split(b"\n\n")
+        tail = blocks.pop()
+        for block in blocks:
+            self._lines(block.split(b"\n"), events)
+            self._dispatch(events)
+        end = tail.rfind(b"\n")
+        if end >= 0:
+            self._lines(tail[:end].split(b"\n"), events)
+            tail = tail[end + 1 :]
+        if tail:
+            if len(tail) + self._size > self._limit:
+                self._too_large()
+            self._partial = [tail]
+            self._partial_len = len(tail)
+        return events
+
+    def flush(self) -> list[ServerSentEvent]:
+        """End the body: dispatch a pending event and reset the decoder for reuse.
+
+        An event whose lines were all terminated but which lacked the final blank
+        line is dispatched. The bytes of an unterminated last line are discarded,
+        since a body cut mid-line is truncated; check `has_partial` before calling
+        this to detect that.
+
+        Returns:
+            The pending event, if any.
+        """
+        events: list[ServerSentEvent] = []
+        self._dispatch(events)
+        self._reset()
+        return events
+
+    def _lines(self, lines: list[bytes], events: list[ServerSentEvent]) -> None:
+        for line in lines:
+            if not line:
+                self._dispatch(events)
+                continue
+            if len(line) + self._size > self._limit:
+                self._too_large()
+            name, colon, value = line.partition(b":")
+            if not name:
+                continue  # comment
+            if colon and value.startswith(b" "):
+                value = value[1:]
+            if name == b"data":
+                self._data.append(value)
+                self._size += len(value) + 1
+            elif name == b"event":
+                self._event = value.decode("utf-8", "replace") or None
+            elif name == b"id" and b"\0" not in value:
+                self._id = value.decode("utf-8", "replace")
+
+    def _dispatch(self, events: list[ServerSentEvent]) -> None:
+        if self._data or self._event is not None:
+            events.append(
+                ServerSentEvent(b"\n".join(self._data), self._event or "message", self._id)
+            )
+        if self._data:
+            self._data = []
+            self._size = 0
+        self._event = self._id = None
+
+    def _reset(self) -> None:
+        self._start = True
+        self._skip_lf = False
+        self._partial = []
+        self._partial_len = 0
+        self._data = []
+        self._size = 0
+        self._event = None
+        self._id = None
+
+    def _too_large(self) -> NoReturn:
+        limit = self._limit
+        self._reset()
+        raise EventTooLargeError(
+            f"server-sent event larger than max_event_size ({limit} bytes)", limit=limit
+        )

@@ -1,0 +1,154 @@
+"""The stream object callers iterate, and the caller-side fold for non-streaming calls.
+
+The stream pulls chunks from a provider's async generator one ``await`` at a time (no
+task, no cancel scope held across a ``yield``), tells the attempt's deadline when
+content arrives, and turns a break after content into ``StreamInterruptedError`` with
+the partial text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator
+from types import TracebackType
+from typing import Self
+
+from ._accumulate import CompletionAccumulator
+from ._errors import APIConnectionError, APIError, StreamInterruptedError
+from ._http import HttpCall
+from ._timeouts import Deadline
+from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from .providers.base import Provider
+
+__all__ = ["AsyncStream", "complete"]
+
+
+class AsyncStream(AsyncIterator[ChatCompletionChunk]):
+    """A streamed chat completion: an async iterator of ``ChatCompletionChunk``.
+
+    Use it in ``async with`` (or call ``aclose()``) to release the connection as soon
+    as you stop reading; breaking out of the loop and dropping the object also closes
+    it.
+
+    Example:
+        >>> async with await client.chat.completions.create(..., stream=True) as stream:
+        ...     async for chunk in stream:
+        ...         print(chunk.choices[0].delta.content or "", end="")
+    """
+
+    def __init__(
+        self,
+        source: AsyncGenerator[ChatCompletionChunk, None],
+        deadline: Deadline,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+    ) -> None:
+        self._source = source
+        self._deadline = deadline
+        self._parts: list[str] = []
+        self._first: ChatCompletionChunk | None = None
+        self._finished = False
+        self.provider = provider
+        """The provider answering (as far as known before the first chunk)."""
+        self.model = model
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return "".join(self._parts)
+
+    async def _start(self) -> None:
+        # Pull the first chunk now so that connection and status errors surface from
+        # ``await create(...)``, as callers of openai-python expect.
+        self._first = await self._pull()
+        self.provider = self._first.provider or self.provider
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ChatCompletionChunk:
+        first = self._first
+        if first is not None:
+            self._first = None
+            return first
+        return await self._pull()
+
+    async def _pull(self) -> ChatCompletionChunk:
+        if self._finished:
+            raise StopAsyncIteration
+        deadline = self._deadline
+        deadline.resume()
+        try:
+            chunk = await self._source.__anext__()
+        except StopAsyncIteration:
+            self._finished = True
+            raise
+        except APIError as exc:
+            self._finished = True
+            raise self._with_partial(exc)  # noqa: B904 (cause kept on the error)
+        except BaseException:
+            self._finished = True
+            raise
+        choices = chunk.choices
+        text = choices[0].delta.content if choices else None
+        if text:
+            self._parts.append(text)
+            deadline.mark_progress()
+        elif chunk.is_progress():
+            deadline.mark_progress()
+        deadline.pause()
+        return chunk
+
+    def _with_partial(self, exc: APIError) -> APIError:
+        """The error to raise, carrying the text already delivered."""
+        if not self._deadline.has_content:
+            return exc
+        text = self.text
+        if isinstance(exc, StreamInterruptedError):
+            exc.partial_text = text
+            return exc
+        if isinstance(exc, APIConnectionError):
+            interrupted = StreamInterruptedError(
+                f"the stream broke off: {exc.message}",
+                provider=exc.provider,
+                model=exc.model,
+                partial_text=text,
+            )
+            interrupted.__cause__ = exc
+            return interrupted
+        exc.partial_text = text
+        return exc
+
+    async def aclose(self) -> None:
+        """Stop reading and close the connection now."""
+        self._finished = True
+        self._first = None
+        await self._source.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def collect(self) -> ChatCompletion:
+        """Read the rest of the stream and return the completion it adds up to."""
+        folded = CompletionAccumulator()
+        async with self:
+            async for chunk in self:
+                folded.add(chunk)
+        return folded.completion(provider=self.provider)
+
+
+async def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> ChatCompletion:
+    """A whole completion: the provider's native call, else its stream folded here
+    (so the first_chunk and idle timeouts see the content as it arrives)."""
+    if provider.has_native_complete():
+        return await provider.complete(request, http)
+    stream = AsyncStream(provider.stream(request, http), http.deadline, provider=provider.name)
+    return await stream.collect()

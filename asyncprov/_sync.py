@@ -1,0 +1,428 @@
+"""``Client``: the synchronous twin of ``AsyncClient``, with no logic of its own.
+
+Each ``Client`` owns one long-lived event loop in a daemon thread (an anyio blocking
+portal) and forwards every call to an ``AsyncClient`` living there. Because the loop is
+its own, it works from code that already runs an event loop (Jupyter) and from many
+threads at once.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+import weakref
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future
+from types import TracebackType
+from typing import Any, Literal, Self, TypeVar, overload
+
+import anyio
+from anyio.from_thread import BlockingPortal
+
+from ._client import AsyncClient, MessagesInput
+from ._errors import ClientClosedError
+from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput
+from ._registry import ProviderInput
+from ._sse import DEFAULT_MAX_EVENT_SIZE
+from ._streaming import AsyncStream
+from ._timeouts import TimeoutInput
+from ._types import ChatCompletion, ChatCompletionChunk
+
+__all__ = ["Client", "Stream"]
+
+_T = TypeVar("_T")
+_BUFFER = 256
+
+
+class _LoopThread:
+    """An event loop in a daemon thread, reached through an anyio blocking portal."""
+
+    def __init__(self) -> None:
+        ready: Future[BlockingPortal] = Future()
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve)
+            except BaseException as exc:  # pragma: no cover - loop failed to start
+                if not ready.done():
+                    ready.set_exception(exc)
+
+        self._thread = threading.Thread(target=run, name="asyncprov-loop", daemon=True)
+        self._thread.start()
+        self.portal = ready.result()
+
+    def call(self, func: Callable[[], Awaitable[_T]]) -> _T:
+        return self.portal.call(func)
+
+    def stop(self) -> None:
+        if self._thread is threading.current_thread():  # pragma: no cover - GC in loop
+            return
+        try:
+            self.portal.call(self.portal.stop, True)
+        except RuntimeError:  # already stopped
+            pass
+        self._thread.join(timeout=5)
+
+
+def _shutdown(loop: _LoopThread, client: AsyncClient) -> None:
+    try:
+        loop.call(client.aclose)
+    except RuntimeError:  # pragma: no cover - the loop is already gone
+        pass
+    loop.stop()
+
+
+class _Failure:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class _Pump:
+    """Reads an ``AsyncStream`` on the loop thread into a bounded buffer, so the
+    consumer thread crosses over once per batch instead of once per chunk."""
+
+    def __init__(self, stream: AsyncStream) -> None:
+        self.stream = stream
+        self.send, self.receive = anyio.create_memory_object_stream[
+            ChatCompletionChunk | _Failure
+        ](_BUFFER)
+        self.scope: anyio.CancelScope | None = None
+        self.finished: anyio.Event | None = None
+        self.started = False
+
+    async def run(self) -> None:
+        self.finished = anyio.Event()
+        try:
+            with anyio.CancelScope() as self.scope:
+                async with self.send:
+                    try:
+                        async for chunk in self.stream:
+                            try:
+                                self.send.send_nowait(chunk)
+                            except anyio.WouldBlock:
+                                await self.send.send(chunk)
+                    except Exception as exc:
+                        await self.send.send(_Failure(exc))
+        finally:
+            self.finished.set()
+
+    async def next_batch(self) -> list[ChatCompletionChunk | _Failure]:
+        receive = self.receive
+        try:
+            batch = [await receive.receive()]
+        except anyio.EndOfStream:
+            return []
+        while True:
+            try:
+                batch.append(receive.receive_nowait())
+            except (anyio.WouldBlock, anyio.EndOfStream):
+                return batch
+
+    async def shutdown(self) -> None:
+        if self.scope is not None and self.finished is not None:
+            self.scope.cancel()
+            await self.finished.wait()
+        self.receive.close()
+        await self.stream.aclose()
+
+
+def _close_pump(loop: _LoopThread, pump: _Pump) -> None:
+    try:
+        loop.call(pump.shutdown)
+    except RuntimeError:  # pragma: no cover - the loop is already gone
+        pass
+
+
+class Stream(Iterator[ChatCompletionChunk]):
+    """A streamed chat completion for sync code: an iterator of ``ChatCompletionChunk``.
+
+    Chunks are read on the client's loop thread and handed over in batches, so the
+    per-chunk cost stays close to the async stream's. Use ``with`` or ``close()`` to
+    release the connection early; breaking out and dropping the object also closes it.
+    """
+
+    def __init__(self, loop: _LoopThread, stream: AsyncStream) -> None:
+        self._loop = loop
+        self._stream = stream
+        self._pump = _Pump(stream)
+        self._ready: deque[ChatCompletionChunk] = deque()
+        self._done = False
+        self._finalizer = weakref.finalize(self, _close_pump, loop, self._pump)
+
+    @property
+    def provider(self) -> str | None:
+        """The provider answering."""
+        return self._stream.provider
+
+    @property
+    def text(self) -> str:
+        """The text received so far."""
+        return self._stream.text
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> ChatCompletionChunk:
+        if self._ready:
+            return self._ready.popleft()
+        if self._done:
+            raise StopIteration
+        pump = self._pump
+        if not pump.started:
+            pump.started = True
+            self._loop.portal.start_task_soon(pump.run)
+        batch = self._loop.call(pump.next_batch)
+        if not batch:
+            self.close()
+            raise StopIteration
+        for item in batch:
+            if isinstance(item, _Failure):
+                self.close()
+                raise item.error
+            self._ready.append(item)
+        return self._ready.popleft()
+
+    def close(self) -> None:
+        """Stop reading and close the connection now."""
+        self._done = True
+        self._ready.clear()
+        self._finalizer()
+
+    def collect(self) -> ChatCompletion:
+        """Read the rest of the stream and return the completion it adds up to."""
+        if self._pump.started:
+            raise RuntimeError("collect() must be called before iterating the stream")
+        self._done = True
+        self._finalizer.detach()
+        return self._loop.call(self._stream.collect)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Completions:
+    """``client.chat.completions`` (sync)."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    @overload
+    def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: Literal[False] = False,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion: ...
+
+    @overload
+    def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: Literal[True],
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Stream: ...
+
+    @overload
+    def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: bool,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion | Stream: ...
+
+    def create(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        provider: ProviderInput | None = None,
+        stream: bool = False,
+        image: ImageInput | None = None,
+        images: Iterable[ImageInput] | None = None,
+        proxy: str | None = None,
+        api_key: str | None = None,
+        timeout: TimeoutInput = None,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_tokens: int | None = None,
+        stop: str | list[str] | None = None,
+        seed: int | None = None,
+        tools: list[dict[str, Any]] | None = None,
+        tool_choice: str | dict[str, Any] | None = None,
+        response_format: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> ChatCompletion | Stream:
+        """Create a chat completion; the arguments are those of ``AsyncClient``'s
+        ``chat.completions.create``. With ``stream=True`` returns a ``Stream``."""
+        loop = self._client._running_loop()
+        result = loop.call(
+            functools.partial(
+                self._client._async.chat.completions.create,
+                model,
+                messages,
+                provider=provider,
+                stream=stream,
+                image=image,
+                images=images,
+                proxy=proxy,
+                api_key=api_key,
+                timeout=timeout,
+                temperature=temperature,
+                top_p=top_p,
+                max_tokens=max_tokens,
+                stop=stop,
+                seed=seed,
+                tools=tools,
+                tool_choice=tool_choice,
+                response_format=response_format,
+                **extra,
+            )
+        )
+        if isinstance(result, AsyncStream):
+            return Stream(loop, result)
+        return result
+
+
+class Chat:
+    """``client.chat`` (sync)."""
+
+    def __init__(self, client: Client) -> None:
+        self.completions = Completions(client)
+
+
+class Client:
+    """A synchronous client, the twin of ``AsyncClient`` (same arguments).
+
+    Example:
+        >>> with Client(base_url="http://127.0.0.1:8000/v1") as client:
+        ...     for chunk in client.chat.completions.create(
+        ...             model="m", messages="Hi", stream=True):
+        ...         print(chunk.choices[0].delta.content or "", end="")
+    """
+
+    def __init__(
+        self,
+        provider: ProviderInput | None = None,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        proxies: Mapping[str, str] | None = None,
+        proxy: str | None = None,
+        timeout: TimeoutInput = None,
+        headers: Mapping[str, str] | None = None,
+        max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        connection_limit: int = 10_000,
+    ) -> None:
+        self._async = AsyncClient(
+            provider,
+            api_key=api_key,
+            base_url=base_url,
+            proxies=proxies,
+            proxy=proxy,
+            timeout=timeout,
+            headers=headers,
+            max_event_size=max_event_size,
+            max_image_bytes=max_image_bytes,
+            connection_limit=connection_limit,
+        )
+        self._loop: _LoopThread | None = None
+        self._lock = threading.Lock()
+        self._closed = False
+        self._finalizer: weakref.finalize[Any, Any] | None = None
+        self.chat = Chat(self)
+
+    def __repr__(self) -> str:
+        return "Client" + repr(self._async).removeprefix("AsyncClient")
+
+    def _running_loop(self) -> _LoopThread:
+        with self._lock:
+            if self._closed:
+                raise ClientClosedError("the client is closed")
+            if self._loop is None:
+                self._loop = _LoopThread()
+                self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)
+            return self._loop
+
+    def close(self) -> None:
+        """Close every connection and stop the client's loop thread."""
+        with self._lock:
+            self._closed = True
+            finalizer, self._finalizer = self._finalizer, None
+        if finalizer is not None:
+            finalizer()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,148 @@
+"""Timeout settings and the per-attempt deadline that enforces them.
+
+The deadline is owned by the caller side (the stream object, the failover engine) and
+read by the HTTP edge before every network wait, so providers never set timeouts. Only
+content moves the idle clock forward: keepalive comments, empty events and trickled
+bytes are not progress.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ._errors import (
+    APITimeoutError,
+    ConfigurationError,
+    FirstChunkTimeoutError,
+    IdleTimeoutError,
+    TotalTimeoutError,
+)
+
+__all__ = ["Deadline", "Timeout", "TimeoutInput", "as_timeout"]
+
+
+class Timeout(BaseModel):
+    """How long each phase of a call may take, in seconds (``None``: no limit).
+
+    Attributes:
+        connect: opening a connection, proxy included (default 10 s).
+        first_chunk: from sending the request to the first content chunk, headers
+            included (default 120 s). Applies to streamed responses.
+        idle: the longest gap between two content chunks while the caller waits
+            (default 60 s). Keepalive comments and trickled bytes do not reset it.
+        total: the whole call, retries and failover included (default 600 s).
+
+    A native non-streaming request has no chunks, so only ``connect`` and ``total``
+    bound it.
+
+    Example:
+        >>> Timeout(first_chunk=5, idle=10)
+        Timeout(connect=10.0, first_chunk=5.0, idle=10.0, total=600.0)
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    connect: float | None = Field(default=10.0, gt=0)
+    first_chunk: float | None = Field(default=120.0, gt=0)
+    idle: float | None = Field(default=60.0, gt=0)
+    total: float | None = Field(default=600.0, gt=0)
+
+
+TimeoutInput = Timeout | float | int | None
+"""What ``timeout=`` takes: a ``Timeout``, a number (the total), or ``None`` (defaults)."""
+
+
+def as_timeout(value: TimeoutInput, default: Timeout | None = None) -> Timeout:
+    """Normalise a ``timeout=`` argument; a bare number is the total."""
+    base = default or Timeout()
+    if value is None:
+        return base
+    if isinstance(value, Timeout):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise ConfigurationError(
+            f"timeout must be a positive number of seconds or a Timeout, not {value!r}"
+        )
+    return base.model_copy(update={"total": float(value)})
+
+
+def _clock() -> float:
+    # asyncio's loop.time() is time.monotonic(), the clock anyio's deadlines use.
+    return time.monotonic()
+
+
+class Deadline:
+    """The moment the current wait of one attempt must end, and why.
+
+    Created when an attempt starts; ``mark_progress`` on each content chunk;
+    ``pause``/``resume`` around the time the caller spends away between chunks, so a
+    slow consumer is never blamed on the server.
+    """
+
+    __slots__ = ("_away_since", "_idle", "_progress_at", "_total_at", "has_content", "timeout")
+
+    def __init__(self, timeout: Timeout, *, total_at: float | None = None) -> None:
+        now = _clock()
+        self.timeout = timeout
+        self._idle = timeout.idle if timeout.idle is not None else math.inf
+        if total_at is None:
+            total_at = now + timeout.total if timeout.total is not None else math.inf
+        self._total_at = total_at
+        self._progress_at = (
+            now + timeout.first_chunk if timeout.first_chunk is not None else math.inf
+        )
+        self._away_since: float | None = None
+        self.has_content = False
+
+    @property
+    def total_at(self) -> float:
+        """When the whole call must end (shared by every attempt of one call)."""
+        return self._total_at
+
+    def at(self, *, streaming: bool = True) -> float:
+        """The clock value the current network wait must end by."""
+        if not streaming:
+            return self._total_at
+        return min(self._total_at, self._progress_at)
+
+    def mark_progress(self) -> None:
+        """Content arrived: restart the idle clock."""
+        self.has_content = True
+        self._progress_at = _clock() + self._idle
+
+    def pause(self) -> None:
+        """The caller took a chunk away; its own time does not count as idle."""
+        self._away_since = _clock()
+
+    def resume(self) -> None:
+        """The caller asks for the next chunk."""
+        if self._away_since is not None:
+            self._progress_at += _clock() - self._away_since
+            self._away_since = None
+
+    def expired(self, *, provider: str | None = None, model: str | None = None) -> APITimeoutError:
+        """The timeout error for a wait that ran out, naming the phase."""
+        timeout = self.timeout
+        if _clock() >= self._total_at - 1e-3:
+            return TotalTimeoutError(
+                f"the call took longer than its total timeout of {timeout.total} s",
+                provider=provider,
+                model=model,
+                timeout=timeout.total,
+            )
+        if not self.has_content:
+            return FirstChunkTimeoutError(
+                f"no content within the first_chunk timeout of {timeout.first_chunk} s",
+                provider=provider,
+                model=model,
+                timeout=timeout.first_chunk,
+            )
+        return IdleTimeoutError(
+            f"no content for the idle timeout of {timeout.idle} s",
+            provider=provider,
+            model=model,
+            timeout=timeout.idle,
+        )

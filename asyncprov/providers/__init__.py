@@ -1,0 +1,23 @@
+"""Providers: one class per service or wire format.
+
+Concrete providers are imported on first access, so ``import asyncprov`` (and the
+provider contract in ``base``) never loads a provider module.
+"""
+
+from typing import TYPE_CHECKING, Any
+
+from .base import Provider as Provider
+
+if TYPE_CHECKING:
+    from .openai import OpenAICompatible as OpenAICompatible
+    from .openai import OpenaiChat as OpenaiChat
+
+__all__ = ["OpenAICompatible", "OpenaiChat", "Provider"]
+
+
+def __getattr__(name: str) -> Any:
+    from .._registry import provider_class, registered_names
+
+    if name in registered_names():
+        return provider_class(name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,198 @@
+"""The OpenAI Chat Completions wire format, shared by every OpenAI-shaped host.
+
+Hosts that speak it (OpenAI, Reka, Groq, vLLM, Ollama, ...) are configuration on top of
+``OpenAIWire``: a base URL, an auth header and a model list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._errors import (
+    APIError,
+    ConfigurationError,
+    ProviderError,
+    ResponseDecodeError,
+    StreamInterruptedError,
+)
+from .._http import HttpCall, HttpResponse
+from .._sse import SSEDecoder
+from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from .base import Provider
+
+__all__ = ["OpenAIWire"]
+
+_DONE = b"[DONE]"
+_OPTIONS = (
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "response_format",
+)
+
+
+class _WireError(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
+
+    message: str | None = None
+    type: str | None = None
+    code: str | None = None
+
+
+class _WireErrorBody(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    error: _WireError | str
+
+
+def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+        "stream": stream,
+    }
+    if stream and request.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    for option in _OPTIONS:
+        value = getattr(request, option)
+        if value is not None:
+            body[option] = value
+    body.update(request.extra)
+    return body
+
+
+def _process_error_payload(
+    payload: bytes, *, provider: str, model: str, status: int
+) -> APIError:
+    """A ``ProviderError`` if ``payload`` is an error object, else a decode error."""
+    try:
+        parsed = _WireErrorBody.model_validate_json(payload)
+    except ValidationError:
+        kind = "event" if status == 200 else "body"
+        return ResponseDecodeError(
+            f"the response {kind} is not valid chat completion JSON",
+            provider=provider,
+            model=model,
+            status=status,
+            body=payload,
+        )
+    error = parsed.error
+    if isinstance(error, str):
+        return ProviderError(error, provider=provider, model=model)
+    return ProviderError(
+        error.message or "the provider reported an error",
+        provider=provider,
+        model=model,
+        error_type=error.type,
+        error_code=error.code,
+    )
+
+
+async def _unexpected_body(resp: HttpResponse, *, expected: str, provider: str, model: str) -> APIError:
+    body = await resp.read()
+    if resp.content_type == "application/json":
+        error = _process_error_payload(body, provider=provider, model=model, status=resp.status)
+        if isinstance(error, ProviderError):
+            return error
+    return ResponseDecodeError(
+        f"expected {expected}, got {resp.content_type or 'no content type'}",
+        provider=provider,
+        model=model,
+        status=resp.status,
+        body=body,
+    )
+
+
+class OpenAIWire(Provider):
+    """A provider speaking OpenAI's Chat Completions format (configure, don't subclass
+    with logic)."""
+
+    supports_images = True
+    supports_tools = True
+    auth_header: ClassVar[str] = "Authorization"
+    """Header carrying the key; ``Authorization`` gets a ``Bearer`` prefix."""
+
+    def _request_parts(
+        self, request: ChatRequest, *, stream: bool
+    ) -> tuple[str, dict[str, Any], dict[str, str], str]:
+        if not self.base_url:
+            raise ConfigurationError(f"{self.name} needs base_url=...")
+        key = self.require_api_key() if self.needs_auth else self.get_api_key()
+        headers = dict(self.headers)
+        if key is not None:
+            headers[self.auth_header] = (
+                f"Bearer {key}" if self.auth_header == "Authorization" else key
+            )
+        if stream:
+            headers["Accept"] = "text/event-stream"
+        model = self.resolve_model(request.model)
+        url = f"{self.base_url}/chat/completions"
+        return url, _map_request(request, model, stream=stream), headers, model
+
+    async def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncIterator[ChatCompletionChunk]:
+        url, body, headers, model = self._request_parts(request, stream=True)
+        name = self.name
+        validate = ChatCompletionChunk.model_validate_json
+        async with http.post(url, body=body, headers=headers) as resp:
+            if resp.status >= 400:
+                raise await resp.status_error()
+            if resp.content_type != "text/event-stream":
+                raise await _unexpected_body(
+                    resp, expected="an event stream", provider=name, model=model
+                )
+            decoder = SSEDecoder(http.max_event_size)
+            while True:
+                data = await resp.read_chunk()
+                events = decoder.feed(data) if data else decoder.flush()
+                for event in events:
+                    payload = event.data
+                    if payload == _DONE:
+                        return
+                    if event.event == "error":
+                        raise _process_error_payload(
+                            payload, provider=name, model=model, status=resp.status
+                        ) if payload.startswith(b"{") else ProviderError(
+                            payload.decode("utf-8", "replace") or "error event",
+                            provider=name,
+                            model=model,
+                        )
+                    try:
+                        chunk = validate(payload)
+                    except ValidationError as exc:
+                        raise _process_error_payload(
+                            payload, provider=name, model=model, status=resp.status
+                        ) from exc
+                    chunk.provider = name
+                    yield chunk
+                if not data:
+                    raise StreamInterruptedError(
+                        "the stream ended before [DONE]", provider=name, model=model
+                    )
+
+    async def complete(self, request: ChatRequest, http: HttpCall) -> ChatCompletion:
+        url, body, headers, model = self._request_parts(request, stream=False)
+        async with http.post(url, body=body, headers=headers, stream=False) as resp:
+            if resp.status >= 400:
+                raise await resp.status_error()
+            if resp.content_type != "application/json":
+                raise await _unexpected_body(
+                    resp, expected="a JSON body", provider=self.name, model=model
+                )
+            payload = await resp.read()
+        try:
+            completion = ChatCompletion.model_validate_json(payload)
+        except ValidationError as exc:
+            raise _process_error_payload(
+                payload, provider=self.name, model=model, status=resp.status
+            ) from exc
+        completion.provider = self.name
+        return completion

@@ -1,0 +1,203 @@
+"""The Provider contract: class-level facts, one async-generator core, and shims.
+
+A provider turns a normalized ``ChatRequest`` into ``ChatCompletionChunk``s over the
+HTTP edge it is handed. It opens no task groups and sets no timeouts: the caller side
+bounds every network wait through the ``HttpCall`` it passes in.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
+
+from .._accumulate import CompletionAccumulator
+from .._errors import MissingAuthError, ModelNotFoundError
+from .._http import HttpCall, ProxyConfig, resolve_proxy
+from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
+
+__all__ = ["Provider"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+class _ClassOrInstanceMethod(Generic[_P, _R]):
+    """A method callable on the class (with default configuration) or an instance."""
+
+    def __init__(self, func: Callable[Concatenate[Provider, _P], _R]) -> None:
+        self._func = func
+        functools.update_wrapper(self, func)  # type: ignore[arg-type]
+
+    def __get__(self, obj: Provider | None, owner: type[Provider]) -> Callable[_P, _R]:
+        target = obj if obj is not None else owner()
+        return functools.partial(self._func, target)
+
+
+class Provider(ABC):
+    """One LLM chat service.
+
+    Class-level facts describe the service; an instance carries configuration. Passing
+    the class anywhere a provider is expected uses its defaults.
+
+    Example:
+        >>> from asyncprov.providers import OpenAICompatible
+        >>> local = OpenAICompatible(base_url="http://localhost:11434/v1")
+    """
+
+    name: ClassVar[str] = ""
+    """The provider's name, as reported on every chunk (defaults to the class name)."""
+    url: ClassVar[str | None] = None
+    """The service's home page."""
+    base_url: str = ""
+    """The API root requests go to; an instance may override it."""
+    working: ClassVar[bool] = True
+    """False when the service is known broken: never picked automatically."""
+    supports_stream: ClassVar[bool] = True
+    supports_images: ClassVar[bool] = False
+    supports_tools: ClassVar[bool] = False
+    needs_auth: ClassVar[bool] = False
+    default_model: ClassVar[str | None] = None
+    models: ClassVar[tuple[str, ...]] = ()
+    model_aliases: ClassVar[Mapping[str, str]] = {}
+    """Other names for models, mapped to the name sent on the wire."""
+    api_key_env: ClassVar[str | None] = None
+    """Environment variable the key is read from when none is passed."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            cls.name = cls.__name__
+
+    def __init__(
+        self,
+        *,
+        api_key: str | None = None,
+        base_url: str | None = None,
+        proxy: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        self._api_key = api_key
+        if base_url is not None:
+            self.base_url = base_url.rstrip("/")
+        self.proxy: ProxyConfig | None = resolve_proxy(proxy, env={}) if proxy else None
+        self.headers: dict[str, str] = dict(headers or {})
+
+    def __repr__(self) -> str:
+        shown = [f"base_url={self.base_url!r}"]
+        if self._api_key:
+            shown.append("api_key='***'")
+        if self.proxy is not None:
+            shown.append(f"proxy={self.proxy!r}")
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+    def with_options(self, *, api_key: str | None = None, base_url: str | None = None) -> Self:
+        """A copy of this provider with the given options replaced."""
+        clone = copy.copy(self)
+        if api_key is not None:
+            clone._api_key = api_key
+        if base_url is not None:
+            clone.base_url = base_url.rstrip("/")
+        return clone
+
+    @property
+    def has_configured_key(self) -> bool:
+        """Whether a key was passed to this instance (the environment not consulted)."""
+        return bool(self._api_key)
+
+    @property
+    def has_api_key(self) -> bool:
+        """Whether a key was passed or is set in the environment."""
+        return self.get_api_key() is not None
+
+    def get_api_key(self) -> str | None:
+        """The key: the one passed in, else the environment variable, else ``None``."""
+        if self._api_key:
+            return self._api_key
+        if self.api_key_env:
+            return os.environ.get(self.api_key_env) or None
+        return None
+
+    def require_api_key(self) -> str:
+        """The key, or ``MissingAuthError`` saying how to provide one."""
+        key = self.get_api_key()
+        if key is None:
+            where = f" or set the {self.api_key_env} environment variable" if self.api_key_env else ""
+            raise MissingAuthError(f"{self.name} needs an API key: pass api_key=...{where}")
+        return key
+
+    def resolve_model(self, model: str | None) -> str:
+        """The wire name for ``model`` (the default model when ``None``)."""
+        if not model:
+            if not self.default_model:
+                raise ModelNotFoundError(f"{self.name} has no default model: pass model=...")
+            return self.default_model
+        return self.model_aliases.get(model, model)
+
+    @abstractmethod
+    def stream(self, request: ChatRequest, http: HttpCall) -> AsyncIterator[ChatCompletionChunk]:
+        """Send ``request`` and yield its chunks as they arrive (an async generator).
+
+        Raises ``StreamInterruptedError`` when the body ends before the protocol's
+        terminator, and typed errors for everything else.
+        """
+
+    @classmethod
+    def has_native_complete(cls) -> bool:
+        """Whether ``complete`` is a native non-streaming call rather than the fold."""
+        return cls.complete is not Provider.complete
+
+    async def complete(self, request: ChatRequest, http: HttpCall) -> ChatCompletion:
+        """The whole completion; by default the stream, folded. Override when the
+        service has a cheaper native non-streaming call giving the same result."""
+        folded = CompletionAccumulator()
+        async for chunk in self.stream(request, http):
+            folded.add(chunk)
+        return folded.completion(provider=self.name)
+
+    @_ClassOrInstanceMethod
+    def create_completion(
+        self,
+        model: str | None = None,
+        messages: str | list[MessageInput] | None = None,
+        stream: bool = True,
+        proxy: str | None = None,
+        auth: str | None = None,
+        **kwargs: Any,
+    ) -> Iterator[str]:
+        """Stream the reply as plain text tokens, synchronously.
+
+        Works on the class (``Raycast.create_completion(...)``) or an instance, and also
+        from inside a running event loop.
+
+        Example:
+            >>> for token in OpenaiChat.create_completion(model="gpt-4o", messages=msgs):
+            ...     print(token, end="")
+        """
+        # The shims consume the public client; imported at call time so the provider
+        # layer never depends on the client layers at import.
+        from .._shims import create_completion
+
+        return create_completion(
+            self, model, messages, stream=stream, proxy=proxy, auth=auth, **kwargs
+        )
+
+    @_ClassOrInstanceMethod
+    def create_async_generator(
+        self,
+        model: str | None = None,
+        messages: str | list[MessageInput] | None = None,
+        stream: bool = True,
+        proxy: str | None = None,
+        auth: str | None = None,
+        **kwargs: Any,
+    ) -> AsyncIterator[str]:
+        """Stream the reply as plain text tokens, asynchronously (see ``create_completion``)."""
+        from .._shims import create_async_generator
+
+        return create_async_generator(
+            self, model, messages, stream=stream, proxy=proxy, auth=auth, **kwargs
+        )

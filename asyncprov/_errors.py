@@ -239,7 +239,8 @@ class HTTPStatusError(APIError):
         super().__init__(message, provider=provider, model=model)
         self.status = status
         self.body = _snippet(body)
-        self.headers: dict[str, str] = dict(headers or {})
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        """Response headers, names lower-cased."""
         self.error_type = error_type
         self.error_code = error_code
         self.retry_after = parse_retry_after(self.headers)

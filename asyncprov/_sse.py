@@ -111,19 +111,6 @@ class SSEDecoder:
         Raises:
             EventTooLargeError: If the current event grows past ``max_event_size``.
         """
-        # Fast path for paced streams: the chunk is exactly one "data: ..." event.
-        if (
-            chunk[:6] == b"data: "
-            and chunk.find(b"\n") == len(chunk) - 2
-            and chunk[-1] == 0x0A
-            and len(chunk) - 2 <= self._limit
-            and chunk.find(b"\r") < 0
-            and not (self._partial or self._data)
-            and self._event is None
-            and self._id is None
-        ):
-            self._start = self._skip_lf = False
-            return [ServerSentEvent(chunk[6:-2])]
         if self._start:
             chunk = b"".join(self._partial) + chunk
             if len(chunk) < 3 and _BOM.startswith(chunk):
@@ -142,11 +129,22 @@ class SSEDecoder:
         if chunk.find(b"\r") >= 0:
             self._skip_lf = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
+        limit = self._limit
+        fresh = not (self._partial or self._data) and self._event is None and self._id is None
+        # Fast path for paced streams: the chunk is exactly one "data: ..." event.
+        if (
+            fresh
+            and chunk[:6] == b"data: "
+            and chunk.find(b"\n") == len(chunk) - 2
+            and chunk[-1] == 0x0A
+            and len(chunk) - 2 <= limit
+        ):
+            return [ServerSentEvent(chunk[6:-2])]
         if chunk.find(b"\n") < 0:
             if chunk:
                 self._partial.append(chunk)
                 self._partial_len += len(chunk)
-                if self._partial_len + self._size > self._limit:
+                if self._partial_len + self._size > limit:
                     self._too_large()
             return []
         if self._partial:
@@ -154,17 +152,17 @@ class SSEDecoder:
             chunk = b"".join(self._partial)
             self._partial = []
             self._partial_len = 0
+            fresh = not self._data and self._event is None and self._id is None
 
         events: list[ServerSentEvent] = []
-        pending = self._data or self._event is not None or self._id is not None
-        if not pending and len(chunk) <= self._limit:
+        if fresh and len(chunk) <= limit:
             # Bulk fast path: a run of events that are each one "data: ..." line.
             parts = chunk.split(b"\n\ndata: ")
             rest = parts.pop()
-            # (each LF outside `rest` is in a separator: every part is one line)
             if (
                 parts
                 and parts[0][:6] == b"data: "
+                # every LF outside `rest` is in a separator, so every part is one line
                 and chunk.count(b"\n") == 2 * len(parts) + rest.count(b"\n")
             ):
                 parts[0] = parts[0][6:]
@@ -174,14 +172,29 @@ class SSEDecoder:
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
         for block in blocks:
+            if fresh and len(block) <= limit:
+                # Fast paths for a block of one "data: " line, or "event: " then "data: ".
+                nl = block.find(b"\n")
+                if nl < 0 and block[:6] == b"data: ":
+                    events.append(ServerSentEvent(block[6:]))
+                    continue
+                if (
+                    block[:7] == b"event: "
+                    and block[nl + 1 : nl + 7] == b"data: "
+                    and True
+                ):
+                    event = block[7:nl].decode("utf-8", "replace") or "message"
+                    events.append(ServerSentEvent(block[nl + 7 :], event))
+                    continue
             self._lines(block.split(b"\n"), events)
             self._dispatch(events)
+            fresh = True
         end = tail.rfind(b"\n")
         if end >= 0:
             self._lines(tail[:end].split(b"\n"), events)
             tail = tail[end + 1 :]
         if tail:
-            if len(tail) + self._size > self._limit:
+            if len(tail) + self._size > limit:
                 self._too_large()
             self._partial = [tail]
             self._partial_len = len(tail)

@@ -8,6 +8,7 @@ the partial text.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator
 from types import TracebackType
 from typing import Self
@@ -46,7 +47,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         self._source = source
         self._deadline = deadline
         self._parts: list[str] = []
-        self._first: ChatCompletionChunk | None = None
+        self._head: deque[ChatCompletionChunk] = deque()
         self._finished = False
         self.provider = provider
         """The provider answering (as far as known before the first chunk)."""
@@ -58,19 +59,22 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         return "".join(self._parts)
 
     async def _start(self) -> None:
-        # Pull the first chunk now so that connection and status errors surface from
-        # ``await create(...)``, as callers of openai-python expect.
-        self._first = await self._pull()
-        self.provider = self._first.provider or self.provider
+        # Read up to the first content chunk now, so that every failure before content
+        # (connection, status, timeouts, error events) surfaces from ``await create()``.
+        while not self._deadline.has_content:
+            try:
+                chunk = await self._pull()
+            except StopAsyncIteration:
+                break
+            self._head.append(chunk)
+            self.provider = chunk.provider or self.provider
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
-        first = self._first
-        if first is not None:
-            self._first = None
-            return first
+        if self._head:
+            return self._head.popleft()
         return await self._pull()
 
     async def _pull(self) -> ChatCompletionChunk:
@@ -122,7 +126,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
     async def aclose(self) -> None:
         """Stop reading and close the connection now."""
         self._finished = True
-        self._first = None
+        self._head.clear()
         await self._source.aclose()
 
     async def __aenter__(self) -> Self:

@@ -58,12 +58,13 @@ async def upstream() -> AsyncIterator[Upstream]:
         return resp
 
     async def forever(request: web.Request) -> web.StreamResponse:
+        # One event, then silence: only the proxy closing this connection can end it
+        # early (the runner cancels handlers whose connection is lost).
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         try:
-            for _ in range(500):
-                await resp.write(b"data: tick\n\n")
-                await asyncio.sleep(0.01)
+            await resp.write(b"data: tick\n\n")
+            await asyncio.sleep(10)
         except (ConnectionResetError, asyncio.CancelledError):
             state.disconnected.set()
             raise
@@ -73,7 +74,7 @@ async def upstream() -> AsyncIterator[Upstream]:
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/stream", stream)
     app.router.add_get("/forever", forever)
-    runner = web.AppRunner(app, shutdown_timeout=1.0)
+    runner = web.AppRunner(app, shutdown_timeout=1.0, handler_cancellation=True)
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     state.url = f"http://127.0.0.1:{runner.addresses[0][1]}"

@@ -1,10 +1,4 @@
-"""A tiny loopback-only HTTP forward proxy for tests and offline examples.
-
-It handles absolute-form requests (``POST http://127.0.0.1:8080/path HTTP/1.1``)
-and ``CONNECT host:port`` tunnels, optionally requires Basic proxy credentials,
-records every request it sees, and streams bytes in both directions without
-buffering. It refuses to connect anywhere except loopback addresses.
-"""
+"""A tiny loopback-only HTTP forward proxy (absolute-form and CONNECT) for tests."""
 
 from __future__ import annotations
 
@@ -51,24 +45,15 @@ class ProxiedRequest:
 
 
 class _Reject(Exception):
-    """Answer the client with an error status and close the connection."""
-
-    def __init__(self, status: int, extra_headers: str = "") -> None:
-        super().__init__(status)
-        self.status = status
-        self.extra_headers = extra_headers
+    """Answer the client with the error status ``args[0]`` and close the connection."""
 
 
 class ProxyServer:
-    """Loopback-only HTTP forward proxy, used as an async context manager.
+    """Loopback-only HTTP forward proxy, used as ``async with ProxyServer(...) as proxy``.
 
-    Example:
-        ``async with ProxyServer(username="u", password="p") as proxy: ...`` then
-        pass ``proxy.url_with_auth()`` as the client's proxy and inspect
-        ``proxy.requests`` afterwards.
-
-    The server runs in a background asyncio task, so it may be entered and exited
-    from different tasks (e.g. in a pytest-asyncio fixture).
+    Only loopback upstreams are ever contacted (others get 403). Bytes are streamed both
+    ways unbuffered. The server runs in a background asyncio task, so it may be entered
+    and exited from different tasks (e.g. in a pytest-asyncio fixture).
 
     Args:
         username: Required Basic proxy user name; no authentication when both
@@ -134,7 +119,7 @@ class ProxyServer:
     async def __aexit__(self, *exc: object) -> None:
         """Stop listening and close every open connection and tunnel."""
         if self._scope is None or self._task is None or self._listener is None:
-            return
+            return  # never entered
         self._scope.cancel()
         try:
             await asyncio.shield(self._task)
@@ -148,13 +133,11 @@ class ProxyServer:
     async def _handle(self, client: SocketStream) -> None:
         async with client:
             try:
-                await self._proxy(client)
-            except _Reject as exc:
                 try:
-                    await _reject(client, exc)
-                except Exception:
-                    _log.debug("could not send %d to the client", exc.status, exc_info=True)
-            except Exception:
+                    await self._proxy(client)
+                except _Reject as exc:
+                    await _reject(client, exc.args[0])
+            except Exception:  # a test helper must never crash or spam the event loop
                 _log.debug("proxy connection failed", exc_info=True)
 
     async def _proxy(self, client: SocketStream) -> None:
@@ -168,7 +151,7 @@ class ProxyServer:
         if (self._username is not None or self._password is not None) and (
             username != (self._username or "") or password != (self._password or "")
         ):
-            raise _Reject(407, 'Proxy-Authenticate: Basic realm="asyncprov"\r\n')
+            raise _Reject(407)
         host, port, forward = _route(method, target, version, headers)
         if not _is_loopback(host):
             raise _Reject(403)
@@ -207,7 +190,8 @@ def _parse_head(head: bytes) -> tuple[str, str, str, list[tuple[str, str]]]:
     lines = head.decode("latin-1").split("\r\n")
     parts = lines[0].split(" ")
     if (
-        len(parts) != 3
+        re.search(r"[\0\r\n]", "".join(lines))  # bare CR/LF could smuggle header lines
+        or len(parts) != 3
         or not _TOKEN.fullmatch(parts[0])
         or not parts[1]
         or not re.fullmatch(r"HTTP/1\.[01]", parts[2])
@@ -266,19 +250,18 @@ def _route(
 
 
 def _is_loopback(host: str) -> bool:
-    if host.lower() == "localhost":
-        return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
     except ValueError:
-        return False  # a host name: never resolved, never contacted
+        return False  # any other host name: never resolved, never contacted
 
 
-async def _reject(client: SocketStream, exc: _Reject) -> None:
-    reason = HTTPStatus(exc.status).phrase
-    body = f"{exc.status} {reason}\n".encode()
+async def _reject(client: SocketStream, status: int) -> None:
+    reason = HTTPStatus(status).phrase
+    body = f"{status} {reason}\n".encode()
+    extra = 'Proxy-Authenticate: Basic realm="asyncprov"\r\n' if status == 407 else ""
     head = (
-        f"HTTP/1.1 {exc.status} {reason}\r\n{exc.extra_headers}"
+        f"HTTP/1.1 {status} {reason}\r\n{extra}"
         f"Content-Type: text/plain\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
     )
     await client.send(head.encode("latin-1") + body)

@@ -238,14 +238,22 @@ class OpenAITestServer:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
         return {"prompt_tokens": prompt, "completion_tokens": pieces, "total_tokens": prompt + pieces}
 
+    def _pieces(self, body: Mapping[str, Any], reply: Reply) -> list[str]:
+        if reply.tool_calls and reply.content is None:
+            return []
+        return split_text(self._content(body, reply), reply.chunks)
+
     def _completion(self, body: Mapping[str, Any], reply: Reply) -> dict[str, Any]:
-        text = self._content(body, reply)
-        message: dict[str, Any] = {"role": "assistant", "content": text}
+        pieces = self._pieces(body, reply)
+        message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces)}
         if reply.tool_calls:
             message["content"] = reply.content
             message["tool_calls"] = [
-                {"id": c["id"], "type": "function",
-                 "function": {"name": c["name"], "arguments": c["arguments"]}}
+                {
+                    "id": c["id"],
+                    "type": "function",
+                    "function": {"name": c["name"], "arguments": c["arguments"]},
+                }
                 for c in reply.tool_calls
             ]
         return {
@@ -254,7 +262,7 @@ class OpenAITestServer:
             "created": int(time.time()),
             "model": body.get("model", ""),
             "choices": [{"index": 0, "message": message, "finish_reason": reply.finish_reason}],
-            "usage": self._usage(body, len(split_text(text, reply.chunks))),
+            "usage": self._usage(body, len(pieces)),
         }
 
     def render_events(self, body: Mapping[str, Any], reply: Reply) -> list[bytes]:
@@ -271,9 +279,7 @@ class OpenAITestServer:
             return _sse({**base, "choices": [choice]})
 
         events = [chunk({"role": "assistant", "content": ""})]
-        pieces = [] if reply.tool_calls and reply.content is None else split_text(
-            self._content(body, reply), reply.chunks
-        )
+        pieces = self._pieces(body, reply)
         events += [chunk({"content": piece}) for piece in pieces]
         for index, call in enumerate(reply.tool_calls or []):
             head = {"index": index, "id": call["id"], "type": "function",

@@ -1,0 +1,29 @@
+"""Shared fixtures: an in-process OpenAI-compatible server and clients pointed at it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from asyncprov import AsyncClient
+from asyncprov.testing import OpenAITestServer
+
+
+@pytest.fixture(autouse=True)
+def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see keys or proxies from the developer's environment."""
+    for name in ("OPENAI_API_KEY", "REKA_API_KEY", "RAYCAST_TOKEN", "ASYNCPROV_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[OpenAITestServer]:
+    async with OpenAITestServer() as srv:
+        yield srv
+
+
+@pytest.fixture
+async def client(server: OpenAITestServer) -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(base_url=server.base_url) as c:
+        yield c

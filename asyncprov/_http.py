@@ -4,6 +4,7 @@ the caller's deadline, and the one place aiohttp exceptions become asyncprov err
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
@@ -18,10 +19,10 @@ import pydantic_core
 from ._version import __version__
 from ._errors import (
     APIConnectionError,
+    APIError,
     ClientClosedError,
     ConfigurationError,
     ConnectTimeoutError,
-    HTTPStatusError,
     ProxyError,
     ResponseDecodeError,
     error_for_status,
@@ -61,15 +62,15 @@ class ProxyConfig:
         if parts.port is not None:
             netloc = f"{netloc}:{parts.port}"
         self.url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-        self._auth = (
-            aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
-            if parts.username is not None
-            else None
-        )
+        self._auth: dict[str, str] | None = None
+        if parts.username is not None:
+            pair = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            token = base64.b64encode(pair.encode("utf-8")).decode("ascii")
+            self._auth = {"Proxy-Authorization": f"Basic {token}"}
 
     @property
-    def auth(self) -> aiohttp.BasicAuth | None:
-        """Basic credentials for the proxy, if its URL had any."""
+    def headers(self) -> dict[str, str] | None:
+        """The ``Proxy-Authorization`` header for the proxy, if its URL had credentials."""
         return self._auth
 
     def __repr__(self) -> str:
@@ -207,9 +208,15 @@ class HttpResponse:
                 )
         return b"".join(parts)
 
-    async def status_error(self) -> HTTPStatusError:
+    async def status_error(self) -> APIError:
         """The typed error for a non-2xx response, with the provider's message if any."""
         call = self._call
+        if self.status == 407:
+            return ProxyError(
+                "the proxy refused the credentials (HTTP 407)",
+                provider=call.provider,
+                model=call.model,
+            )
         try:
             body = await self.read(64 * 1024)
         except (APIConnectionError, ResponseDecodeError, TimeoutError):
@@ -288,14 +295,23 @@ class HttpCall:
         timeout = self.deadline.timeout
         proxy = self.proxy
         log.debug("POST %s provider=%s model=%s stream=%s", url, self.provider, self.model, stream)
+        all_headers = {"Content-Type": "application/json", **headers}
+        proxy_headers = None
+        if proxy is not None and proxy.headers:
+            # aiohttp sends proxy_headers only on CONNECT (https targets); a plain-http
+            # request through a proxy carries Proxy-Authorization among its own headers.
+            if url.startswith("https:"):
+                proxy_headers = proxy.headers
+            else:
+                all_headers.update(proxy.headers)
         with _translated(self.provider, self.model, proxy=proxy is not None):
             with anyio.CancelScope(deadline=self.deadline.at(streaming=stream)) as scope:
                 raw = await session.post(
                     url,
                     data=pydantic_core.to_json(body),
-                    headers={"Content-Type": "application/json", **headers},
+                    headers=all_headers,
                     proxy=proxy.url if proxy else None,
-                    proxy_auth=proxy.auth if proxy else None,
+                    proxy_headers=proxy_headers,
                     timeout=aiohttp.ClientTimeout(
                         total=None, connect=timeout.connect, sock_connect=timeout.connect
                     ),

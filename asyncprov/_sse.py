@@ -62,25 +62,16 @@ class SSEDecoder:
         ValueError: If ``max_event_size`` is not positive.
     """
 
-    __slots__ = (
-        "_data",
-        "_event",
-        "_id",
-        "_limit",
-        "_partial",
-        "_partial_len",
-        "_size",
-        "_skip_lf",
-        "_start",
-    )
+    __slots__ = ("_data", "_event", "_id", "_limit", "_partial", "_size", "_skip_lf", "_start")
 
     _limit: int
     _start: bool  # BOM not yet ruled in or out; _partial holds a prefix of one
     _skip_lf: bool  # the last chunk ended in CR, so a leading LF completes a CRLF
-    _partial: list[bytes]  # pieces of the unterminated last line
-    _partial_len: int
-    _data: list[bytes]
-    _size: int  # sum of len(value) + 1 over _data
+    # Bytearrays, not lists of pieces: many tiny reads or lines must not cost more
+    # memory than the bytes they hold.
+    _partial: bytearray  # the unterminated last line
+    _data: bytearray  # data values joined with LF
+    _size: int  # the spec's data buffer length: len(value) + 1 per data line
     _event: str | None
     _id: str | None
 
@@ -97,7 +88,7 @@ class SSEDecoder:
         Read it before `flush`: at the end of a body it tells a clean end from a
         truncated one. `flush` resets the decoder, after which it is False.
         """
-        return bool(self._partial or self._data) or self._event is not None or self._id is not None
+        return bool(self._partial or self._size) or self._event is not None or self._id is not None
 
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse the next chunk of the body.
@@ -112,14 +103,12 @@ class SSEDecoder:
             EventTooLargeError: If the current event grows past ``max_event_size``.
         """
         if self._start:
-            chunk = b"".join(self._partial) + chunk
+            chunk = bytes(self._partial) + chunk
+            self._partial.clear()
             if len(chunk) < 3 and _BOM.startswith(chunk):
-                self._partial = [chunk] if chunk else []
-                self._partial_len = len(chunk)
+                self._partial += chunk
                 return []
             self._start = False
-            self._partial = []
-            self._partial_len = 0
             if chunk.startswith(_BOM):
                 chunk = chunk[3:]
         if self._skip_lf and chunk:
@@ -130,7 +119,7 @@ class SSEDecoder:
             self._skip_lf = chunk[-1] == 0x0D
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
         limit = self._limit
-        fresh = not (self._partial or self._data) and self._event is None and self._id is None
+        fresh = not (self._partial or self._size) and self._event is None and self._id is None
         # Fast path for paced streams: the chunk is exactly one "data: ..." event.
         if (
             fresh
@@ -141,18 +130,15 @@ class SSEDecoder:
         ):
             return [ServerSentEvent(chunk[6:-2])]
         if chunk.find(b"\n") < 0:
-            if chunk:
-                self._partial.append(chunk)
-                self._partial_len += len(chunk)
-                if self._partial_len + self._size > limit:
-                    self._too_large()
+            self._partial += chunk
+            if len(self._partial) + self._size > limit:
+                self._too_large()
             return []
         if self._partial:
-            self._partial.append(chunk)
-            chunk = b"".join(self._partial)
-            self._partial = []
-            self._partial_len = 0
-            fresh = not self._data and self._event is None and self._id is None
+            self._partial += chunk
+            chunk = bytes(self._partial)
+            self._partial.clear()
+            fresh = not self._size and self._event is None and self._id is None
 
         events: list[ServerSentEvent] = []
         if fresh and len(chunk) <= limit:
@@ -181,23 +167,21 @@ class SSEDecoder:
                 if (
                     block[:7] == b"event: "
                     and block[nl + 1 : nl + 7] == b"data: "
-                    and True
+                    and block.find(b"\n", nl + 1) < 0
                 ):
                     event = block[7:nl].decode("utf-8", "replace") or "message"
                     events.append(ServerSentEvent(block[nl + 7 :], event))
                     continue
             self._lines(block.split(b"\n"), events)
             self._dispatch(events)
-            fresh = True
+            fresh = True  # dispatching reset the event state
         end = tail.rfind(b"\n")
         if end >= 0:
             self._lines(tail[:end].split(b"\n"), events)
             tail = tail[end + 1 :]
-        if tail:
-            if len(tail) + self._size > limit:
-                self._too_large()
-            self._partial = [tail]
-            self._partial_len = len(tail)
+        if len(tail) + self._size > limit:
+            self._too_large()
+        self._partial += tail
         return events
 
     def flush(self) -> list[ServerSentEvent]:
@@ -223,13 +207,15 @@ class SSEDecoder:
                 continue
             if len(line) + self._size > self._limit:
                 self._too_large()
-            name, colon, value = line.partition(b":")
+            name, _, value = line.partition(b":")
             if not name:
                 continue  # comment
-            if colon and value.startswith(b" "):
+            if value.startswith(b" "):
                 value = value[1:]
             if name == b"data":
-                self._data.append(value)
+                if self._size:
+                    self._data += b"\n"
+                self._data += value
                 self._size += len(value) + 1
             elif name == b"event":
                 self._event = value.decode("utf-8", "replace") or None
@@ -237,21 +223,18 @@ class SSEDecoder:
                 self._id = value.decode("utf-8", "replace")
 
     def _dispatch(self, events: list[ServerSentEvent]) -> None:
-        if self._data or self._event is not None:
-            events.append(
-                ServerSentEvent(b"\n".join(self._data), self._event or "message", self._id)
-            )
-        if self._data:
-            self._data = []
+        if self._size or self._event is not None:
+            events.append(ServerSentEvent(bytes(self._data), self._event or "message", self._id))
+        if self._size:
+            self._data.clear()
             self._size = 0
         self._event = self._id = None
 
     def _reset(self) -> None:
         self._start = True
         self._skip_lf = False
-        self._partial = []
-        self._partial_len = 0
-        self._data = []
+        self._partial = bytearray()
+        self._data = bytearray()
         self._size = 0
         self._event = None
         self._id = None

@@ -15,21 +15,21 @@ BOM = b"\xef\xbb\xbf"
 
 # A recorded OpenAI-like stream, with LF line ends.
 STREAM = (
-    b'data: {"choices":[{"delta":{"role":"assistant"}}]}\n'
-    b"\n"
-    b": keepalive\n"
-    b"\n"
-    + 'data: {"choices":[{"delta":{"content":"héllo 世界 🙂"}}]}\n'.encode()
-    + b"\n"
-    b"data: first line\n"
-    b"data: second line\n"
-    b"\n"
-    b"event: error\n"
-    b'data: {"error":{"message":"overloaded"}}\n'
-    b"\n"
-    b"data: [DONE]\n"
-    b"\n"
-)
+    'data: {"choices":[{"delta":{"role":"assistant"}}]}\n'
+    "\n"
+    ": keepalive\n"
+    "\n"
+    'data: {"choices":[{"delta":{"content":"héllo 世界 🙂"}}]}\n'
+    "\n"
+    "data: first line\n"
+    "data: second line\n"
+    "\n"
+    "event: error\n"
+    'data: {"error":{"message":"overloaded"}}\n'
+    "\n"
+    "data: [DONE]\n"
+    "\n"
+).encode()
 EVENTS = [
     E(b'{"choices":[{"delta":{"role":"assistant"}}]}'),
     E('{"choices":[{"delta":{"content":"héllo 世界 🙂"}}]}'.encode()),
@@ -100,6 +100,8 @@ def test_each_event_is_returned_by_the_chunk_that_completes_it() -> None:
     assert decoder.feed(b"data: b\r\r") == [E(b"b")]
     assert decoder.feed(b"data: c\n\ndata: d\n\ndata: e") == [E(b"c"), E(b"d")]
     assert decoder.feed(b"\n\n") == [E(b"e")]
+    assert decoder.feed(b"data: f\nd") == []
+    assert decoder.feed(b"ata: g\n\n") == [E(b"f\ng")]
 
 
 def test_crlf_split_across_feeds() -> None:
@@ -293,6 +295,8 @@ def test_single_chunk_over_limit_raises() -> None:
     with pytest.raises(EventTooLargeError):
         SSEDecoder(max_event_size=100).feed(b"data: " + b"x" * 95 + b"\n\n")
     with pytest.raises(EventTooLargeError):
+        SSEDecoder(max_event_size=100).feed(b"data: " + b"x" * 95 + b"\n\ndata: y\n\n")
+    with pytest.raises(EventTooLargeError):
         SSEDecoder(max_event_size=100).feed(b"data: a\n\n" + b"x" * 101)
     with pytest.raises(EventTooLargeError):  # 51 bytes of data, then a 50-byte fragment
         SSEDecoder(max_event_size=100).feed(b"data: " + b"x" * 50 + b"\ndata: " + b"x" * 44)
@@ -317,9 +321,7 @@ def test_exactly_at_limit_is_allowed(size: int) -> None:
     one_line = b"data: " + b"x" * 94 + b"\n\n"  # 100-byte line
     assert decode(*in_pieces(one_line, size), max_event_size=100) == [E(b"x" * 94)]
     two_lines = b"data: 12345678\n" + b"data: " + b"y" * 85 + b"\n\n"  # 9 + 91
-    assert decode(*in_pieces(two_lines, size), max_event_size=100) == [
-        E(b"12345678\n" + b"y" * 85)
-    ]
+    assert decode(*in_pieces(two_lines, size), max_event_size=100) == [E(b"12345678\n" + b"y" * 85)]
     for over in (b"data: " + b"x" * 95 + b"\n\n", two_lines.replace(b"y\n", b"yy\n")):
         with pytest.raises(EventTooLargeError):
             decode(*in_pieces(over, size), max_event_size=100)

@@ -98,6 +98,11 @@ class _Pump:
         self.finished: anyio.Event | None = None
         self.started = False
 
+    def discard(self) -> None:
+        """Release the buffer of a pump that will never run."""
+        self.send.close()
+        self.receive.close()
+
     async def run(self) -> None:
         self.finished = anyio.Event()
         try:
@@ -130,7 +135,7 @@ class _Pump:
         if self.scope is not None and self.finished is not None:
             self.scope.cancel()
             await self.finished.wait()
-        self.receive.close()
+        self.discard()
         await self.stream.aclose()
 
 
@@ -202,6 +207,7 @@ class Stream(Iterator[ChatCompletionChunk]):
             raise RuntimeError("collect() must be called before iterating the stream")
         self._done = True
         self._finalizer.detach()
+        self._pump.discard()
         return self._loop.call(self._stream.collect)
 
     def __enter__(self) -> Self:

@@ -46,6 +46,7 @@ class Reply:
         delay: seconds before the response headers.
         chunk_delay: seconds between stream chunks.
         fault: a failure to inject (see ``Fault``), after ``fault_after`` chunks.
+        raw: a body sent exactly as given, with ``content_type`` and ``status``.
     """
 
     content: str | None = None
@@ -59,6 +60,9 @@ class Reply:
     chunk_delay: float = 0.0
     fault: Fault | None = None
     fault_after: int = 0
+    raw: bytes | None = None
+    """Send exactly this body (with ``content_type`` and ``status``) instead."""
+    content_type: str = "application/json"
 
 
 @dataclass(frozen=True)
@@ -205,6 +209,13 @@ class OpenAITestServer:
                 assert request.transport is not None
                 request.transport.abort()
                 return web.Response()
+            if reply.raw is not None:
+                return web.Response(
+                    body=reply.raw,
+                    status=reply.status,
+                    content_type=reply.content_type,
+                    headers=reply.headers,
+                )
             if reply.status >= 400:
                 error = reply.error or {"message": f"scripted {reply.status}", "type": "error"}
                 return web.json_response(

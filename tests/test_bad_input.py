@@ -1,0 +1,169 @@
+"""Bad input gets a clear typed error from asyncprov's hierarchy, before anything is sent."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+
+from asyncprov import (
+    APIConnectionError,
+    AsyncClient,
+    ConfigurationError,
+    ImageError,
+    ImagesNotSupportedError,
+    InvalidRequestError,
+    MissingAuthError,
+    ModelNotFoundError,
+    ProviderError,
+    ProviderNotFoundError,
+    ResponseDecodeError,
+)
+from asyncprov._http import HttpCall
+from asyncprov._types import ChatCompletionChunk, ChatRequest
+from asyncprov.providers import OpenaiChat, Provider
+from asyncprov.testing import OpenAITestServer, Reply
+
+
+class TextOnly(Provider):
+    """A provider that cannot take images (for the images check)."""
+
+    base_url = "http://127.0.0.1:9"
+    default_model = "t"
+
+    async def stream(self, request: ChatRequest, http: HttpCall) -> AsyncIterator[ChatCompletionChunk]:
+        raise AssertionError("must not be called")
+        yield  # pragma: no cover
+
+
+@pytest.mark.parametrize(
+    ("messages", "needle"),
+    [
+        ([{"role": "wizard", "content": "hi"}], "messages.0.role"),
+        ([{"role": "user"}], "needs 'content'"),
+        ([{"role": "tool", "content": "42"}], "tool_call_id"),
+        ([{"role": "user", "content": [{"type": "video", "url": "x"}]}], "content part type"),
+        ([], "at least 1"),
+        ([42], "messages.0"),
+        (None, "messages is required"),
+    ],
+)
+async def test_invalid_messages(client: AsyncClient, server: OpenAITestServer, messages: object, needle: str) -> None:
+    """Malformed messages raise InvalidRequestError naming the problem; nothing is sent."""
+    with pytest.raises(InvalidRequestError) as caught:
+        await client.chat.completions.create(model="m", messages=messages)  # type: ignore[arg-type]
+    assert needle in str(caught.value)
+    assert caught.value.__cause__ is None  # no pydantic error chained for the caller
+    assert server.requests == []
+
+
+async def test_invalid_option_type(client: AsyncClient, server: OpenAITestServer) -> None:
+    """A wrongly typed option (temperature='hot') is refused before sending."""
+    with pytest.raises(InvalidRequestError, match="temperature"):
+        await client.chat.completions.create(model="m", messages="hi", temperature="hot")  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+@pytest.mark.parametrize("image", [42, {"url": "x"}, b"not an image", "missing-file.png"])
+async def test_bad_image(client: AsyncClient, server: OpenAITestServer, image: object) -> None:
+    """An unsupported, unrecognisable or missing image raises ImageError; nothing is sent."""
+    with pytest.raises(ImageError):
+        await client.chat.completions.create(model="m", messages="hi", image=image)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+async def test_images_to_text_only_provider() -> None:
+    """Images given to a provider that cannot take them raise instead of being dropped."""
+    async with AsyncClient(TextOnly) as client:
+        with pytest.raises(ImagesNotSupportedError, match="TextOnly"):
+            await client.chat.completions.create(messages="hi", image="https://example.com/a.png")
+
+
+async def test_unknown_provider_name() -> None:
+    """An unknown provider name raises ProviderNotFoundError naming close matches."""
+    with pytest.raises(ProviderNotFoundError, match="OpenaiChat"):
+        AsyncClient(provider="OpenaiChatt")
+
+
+async def test_unknown_model() -> None:
+    """A model no provider serves raises ModelNotFoundError naming close matches."""
+    async with AsyncClient() as client:
+        with pytest.raises(ModelNotFoundError, match="gpt-4o"):
+            await client.chat.completions.create(model="gpt-4oo", messages="hi")
+
+
+async def test_no_model_no_provider() -> None:
+    """A call with neither a model nor a provider explains what to pass."""
+    async with AsyncClient() as client:
+        with pytest.raises(ConfigurationError, match="model"):
+            await client.chat.completions.create(messages="hi")
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_missing_key_before_any_request(server: OpenAITestServer, stream: bool) -> None:
+    """A provider needing a key raises MissingAuthError naming the env var; nothing is sent."""
+    async with AsyncClient(OpenaiChat(base_url=server.base_url)) as client:
+        with pytest.raises(MissingAuthError, match="OPENAI_API_KEY"):
+            await client.chat.completions.create(model="gpt-4o", messages="hi", stream=stream)
+    assert server.requests == []
+
+
+def test_bad_timeout() -> None:
+    """A timeout that is not a positive number or Timeout is refused."""
+    with pytest.raises(ConfigurationError, match="timeout"):
+        AsyncClient(timeout=-1)
+
+
+URL = "http://api.test/v1/chat/completions"
+
+
+@pytest.fixture
+async def edge_client() -> AsyncIterator[AsyncClient]:
+    async with AsyncClient(base_url="http://api.test/v1") as client:
+        yield client
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_wrong_shape_json_is_decode_error(
+    client: AsyncClient, server: OpenAITestServer, stream: bool
+) -> None:
+    """A JSON 200 that is not a completion raises ResponseDecodeError with a snippet."""
+    server.add_reply(Reply(raw=b'{"unexpected": true}'))
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.chat.completions.create(model="m", messages="hi", stream=stream)
+    assert caught.value.status == 200 and "unexpected" in caught.value.body
+
+
+async def test_non_json_200_is_decode_error(client: AsyncClient, server: OpenAITestServer) -> None:
+    """A 200 labelled JSON whose body is not JSON raises ResponseDecodeError."""
+    server.add_reply(Reply(raw=b"<<not json>>"))
+    with pytest.raises(ResponseDecodeError) as caught:
+        await client.chat.completions.create(model="m", messages="hi")
+    assert "<<not json>>" in caught.value.body
+
+
+@pytest.mark.parametrize("stream", [False, True])
+async def test_error_object_in_200_is_provider_error(
+    client: AsyncClient, server: OpenAITestServer, stream: bool
+) -> None:
+    """A 200 whose JSON is an error object raises ProviderError with its message."""
+    server.add_reply(Reply(raw=b'{"error": {"message": "quota", "type": "insufficient_quota"}}'))
+    with pytest.raises(ProviderError) as caught:
+        await client.chat.completions.create(model="m", messages="hi", stream=stream)
+    assert caught.value.message == "quota" and caught.value.error_type == "insufficient_quota"
+
+
+@pytest.mark.parametrize(
+    "exc",
+    [aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "reset"),
+     aiohttp.ClientPayloadError("cut"), ConnectionResetError("reset")],
+)
+async def test_aiohttp_errors_are_translated(edge_client: AsyncClient, exc: Exception) -> None:
+    """aiohttp and socket exceptions become APIConnectionError, keeping the original as cause."""
+    with aioresponses() as mocked:
+        mocked.post(URL, exception=exc)
+        with pytest.raises(APIConnectionError) as caught:
+            await edge_client.chat.completions.create(model="m", messages="hi")
+    assert caught.value.__cause__ is exc

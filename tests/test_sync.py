@@ -1,0 +1,170 @@
+"""The sync Client: same API as AsyncClient, one loop thread, usable anywhere."""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from asyncprov import AsyncClient, ChatCompletion, Client, ClientClosedError, Stream
+from asyncprov._client import AsyncCompletions
+from asyncprov._streaming import AsyncStream
+from asyncprov._sync import Completions
+from asyncprov.providers import OpenAICompatible
+from asyncprov.testing import OpenAITestServer, Reply
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[OpenAITestServer]:
+    server = OpenAITestServer()
+    with server.run_in_thread():
+        yield server
+
+
+@pytest.fixture
+def sync_client(threaded_server: OpenAITestServer) -> Iterator[Client]:
+    with Client(base_url=threaded_server.base_url) as client:
+        yield client
+
+
+def _text(chunks: list) -> str:  # type: ignore[type-arg]
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_sync_stream_and_non_stream(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+    """create(stream=True) is a plain iterator of chunks; the default returns a ChatCompletion."""
+    threaded_server.add_reply(Reply(content="alpha beta gamma"))
+    stream = sync_client.chat.completions.create(model="m", messages="hi", stream=True)
+    assert isinstance(stream, Stream)
+    chunks = list(stream)
+    assert _text(chunks) == "alpha beta gamma"
+    assert {c.provider for c in chunks} == {"OpenAICompatible"}
+    reply = sync_client.chat.completions.create(model="m", messages="hello")
+    assert isinstance(reply, ChatCompletion)
+    assert reply.choices[0].message.content == "You said: hello"
+
+
+def test_sync_long_stream_is_complete(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+    """A stream far longer than the hand-over buffer arrives complete and in order."""
+    words = [f"w{i} " for i in range(3000)]
+    threaded_server.add_reply(Reply(content="".join(words)))
+    with sync_client.chat.completions.create(model="m", messages="hi", stream=True) as stream:
+        chunks = list(stream)
+    assert _text(chunks) == "".join(words)
+
+
+async def test_sync_client_inside_running_loop(threaded_server: OpenAITestServer) -> None:
+    """Called from code that already runs an event loop (as in Jupyter), the sync client works."""
+    with Client(base_url=threaded_server.base_url) as client:
+        reply = client.chat.completions.create(model="m", messages="in a loop")
+        chunks = list(client.chat.completions.create(model="m", messages="x", stream=True))
+    assert reply.choices[0].message.content == "You said: in a loop"
+    assert _text(chunks) == "You said: x"
+
+
+def test_sync_client_from_many_threads(sync_client: Client) -> None:
+    """One Client serves calls from several threads at once."""
+    def call(i: int) -> str:
+        if i % 2:
+            return sync_client.chat.completions.create(model="m", messages=f"n{i}").choices[0].message.content or ""
+        return _text(list(sync_client.chat.completions.create(model="m", messages=f"n{i}", stream=True)))
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(24)))
+    assert results == [f"You said: n{i}" for i in range(24)]
+
+
+def test_sync_break_closes_connection(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+    """Leaving a sync stream early (with / close) drops the connection; the server sees it."""
+    threaded_server.add_reply(Reply(content="tick " * 300, chunk_delay=0.01))
+    disconnected = threading.Event()
+    with sync_client.chat.completions.create(model="m", messages="hi", stream=True) as stream:
+        for chunk in stream:
+            if chunk.choices and chunk.choices[0].delta.content:
+                break
+    for _ in range(500):
+        if threaded_server.disconnects:
+            disconnected.set()
+            break
+        disconnected.wait(0.01)
+    assert disconnected.is_set()
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_sync_errors_propagate_typed(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+    """Errors raised in the loop thread reach the caller as the same typed exceptions."""
+    from asyncprov import RateLimitError, StreamInterruptedError
+
+    threaded_server.add_reply(Reply(status=429, headers={"Retry-After": "3"}))
+    with pytest.raises(RateLimitError) as caught:
+        sync_client.chat.completions.create(model="m", messages="hi")
+    assert caught.value.retry_after == 3.0
+    threaded_server.add_reply(Reply(content="a b c d", fault="truncate", fault_after=2))
+    with pytest.raises(StreamInterruptedError) as interrupted:
+        for _ in sync_client.chat.completions.create(model="m", messages="hi", stream=True):
+            pass
+    assert interrupted.value.partial_text == "a b "
+
+
+def test_closed_client_refuses_calls(threaded_server: OpenAITestServer) -> None:
+    """After close() the client raises ClientClosedError; close() twice is fine."""
+    client = Client(base_url=threaded_server.base_url)
+    client.chat.completions.create(model="m", messages="hi")
+    client.close()
+    client.close()
+    with pytest.raises(ClientClosedError):
+        client.chat.completions.create(model="m", messages="hi")
+
+
+def test_sync_collect(sync_client: Client) -> None:
+    """Stream.collect() folds a sync stream into one completion."""
+    completion = sync_client.chat.completions.create(model="m", messages="fold", stream=True).collect()
+    assert completion.choices[0].message.content == "You said: fold"
+
+
+def test_provider_create_completion_shim(threaded_server: OpenAITestServer) -> None:
+    """Provider.create_completion yields plain str tokens, on a class-like instance or with stream=False."""
+    provider = OpenAICompatible(base_url=threaded_server.base_url)
+    tokens = list(provider.create_completion(model="m", messages=[{"role": "user", "content": "a b"}]))
+    assert all(isinstance(t, str) for t in tokens) and "".join(tokens) == "You said: a b"
+    whole = list(provider.create_completion(model="m", messages="c", stream=False))
+    assert whole == ["You said: c"]
+
+
+async def test_provider_async_generator_shim(server: OpenAITestServer) -> None:
+    """Provider.create_async_generator yields str tokens asynchronously."""
+    provider = OpenAICompatible(base_url=server.base_url)
+    tokens = [t async for t in provider.create_async_generator(model="m", messages="x y")]
+    assert "".join(tokens) == "You said: x y" and len(tokens) > 1
+
+
+def _public_methods(cls: type) -> dict[str, inspect.Signature]:
+    return {
+        name: inspect.signature(member)
+        for name, member in inspect.getmembers(cls, inspect.isfunction)
+        if not name.startswith("_")
+    }
+
+
+@pytest.mark.parametrize(
+    ("async_cls", "sync_cls"),
+    [(AsyncClient, Client), (AsyncCompletions, Completions), (AsyncStream, Stream)],
+)
+def test_sync_async_parity(async_cls: type, sync_cls: type) -> None:
+    """Every public async method has a sync twin with the same parameters."""
+    async_methods = _public_methods(async_cls)
+    sync_methods = _public_methods(sync_cls)
+    renamed = {"aclose": "close"}
+    for name, signature in async_methods.items():
+        twin = renamed.get(name, name)
+        assert twin in sync_methods, f"{sync_cls.__name__} lacks {twin}()"
+        assert list(signature.parameters) == list(sync_methods[twin].parameters), name
+
+
+def test_client_constructors_match() -> None:
+    """Client takes exactly AsyncClient's constructor arguments."""
+    assert list(inspect.signature(Client).parameters) == list(inspect.signature(AsyncClient).parameters)

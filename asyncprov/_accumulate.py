@@ -90,9 +90,7 @@ class CompletionAccumulator:
                 reasoning_content="".join(state.reasoning) if state.reasoning else None,
                 refusal="".join(state.refusal) if state.refusal else None,
             )
-            choices.append(
-                Choice(index=index, message=message, finish_reason=state.finish_reason)
-            )
+            choices.append(Choice(index=index, message=message, finish_reason=state.finish_reason))
         return ChatCompletion(
             id=first.id if first else "",
             created=first.created if first else 0,

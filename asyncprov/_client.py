@@ -292,11 +292,14 @@ class AsyncClient:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = 10_000,
     ) -> None:
-        if provider is None and base_url is not None:
-            provider = provider_class("OpenAICompatible")(base_url=base_url)  # type: ignore[call-arg]
+        chosen: Provider | None = None
+        if provider is not None:
+            chosen = resolve_provider(provider)
+            if base_url is not None:
+                chosen = chosen.with_options(base_url=base_url)
         elif base_url is not None:
-            provider = resolve_provider(provider).with_options(base_url=base_url)
-        self._provider = resolve_provider(provider) if provider is not None else None
+            chosen = provider_class("OpenAICompatible")(base_url=base_url)
+        self._provider = chosen
         self._api_key = api_key
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
         self.timeout = as_timeout(timeout)
@@ -349,4 +352,3 @@ class AsyncClient:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
-

@@ -16,7 +16,6 @@ import aiohttp
 import anyio
 import pydantic_core
 
-from ._version import __version__
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -28,7 +27,8 @@ from ._errors import (
     error_for_status,
 )
 from ._sse import DEFAULT_MAX_EVENT_SIZE
-from ._timeouts import Deadline, Timeout
+from ._timeouts import Deadline
+from ._version import __version__
 
 __all__ = [
     "HttpCall",
@@ -55,8 +55,7 @@ class ProxyConfig:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(
-                f"proxy must be an http(s) URL like 'http://user:pw@host:port', "
-                f"not {redact(url)!r}"
+                f"proxy must be an http(s) URL like 'http://user:pw@host:port', not {redact(url)!r}"
             )
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
         if parts.port is not None:
@@ -128,9 +127,7 @@ def _translated(provider: str | None, model: str | None, *, proxy: bool) -> Iter
     try:
         yield
     except aiohttp.ClientProxyConnectionError as exc:
-        raise ProxyError(
-            "could not connect to the proxy", provider=provider, model=model
-        ) from exc
+        raise ProxyError("could not connect to the proxy", provider=provider, model=model) from exc
     except aiohttp.ClientHttpProxyError as exc:
         raise ProxyError(
             f"the proxy refused the request with status {exc.status}",
@@ -390,4 +387,3 @@ class HttpClient:
         session, self._session = self._session, None
         if session is not None:
             await session.close()
-

@@ -71,9 +71,7 @@ async def create_async_generator(
     options = _tokens_kwargs(provider, model, proxy, auth) | kwargs
     async with AsyncClient() as client:
         if not stream:
-            reply = await client.chat.completions.create(
-                messages=messages, stream=False, **options
-            )
+            reply = await client.chat.completions.create(messages=messages, stream=False, **options)
             yield reply.choices[0].message.content or ""
             return
         async with await client.chat.completions.create(

@@ -8,6 +8,7 @@ threads at once.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
 import weakref
@@ -63,18 +64,14 @@ class _LoopThread:
     def stop(self) -> None:
         if self._thread is threading.current_thread():  # pragma: no cover - GC in loop
             return
-        try:
+        with contextlib.suppress(RuntimeError):  # already stopped
             self.portal.call(self.portal.stop, True)
-        except RuntimeError:  # already stopped
-            pass
         self._thread.join(timeout=5)
 
 
 def _shutdown(loop: _LoopThread, client: AsyncClient) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # pragma: no cover - the loop is already gone
         loop.call(client.aclose)
-    except RuntimeError:  # pragma: no cover - the loop is already gone
-        pass
     loop.stop()
 
 
@@ -91,9 +88,9 @@ class _Pump:
 
     def __init__(self, stream: AsyncStream) -> None:
         self.stream = stream
-        self.send, self.receive = anyio.create_memory_object_stream[
-            ChatCompletionChunk | _Failure
-        ](_BUFFER)
+        self.send, self.receive = anyio.create_memory_object_stream[ChatCompletionChunk | _Failure](
+            _BUFFER
+        )
         self.scope: anyio.CancelScope | None = None
         self.finished: anyio.Event | None = None
         self.started = False
@@ -140,10 +137,8 @@ class _Pump:
 
 
 def _close_pump(loop: _LoopThread, pump: _Pump) -> None:
-    try:
+    with contextlib.suppress(RuntimeError):  # pragma: no cover - the loop is already gone
         loop.call(pump.shutdown)
-    except RuntimeError:  # pragma: no cover - the loop is already gone
-        pass
 
 
 class Stream(Iterator[ChatCompletionChunk]):

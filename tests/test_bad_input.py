@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
 import aiohttp
 import pytest
@@ -33,7 +33,9 @@ class TextOnly(Provider):
     base_url = "http://127.0.0.1:9"
     default_model = "t"
 
-    async def stream(self, request: ChatRequest, http: HttpCall) -> AsyncIterator[ChatCompletionChunk]:
+    async def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         raise AssertionError("must not be called")
         yield  # pragma: no cover
 
@@ -50,7 +52,9 @@ class TextOnly(Provider):
         (None, "messages is required"),
     ],
 )
-async def test_invalid_messages(client: AsyncClient, server: OpenAITestServer, messages: object, needle: str) -> None:
+async def test_invalid_messages(
+    client: AsyncClient, server: OpenAITestServer, messages: object, needle: str
+) -> None:
     """Malformed messages raise InvalidRequestError naming the problem; nothing is sent."""
     with pytest.raises(InvalidRequestError) as caught:
         await client.chat.completions.create(model="m", messages=messages)  # type: ignore[arg-type]
@@ -157,8 +161,12 @@ async def test_error_object_in_200_is_provider_error(
 
 @pytest.mark.parametrize(
     "exc",
-    [aiohttp.ServerDisconnectedError(), aiohttp.ClientOSError(104, "reset"),
-     aiohttp.ClientPayloadError("cut"), ConnectionResetError("reset")],
+    [
+        aiohttp.ServerDisconnectedError(),
+        aiohttp.ClientOSError(104, "reset"),
+        aiohttp.ClientPayloadError("cut"),
+        ConnectionResetError("reset"),
+    ],
 )
 async def test_aiohttp_errors_are_translated(edge_client: AsyncClient, exc: Exception) -> None:
     """aiohttp and socket exceptions become APIConnectionError, keeping the original as cause."""

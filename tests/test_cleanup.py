@@ -13,10 +13,14 @@ from asyncprov.testing import OpenAITestServer, Reply
 SLOW = Reply(content="tick " * 200, chunk_delay=0.01)
 
 
-async def test_break_with_context_manager_closes(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_break_with_context_manager_closes(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """Leaving `async with` after a break closes the socket; the server sees the disconnect."""
     server.add_reply(SLOW)
-    async with await client.chat.completions.create(model="m", messages="hi", stream=True) as stream:
+    async with await client.chat.completions.create(
+        model="m", messages="hi", stream=True
+    ) as stream:
         async for chunk in stream:
             if chunk.choices and chunk.choices[0].delta.content:
                 break
@@ -47,7 +51,9 @@ async def test_dropping_the_stream_closes(client: AsyncClient, server: OpenAITes
         await server.wait_for_disconnect()
 
 
-async def test_cancelling_the_consumer_closes(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_cancelling_the_consumer_closes(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """Cancelling the task that reads the stream closes the socket at once."""
     server.add_reply(SLOW)
     got_content = anyio.Event()
@@ -66,7 +72,9 @@ async def test_cancelling_the_consumer_closes(client: AsyncClient, server: OpenA
         await server.wait_for_disconnect()
 
 
-async def test_connection_reused_after_complete_stream(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_connection_reused_after_complete_stream(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """A stream read to its end returns its connection to the pool for the next call."""
     for _ in range(3):
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)

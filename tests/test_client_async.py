@@ -7,7 +7,7 @@ import base64
 import pytest
 
 from asyncprov import AsyncClient, AsyncStream, ChatCompletion, ChatCompletionChunk
-from asyncprov.providers import OpenAICompatible, OpenaiChat
+from asyncprov.providers import OpenaiChat, OpenAICompatible
 from asyncprov.testing import OpenAITestServer, Reply
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
@@ -24,14 +24,16 @@ async def test_stream_yields_chunks_in_order(client: AsyncClient, server: OpenAI
     assert text == "one two three"
     assert {c.provider for c in chunks} == {"OpenAICompatible"}
     assert chunks[0].choices[0].delta.role == "assistant"
-    finish = [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason]
+    finish = [
+        c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason
+    ]
     assert finish == ["stop"]
     assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
     assert stream.text == "one two three"
 
 
 async def test_non_stream_returns_completion(client: AsyncClient, server: OpenAITestServer) -> None:
-    """A non-streaming call returns a ChatCompletion with message, finish reason, usage, provider."""
+    """A non-streaming call returns message, finish reason, usage and provider."""
     server.add_reply(Reply(content="Hello, world."))
     reply = await client.chat.completions.create(model="m", messages="hi")
     assert isinstance(reply, ChatCompletion)
@@ -80,27 +82,45 @@ async def test_folded_stream_equals_native_completion(server: OpenAITestServer) 
     async with AsyncClient(base_url=server.base_url) as client:
         for _ in range(2):
             native = await client.chat.completions.create(model="m", messages="weather?")
-            stream = await client.chat.completions.create(model="m", messages="weather?", stream=True)
+            stream = await client.chat.completions.create(
+                model="m", messages="weather?", stream=True
+            )
             folded = await stream.collect()
             exclude = {"id", "created"}
             assert folded.model_dump(exclude=exclude) == native.model_dump(exclude=exclude)
 
 
-async def test_streamed_tool_call_fragments_join(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_streamed_tool_call_fragments_join(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """Tool-call argument fragments arrive in pieces and join into one call when folded."""
     args = '{"location": "Boston, MA", "days": 3}'
-    server.add_reply(Reply(tool_calls=[{"id": "c9", "name": "forecast", "arguments": args}],
-                           finish_reason="tool_calls"))
+    server.add_reply(
+        Reply(
+            tool_calls=[{"id": "c9", "name": "forecast", "arguments": args}],
+            finish_reason="tool_calls",
+        )
+    )
     stream = await client.chat.completions.create(
-        model="m", messages="forecast", stream=True,
+        model="m",
+        messages="forecast",
+        stream=True,
         tools=[{"type": "function", "function": {"name": "forecast", "parameters": {}}}],
     )
     chunks = [c async for c in stream]
-    fragments = [c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+    fragments = [
+        c.choices[0].delta.tool_calls for c in chunks if c.choices and c.choices[0].delta.tool_calls
+    ]
     assert len(fragments) > 2
-    server.add_reply(Reply(tool_calls=[{"id": "c9", "name": "forecast", "arguments": args}],
-                           finish_reason="tool_calls"))
-    completion = await (await client.chat.completions.create(model="m", messages="f", stream=True)).collect()
+    server.add_reply(
+        Reply(
+            tool_calls=[{"id": "c9", "name": "forecast", "arguments": args}],
+            finish_reason="tool_calls",
+        )
+    )
+    completion = await (
+        await client.chat.completions.create(model="m", messages="f", stream=True)
+    ).collect()
     call = completion.choices[0].message.tool_calls
     assert call is not None and call[0].id == "c9"
     assert call[0].function.name == "forecast" and call[0].function.arguments == args
@@ -108,16 +128,21 @@ async def test_streamed_tool_call_fragments_join(client: AsyncClient, server: Op
     assert server.requests[0].json["tools"][0]["function"]["name"] == "forecast"
 
 
-async def test_images_become_image_url_parts(client: AsyncClient, server: OpenAITestServer, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """image= and images= (bytes, path, file, URL) become image_url parts of the last user message."""
+async def test_images_become_image_url_parts(
+    client: AsyncClient, server: OpenAITestServer, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
+    """image= and images= (bytes, path, file, URL) become parts of the last user message."""
     path = tmp_path / "cat.png"
     path.write_bytes(PNG)
     data_url = "data:image/png;base64," + base64.b64encode(PNG).decode()
     with path.open("rb") as handle:
         reply = await client.chat.completions.create(
             model="m",
-            messages=[{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
-                      {"role": "user", "content": "What is in the image?"}],
+            messages=[
+                {"role": "user", "content": "first"},
+                {"role": "assistant", "content": "ok"},
+                {"role": "user", "content": "What is in the image?"},
+            ],
             image=handle,
             images=[PNG, str(path), "https://example.com/cat.jpg"],
         )
@@ -133,13 +158,26 @@ async def test_images_become_image_url_parts(client: AsyncClient, server: OpenAI
     ]
 
 
-async def test_image_parts_in_messages_pass_through(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_image_parts_in_messages_pass_through(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """Image parts written in the messages (including Reka's bare-string form) are sent as parts."""
-    await client.chat.completions.create(model="m", messages=[{"role": "user", "content": [
-        {"type": "text", "text": "look"},
-        {"type": "image_url", "image_url": "https://example.com/a.png"},
-        {"type": "image_url", "image_url": {"url": "https://example.com/b.png", "detail": "low"}},
-    ]}])
+    await client.chat.completions.create(
+        model="m",
+        messages=[
+            {
+                "role": "user",
+                "content": [
+                    {"type": "text", "text": "look"},
+                    {"type": "image_url", "image_url": "https://example.com/a.png"},
+                    {
+                        "type": "image_url",
+                        "image_url": {"url": "https://example.com/b.png", "detail": "low"},
+                    },
+                ],
+            }
+        ],
+    )
     assert server.requests[-1].json["messages"][0]["content"][1:] == [
         {"type": "image_url", "image_url": {"url": "https://example.com/a.png"}},
         {"type": "image_url", "image_url": {"url": "https://example.com/b.png", "detail": "low"}},
@@ -155,8 +193,10 @@ async def test_api_key_sent_as_bearer(server: OpenAITestServer) -> None:
     assert server.requests[-1].headers["Authorization"] == "Bearer sk-local-test"
 
 
-async def test_openai_chat_reads_key_from_env(server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenaiChat takes its key from OPENAI_API_KEY and uses its default model when none is given."""
+async def test_openai_chat_reads_key_from_env(
+    server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """OpenaiChat takes its key from OPENAI_API_KEY and has a default model."""
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     async with AsyncClient(OpenaiChat(base_url=server.base_url)) as client:
         reply = await client.chat.completions.create(messages="hi")
@@ -174,7 +214,9 @@ async def test_per_call_provider_and_key(server: OpenAITestServer) -> None:
     assert server.requests[-1].headers["X-Tenant"] == "t1"
 
 
-async def test_stream_context_manager_and_collect(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_stream_context_manager_and_collect(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """A stream used with async with can be read partly and closed; collect() folds the rest."""
     server.add_reply(Reply(content="a b c d"))
     async with await client.chat.completions.create(model="m", messages="x", stream=True) as stream:

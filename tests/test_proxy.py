@@ -40,7 +40,8 @@ async def test_requests_go_through_proxy_with_credentials(
     assert text == "You said: via proxy"
     assert reply.choices[0].message.content == "You said: again"
     assert [(r.method, r.username, r.password) for r in proxy.requests] == [
-        ("POST", "alice", SECRET), ("POST", "alice", SECRET)
+        ("POST", "alice", SECRET),
+        ("POST", "alice", SECRET),
     ]
     assert proxy.requests[0].target == f"{server.base_url}/chat/completions"
     assert "Proxy-Authorization" not in server.requests[0].headers
@@ -50,14 +51,16 @@ async def test_per_call_proxy(server: OpenAITestServer, proxy: ProxyServer) -> N
     """proxy= on one call routes only that call through the proxy."""
     async with AsyncClient(base_url=server.base_url) as client:
         await client.chat.completions.create(model="m", messages="direct")
-        await client.chat.completions.create(model="m", messages="proxied", proxy=proxy.url_with_auth())
+        await client.chat.completions.create(
+            model="m", messages="proxied", proxy=proxy.url_with_auth()
+        )
     assert len(server.requests) == 2 and len(proxy.requests) == 1
 
 
 async def test_wrong_proxy_credentials_are_proxy_error(
     server: OpenAITestServer, proxy: ProxyServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A proxy refusing the credentials is a ProxyError; no message, repr or log shows the password."""
+    """Refused proxy credentials give ProxyError; no message, repr or log shows them."""
     caplog.set_level(logging.DEBUG, logger="asyncprov")
     bad = proxy.url.replace("http://", "http://alice:wrong-pw-123@")
     async with AsyncClient(base_url=server.base_url, proxy=bad) as client:
@@ -71,7 +74,9 @@ async def test_wrong_proxy_credentials_are_proxy_error(
 
 async def test_unreachable_proxy_is_proxy_error(server: OpenAITestServer) -> None:
     """A proxy that is not listening gives ProxyError without the password."""
-    async with AsyncClient(base_url=server.base_url, proxy=f"http://bob:{SECRET}@127.0.0.1:9") as client:
+    async with AsyncClient(
+        base_url=server.base_url, proxy=f"http://bob:{SECRET}@127.0.0.1:9"
+    ) as client:
         with pytest.raises(ProxyError) as caught:
             await client.chat.completions.create(model="m", messages="hi")
     assert SECRET not in str(caught.value) and SECRET not in repr(caught.value)
@@ -92,7 +97,9 @@ def test_sync_client_uses_proxies_dict() -> None:
                 )
         finally:
             portal.call(proxy.__aexit__, None, None, None)
-    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: sync"
+    assert (
+        "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == "You said: sync"
+    )
     assert [(r.username, r.password) for r in proxy.requests] == [("alice", SECRET)]
 
 

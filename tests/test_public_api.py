@@ -19,8 +19,10 @@ def test_all_matches_namespace(module: types.ModuleType) -> None:
     for name in exported:
         assert getattr(module, name) is not None
     public = {
-        name for name, value in vars(module).items()
-        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+        name
+        for name, value in vars(module).items()
+        if not name.startswith("_")
+        and not isinstance(value, types.ModuleType)
         and name not in {"annotations", "TYPE_CHECKING", "Any"}
     }
     assert public <= set(exported) | {"__version__"}

@@ -47,7 +47,9 @@ def test_sync_stream_and_non_stream(sync_client: Client, threaded_server: OpenAI
     assert reply.choices[0].message.content == "You said: hello"
 
 
-def test_sync_long_stream_is_complete(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+def test_sync_long_stream_is_complete(
+    sync_client: Client, threaded_server: OpenAITestServer
+) -> None:
     """A stream far longer than the hand-over buffer arrives complete and in order."""
     words = [f"w{i} " for i in range(3000)]
     threaded_server.add_reply(Reply(content="".join(words)))
@@ -67,17 +69,27 @@ async def test_sync_client_inside_running_loop(threaded_server: OpenAITestServer
 
 def test_sync_client_from_many_threads(sync_client: Client) -> None:
     """One Client serves calls from several threads at once."""
+
     def call(i: int) -> str:
         if i % 2:
-            return sync_client.chat.completions.create(model="m", messages=f"n{i}").choices[0].message.content or ""
-        return _text(list(sync_client.chat.completions.create(model="m", messages=f"n{i}", stream=True)))
+            return (
+                sync_client.chat.completions.create(model="m", messages=f"n{i}")
+                .choices[0]
+                .message.content
+                or ""
+            )
+        return _text(
+            list(sync_client.chat.completions.create(model="m", messages=f"n{i}", stream=True))
+        )
 
     with ThreadPoolExecutor(8) as pool:
         results = list(pool.map(call, range(24)))
     assert results == [f"You said: n{i}" for i in range(24)]
 
 
-def test_sync_break_closes_connection(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+def test_sync_break_closes_connection(
+    sync_client: Client, threaded_server: OpenAITestServer
+) -> None:
     """Leaving a sync stream early (with / close) drops the connection; the server sees it."""
     threaded_server.add_reply(Reply(content="tick " * 300, chunk_delay=0.01))
     disconnected = threading.Event()
@@ -95,7 +107,9 @@ def test_sync_break_closes_connection(sync_client: Client, threaded_server: Open
         next(stream)
 
 
-def test_sync_errors_propagate_typed(sync_client: Client, threaded_server: OpenAITestServer) -> None:
+def test_sync_errors_propagate_typed(
+    sync_client: Client, threaded_server: OpenAITestServer
+) -> None:
     """Errors raised in the loop thread reach the caller as the same typed exceptions."""
     from asyncprov import RateLimitError, StreamInterruptedError
 
@@ -122,14 +136,18 @@ def test_closed_client_refuses_calls(threaded_server: OpenAITestServer) -> None:
 
 def test_sync_collect(sync_client: Client) -> None:
     """Stream.collect() folds a sync stream into one completion."""
-    completion = sync_client.chat.completions.create(model="m", messages="fold", stream=True).collect()
+    completion = sync_client.chat.completions.create(
+        model="m", messages="fold", stream=True
+    ).collect()
     assert completion.choices[0].message.content == "You said: fold"
 
 
 def test_provider_create_completion_shim(threaded_server: OpenAITestServer) -> None:
-    """Provider.create_completion yields plain str tokens, on a class-like instance or with stream=False."""
+    """Provider.create_completion yields plain str tokens, streamed or whole."""
     provider = OpenAICompatible(base_url=threaded_server.base_url)
-    tokens = list(provider.create_completion(model="m", messages=[{"role": "user", "content": "a b"}]))
+    tokens = list(
+        provider.create_completion(model="m", messages=[{"role": "user", "content": "a b"}])
+    )
     assert all(isinstance(t, str) for t in tokens) and "".join(tokens) == "You said: a b"
     whole = list(provider.create_completion(model="m", messages="c", stream=False))
     assert whole == ["You said: c"]
@@ -167,4 +185,6 @@ def test_sync_async_parity(async_cls: type, sync_cls: type) -> None:
 
 def test_client_constructors_match() -> None:
     """Client takes exactly AsyncClient's constructor arguments."""
-    assert list(inspect.signature(Client).parameters) == list(inspect.signature(AsyncClient).parameters)
+    assert list(inspect.signature(Client).parameters) == list(
+        inspect.signature(AsyncClient).parameters
+    )

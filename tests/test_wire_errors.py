@@ -22,16 +22,26 @@ from asyncprov.testing import OpenAITestServer, Reply
 
 @pytest.mark.parametrize(
     ("status", "error_type"),
-    [(400, BadRequestError), (401, AuthenticationError), (404, NotFoundError),
-     (500, InternalServerError), (503, InternalServerError)],
+    [
+        (400, BadRequestError),
+        (401, AuthenticationError),
+        (404, NotFoundError),
+        (500, InternalServerError),
+        (503, InternalServerError),
+    ],
 )
 @pytest.mark.parametrize("stream", [False, True])
 async def test_status_errors_are_typed(
     client: AsyncClient, server: OpenAITestServer, status: int, error_type: type, stream: bool
 ) -> None:
     """Each error status raises its own type, with the real status, provider, model and message."""
-    server.add_reply(Reply(status=status, error={"message": "nope", "type": "x_error", "code": "c1"},
-                           headers={"x-request-id": "req-7"}))
+    server.add_reply(
+        Reply(
+            status=status,
+            error={"message": "nope", "type": "x_error", "code": "c1"},
+            headers={"x-request-id": "req-7"},
+        )
+    )
     with pytest.raises(error_type) as caught:
         await client.chat.completions.create(model="m", messages="hi", stream=stream)
     error = caught.value
@@ -43,7 +53,9 @@ async def test_status_errors_are_typed(
     assert str(error).startswith(f"HTTP {status}: nope")
 
 
-async def test_rate_limit_carries_retry_after(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_rate_limit_carries_retry_after(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """A 429 is a RateLimitError whose retry_after is parsed from the header."""
     server.add_reply(Reply(status=429, headers={"Retry-After": "7"}))
     with pytest.raises(RateLimitError) as caught:
@@ -51,7 +63,9 @@ async def test_rate_limit_carries_retry_after(client: AsyncClient, server: OpenA
     assert caught.value.retry_after == 7.0
 
 
-async def test_non_json_error_body_keeps_snippet(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_non_json_error_body_keeps_snippet(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """An error status with a plain-text body keeps that text as message and snippet."""
     server.add_reply(Reply(status=502, error="bad gateway upstream"))
     with pytest.raises(InternalServerError) as caught:
@@ -90,7 +104,7 @@ async def test_in_stream_error_before_content_raises_at_create(
 async def test_cut_stream_is_interrupted_with_partial_text(
     client: AsyncClient, server: OpenAITestServer, fault: str
 ) -> None:
-    """A stream cut off or ending without [DONE] raises StreamInterruptedError with the partial text."""
+    """A stream cut off or missing [DONE] raises StreamInterruptedError with the partial text."""
     server.add_reply(Reply(content="one two three four", fault=fault, fault_after=2))  # type: ignore[arg-type]
     if fault == "no_done":
         server._replies[-1].fault_after = 99  # let every content chunk through, drop only [DONE]
@@ -129,7 +143,9 @@ async def test_wrong_content_type_is_decode_error(
     assert "text/html" in caught.value.message
 
 
-async def test_malformed_event_is_decode_error(client: AsyncClient, server: OpenAITestServer) -> None:
+async def test_malformed_event_is_decode_error(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
     """An event whose JSON is broken raises ResponseDecodeError (never a pydantic error)."""
     server.add_reply(Reply(content="a b", fault="malformed", fault_after=1))
     stream = await client.chat.completions.create(model="m", messages="hi", stream=True)

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from .base import Provider as Provider
 
 if TYPE_CHECKING:
-    from .openai import OpenAICompatible as OpenAICompatible
     from .openai import OpenaiChat as OpenaiChat
+    from .openai import OpenAICompatible as OpenAICompatible
 
 __all__ = ["OpenAICompatible", "OpenaiChat", "Provider"]
 

@@ -6,7 +6,7 @@ Hosts that speak it (OpenAI, Reka, Groq, vLLM, Ollama, ...) are configuration on
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -68,9 +68,7 @@ def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
     return body
 
 
-def _process_error_payload(
-    payload: bytes, *, provider: str, model: str, status: int
-) -> APIError:
+def _process_error_payload(payload: bytes, *, provider: str, model: str, status: int) -> APIError:
     """A ``ProviderError`` if ``payload`` is an error object, else a decode error."""
     try:
         parsed = _WireErrorBody.model_validate_json(payload)
@@ -95,7 +93,9 @@ def _process_error_payload(
     )
 
 
-async def _unexpected_body(resp: HttpResponse, *, expected: str, provider: str, model: str) -> APIError:
+async def _unexpected_body(
+    resp: HttpResponse, *, expected: str, provider: str, model: str
+) -> APIError:
     body = await resp.read()
     if resp.content_type == "application/json":
         error = _process_error_payload(body, provider=provider, model=model, status=resp.status)
@@ -138,7 +138,7 @@ class OpenAIWire(Provider):
 
     async def stream(
         self, request: ChatRequest, http: HttpCall
-    ) -> AsyncIterator[ChatCompletionChunk]:
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         url, body, headers, model = self._request_parts(request, stream=True)
         name = self.name
         validate = ChatCompletionChunk.model_validate_json
@@ -158,12 +158,16 @@ class OpenAIWire(Provider):
                     if payload == _DONE:
                         return
                     if event.event == "error":
-                        raise _process_error_payload(
-                            payload, provider=name, model=model, status=resp.status
-                        ) if payload.startswith(b"{") else ProviderError(
-                            payload.decode("utf-8", "replace") or "error event",
-                            provider=name,
-                            model=model,
+                        raise (
+                            _process_error_payload(
+                                payload, provider=name, model=model, status=resp.status
+                            )
+                            if payload.startswith(b"{")
+                            else ProviderError(
+                                payload.decode("utf-8", "replace") or "error event",
+                                provider=name,
+                                model=model,
+                            )
                         )
                     try:
                         chunk = validate(payload)

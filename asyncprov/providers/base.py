@@ -11,7 +11,7 @@ import copy
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
 
 from .._accumulate import CompletionAccumulator
@@ -125,7 +125,9 @@ class Provider(ABC):
         """The key, or ``MissingAuthError`` saying how to provide one."""
         key = self.get_api_key()
         if key is None:
-            where = f" or set the {self.api_key_env} environment variable" if self.api_key_env else ""
+            where = (
+                f" or set the {self.api_key_env} environment variable" if self.api_key_env else ""
+            )
             raise MissingAuthError(f"{self.name} needs an API key: pass api_key=...{where}")
         return key
 
@@ -138,7 +140,9 @@ class Provider(ABC):
         return self.model_aliases.get(model, model)
 
     @abstractmethod
-    def stream(self, request: ChatRequest, http: HttpCall) -> AsyncIterator[ChatCompletionChunk]:
+    def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
         """Send ``request`` and yield its chunks as they arrive (an async generator).
 
         Raises ``StreamInterruptedError`` when the body ends before the protocol's
@@ -161,6 +165,7 @@ class Provider(ABC):
     @_ClassOrInstanceMethod
     def create_completion(
         self,
+        /,
         model: str | None = None,
         messages: str | list[MessageInput] | None = None,
         stream: bool = True,
@@ -188,6 +193,7 @@ class Provider(ABC):
     @_ClassOrInstanceMethod
     def create_async_generator(
         self,
+        /,
         model: str | None = None,
         messages: str | list[MessageInput] | None = None,
         stream: bool = True,

@@ -241,13 +241,19 @@ class OpenAITestServer:
             if message.get("role") == "user":
                 content = message.get("content")
                 if isinstance(content, list):
-                    content = " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+                    content = " ".join(
+                        p.get("text", "") for p in content if p.get("type") == "text"
+                    )
                 return f"You said: {content}"
         return "Hello from the asyncprov test server."
 
     def _usage(self, body: Mapping[str, Any], pieces: int) -> dict[str, int]:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
-        return {"prompt_tokens": prompt, "completion_tokens": pieces, "total_tokens": prompt + pieces}
+        return {
+            "prompt_tokens": prompt,
+            "completion_tokens": pieces,
+            "total_tokens": prompt + pieces,
+        }
 
     def _pieces(self, body: Mapping[str, Any], reply: Reply) -> list[str]:
         if reply.tool_calls and reply.content is None:
@@ -293,11 +299,17 @@ class OpenAITestServer:
         pieces = self._pieces(body, reply)
         events += [chunk({"content": piece}) for piece in pieces]
         for index, call in enumerate(reply.tool_calls or []):
-            head = {"index": index, "id": call["id"], "type": "function",
-                    "function": {"name": call["name"], "arguments": ""}}
+            head = {
+                "index": index,
+                "id": call["id"],
+                "type": "function",
+                "function": {"name": call["name"], "arguments": ""},
+            }
             events.append(chunk({"tool_calls": [head]}))
             for part in split_text(call["arguments"], None):
-                events.append(chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]}))
+                events.append(
+                    chunk({"tool_calls": [{"index": index, "function": {"arguments": part}}]})
+                )
         events.append(chunk({}, reply.finish_reason))
         if (body.get("stream_options") or {}).get("include_usage"):
             events.append(_sse({**base, "choices": [], "usage": self._usage(body, len(pieces))}))
@@ -309,7 +321,11 @@ class OpenAITestServer:
     ) -> web.StreamResponse:
         events = self.render_events(body, reply)
         response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", **reply.headers}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                **reply.headers,
+            }
         )
         await response.prepare(request)
         fault, after = reply.fault, reply.fault_after
@@ -349,9 +365,13 @@ class OpenAITestServer:
                 await response.write(bytes([byte]))
                 await asyncio.sleep(pause)
         if fault == "error_event":
-            await response.write(_sse({"error": {"message": "overloaded", "type": "server_error", "code": 503}}))
+            await response.write(
+                _sse({"error": {"message": "overloaded", "type": "server_error", "code": 503}})
+            )
         elif fault == "event_error":
-            await response.write(b'event: error\ndata: {"error": {"message": "boom", "type": "server_error"}}\n\n')
+            await response.write(
+                b'event: error\ndata: {"error": {"message": "boom", "type": "server_error"}}\n\n'
+            )
         elif fault == "malformed":
             await response.write(b'data: {"choices": [{"delta": \n\n')
         await response.write_eof()

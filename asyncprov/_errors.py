@@ -1,7 +1,9 @@
 """Every exception asyncprov raises, under one root.
 
 No aiohttp, json or pydantic exception reaches the caller: each boundary translates
-them here, keeping the original as ``__cause__``. Secrets never appear in a message.
+them here, keeping the original as ``__cause__`` (except request validation, which
+drops pydantic's error so the caller's input is not echoed). Secrets never appear in
+a message.
 
 ::
 
@@ -43,7 +45,9 @@ them here, keeping the original as ``__cause__``. Secrets never appear in a mess
 
 from __future__ import annotations
 
+import datetime
 import email.utils
+import math
 import time
 from collections.abc import Mapping, Sequence
 from typing import Literal
@@ -375,19 +379,27 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     lowered = {k.lower(): v for k, v in headers.items()}
     ms = lowered.get("retry-after-ms")
     if ms is not None:
-        try:
-            return max(0.0, float(ms) / 1000.0)
-        except ValueError:
-            pass
+        wait = _seconds(ms, scale=1000.0)
+        if wait is not None:
+            return wait
     value = lowered.get("retry-after")
     if value is None:
         return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
+    wait = _seconds(value)
+    if wait is not None:
+        return wait
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
+    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT
+        when = when.replace(tzinfo=datetime.UTC)
     return max(0.0, when.timestamp() - time.time())
+
+
+def _seconds(value: str, *, scale: float = 1.0) -> float | None:
+    try:
+        number = float(value) / scale
+    except ValueError:
+        return None
+    return max(0.0, number) if math.isfinite(number) else None

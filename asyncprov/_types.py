@@ -103,7 +103,9 @@ ContentPart: TypeAlias = Annotated[
     Discriminator(
         _part_type,
         custom_error_type="invalid_content_part",
-        custom_error_message="content part type must be 'text' or 'image_url'",
+        custom_error_message=(
+            "content part type must be 'text', 'image_url', 'input_audio', 'file' or 'refusal'"
+        ),
     ),
 ]
 

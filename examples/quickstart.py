@@ -17,22 +17,22 @@ REPLY = "Streaming works: every token arrives as soon as the server sends it."
 
 
 async def async_quickstart() -> None:
-    async with OpenAITestServer(replies=[REPLY, "And this one came back whole."]) as server:
-        async with AsyncClient(base_url=server.base_url) as client:
-            print("async stream:  ", end="")
-            stream = await client.chat.completions.create(
-                model="test-model",
-                messages=[{"role": "user", "content": "Say something."}],
-                stream=True,
-            )
-            async for chunk in stream:
-                if chunk.choices:
-                    print(chunk.choices[0].delta.content or "", end="", flush=True)
-            print(f"   [answered by {stream.provider}]")
+    server = OpenAITestServer(replies=[REPLY, "And this one came back whole."])
+    async with server, AsyncClient(base_url=server.base_url) as client:
+        print("async stream:  ", end="")
+        stream = await client.chat.completions.create(
+            model="test-model",
+            messages=[{"role": "user", "content": "Say something."}],
+            stream=True,
+        )
+        async for chunk in stream:
+            if chunk.choices:
+                print(chunk.choices[0].delta.content or "", end="", flush=True)
+        print(f"   [answered by {stream.provider}]")
 
-            reply = await client.chat.completions.create(model="test-model", messages="Hi!")
-            print("async reply:   ", reply.choices[0].message.content)
-            print("usage:         ", reply.usage)
+        reply = await client.chat.completions.create(model="test-model", messages="Hi!")
+        print("async reply:   ", reply.choices[0].message.content)
+        print("usage:         ", reply.usage)
 
 
 def sync_quickstart() -> None:

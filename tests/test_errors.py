@@ -348,5 +348,5 @@ def test_timeout_errors(cls: type[APITimeoutError], phase: str) -> None:
 def test_value_errors(cls: type[AsyncProvError]) -> None:
     """ConfigurationError and InvalidRequestError can be caught as ValueError."""
     assert issubclass(cls, ValueError)
-    with pytest.raises(ValueError, match="^nope$"):
+    with pytest.raises(ValueError, match=r"^nope$"):
         raise cls("nope")

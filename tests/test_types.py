@@ -302,7 +302,10 @@ def test_content_parts_text_and_image() -> None:
             "role": "user",
             "content": [
                 {"type": "text", "text": "What is "},
-                {"type": "image_url", "image_url": {"url": "https://x.test/a.png", "detail": "low"}},
+                {
+                    "type": "image_url",
+                    "image_url": {"url": "https://x.test/a.png", "detail": "low"},
+                },
                 {"type": "image_url", "image_url": "https://x.test/b.png"},
                 {"type": "text", "text": "this?"},
             ],

@@ -22,6 +22,7 @@ from ._errors import (
     ClientClosedError,
     ConfigurationError,
     ConnectTimeoutError,
+    ProviderError,
     ProxyError,
     ResponseDecodeError,
     error_for_status,
@@ -229,6 +230,29 @@ class HttpResponse:
             headers=dict(self.headers),
             error_type=error_type,
             error_code=error_code,
+        )
+
+    async def format_error(self, expected: str) -> APIError:
+        """The error for a 2xx body that is not ``expected``: a ``ProviderError`` when it
+        is an error object, else a ``ResponseDecodeError`` with a snippet."""
+        call = self._call
+        body = await self.read()
+        if self.content_type == "application/json":
+            message, error_type, error_code = _error_fields(body)
+            if message is not None:
+                return ProviderError(
+                    message,
+                    provider=call.provider,
+                    model=call.model,
+                    error_type=error_type,
+                    error_code=error_code,
+                )
+        return ResponseDecodeError(
+            f"expected {expected}, got {self.content_type or 'no content type'}",
+            provider=call.provider,
+            model=call.model,
+            status=self.status,
+            body=body,
         )
 
 

@@ -31,6 +31,8 @@ ProviderInput: TypeAlias = type[Provider] | Provider | str
 _PROVIDER_MODULES: dict[str, str] = {
     "OpenaiChat": "asyncprov.providers.openai",
     "OpenAICompatible": "asyncprov.providers.openai",
+    "Reka": "asyncprov.providers.reka",
+    "Raycast": "asyncprov.providers.raycast",
 }
 
 

@@ -11,8 +11,10 @@ from .base import Provider as Provider
 if TYPE_CHECKING:
     from .openai import OpenaiChat as OpenaiChat
     from .openai import OpenAICompatible as OpenAICompatible
+    from .raycast import Raycast as Raycast
+    from .reka import Reka as Reka
 
-__all__ = ["OpenAICompatible", "OpenaiChat", "Provider"]
+__all__ = ["OpenAICompatible", "OpenaiChat", "Provider", "Raycast", "Reka"]
 
 
 def __getattr__(name: str) -> Any:

@@ -18,7 +18,7 @@ from .._errors import (
     ResponseDecodeError,
     StreamInterruptedError,
 )
-from .._http import HttpCall, HttpResponse
+from .._http import HttpCall
 from .._sse import SSEDecoder
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest
 from .base import Provider
@@ -93,23 +93,6 @@ def _process_error_payload(payload: bytes, *, provider: str, model: str, status:
     )
 
 
-async def _unexpected_body(
-    resp: HttpResponse, *, expected: str, provider: str, model: str
-) -> APIError:
-    body = await resp.read()
-    if resp.content_type == "application/json":
-        error = _process_error_payload(body, provider=provider, model=model, status=resp.status)
-        if isinstance(error, ProviderError):
-            return error
-    return ResponseDecodeError(
-        f"expected {expected}, got {resp.content_type or 'no content type'}",
-        provider=provider,
-        model=model,
-        status=resp.status,
-        body=body,
-    )
-
-
 class OpenAIWire(Provider):
     """A provider speaking OpenAI's Chat Completions format (configure, don't subclass
     with logic)."""
@@ -146,9 +129,7 @@ class OpenAIWire(Provider):
             if resp.status >= 400:
                 raise await resp.status_error()
             if resp.content_type != "text/event-stream":
-                raise await _unexpected_body(
-                    resp, expected="an event stream", provider=name, model=model
-                )
+                raise await resp.format_error("an event stream")
             decoder = SSEDecoder(http.max_event_size)
             while True:
                 data = await resp.read_chunk()
@@ -188,9 +169,7 @@ class OpenAIWire(Provider):
             if resp.status >= 400:
                 raise await resp.status_error()
             if resp.content_type != "application/json":
-                raise await _unexpected_body(
-                    resp, expected="a JSON body", provider=self.name, model=model
-                )
+                raise await resp.format_error("a JSON body")
             payload = await resp.read()
         try:
             completion = ChatCompletion.model_validate_json(payload)

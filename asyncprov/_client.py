@@ -109,6 +109,7 @@ class AsyncCompletions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -133,6 +134,7 @@ class AsyncCompletions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> AsyncStream: ...
 
@@ -157,6 +159,7 @@ class AsyncCompletions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream: ...
 
@@ -180,6 +183,7 @@ class AsyncCompletions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream:
         """Create a chat completion.
@@ -195,6 +199,8 @@ class AsyncCompletions:
             proxy: a proxy URL for this call only.
             api_key: a key for this call only.
             timeout: a ``Timeout``, or a number of seconds for the whole call.
+            stream_options: ``{"include_usage": True}`` adds a last chunk with empty
+                ``choices`` and the ``usage``, as in OpenAI's API.
             **extra: further body fields, sent to the provider as they are.
 
         Raises:
@@ -222,6 +228,7 @@ class AsyncCompletions:
             tools=tools,
             tool_choice=tool_choice,
             response_format=response_format,
+            include_usage=bool((stream_options or {}).get("include_usage")),
             extra=extra or None,
         )
         if image is not None or images is not None:

@@ -244,6 +244,7 @@ class Completions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -268,6 +269,7 @@ class Completions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> Stream: ...
 
@@ -292,6 +294,7 @@ class Completions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream: ...
 
@@ -315,6 +318,7 @@ class Completions:
         tools: list[dict[str, Any]] | None = None,
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
+        stream_options: dict[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream:
         """Create a chat completion; the arguments are those of ``AsyncClient``'s
@@ -340,6 +344,7 @@ class Completions:
                 tools=tools,
                 tool_choice=tool_choice,
                 response_format=response_format,
+                stream_options=stream_options,
                 **extra,
             )
         )

@@ -175,7 +175,8 @@ class ChatRequest(BaseModel):
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    include_usage: bool = True
+    include_usage: bool = False
+    """Ask for a final usage chunk in a stream (``stream_options.include_usage``)."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Further body fields, passed through to OpenAI-shaped providers as they are."""
 

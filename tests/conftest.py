@@ -13,7 +13,8 @@ from asyncprov.testing import OpenAITestServer
 @pytest.fixture(autouse=True)
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see keys or proxies from the developer's environment."""
-    for name in ("OPENAI_API_KEY", "REKA_API_KEY", "RAYCAST_TOKEN", "ASYNCPROV_PROXY"):
+    names = ("OPENAI_API_KEY", "REKA_API_KEY", "RAYCAST_TOKEN", "ASYNCPROV_PROXY")
+    for name in (*names, "OPENAI_BASE_URL", "REKA_BASE_URL", "RAYCAST_BASE_URL"):
         monkeypatch.delenv(name, raising=False)
 
 

@@ -16,7 +16,9 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 16
 async def test_stream_yields_chunks_in_order(client: AsyncClient, server: OpenAITestServer) -> None:
     """A stream delivers every text piece in order, tagged with the provider that answered."""
     server.add_reply(Reply(content="one two three"))
-    stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+    stream = await client.chat.completions.create(
+        model="m", messages="hi", stream=True, stream_options={"include_usage": True}
+    )
     assert isinstance(stream, AsyncStream)
     chunks = [chunk async for chunk in stream]
     assert all(isinstance(c, ChatCompletionChunk) for c in chunks)
@@ -50,6 +52,7 @@ async def test_request_body_on_the_wire(client: AsyncClient, server: OpenAITestS
         model="m",
         messages=[{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi"}],
         stream=True,
+        stream_options={"include_usage": True},
         temperature=0.2,
         max_tokens=5,
         stop=["\n"],
@@ -83,7 +86,7 @@ async def test_folded_stream_equals_native_completion(server: OpenAITestServer) 
         for _ in range(2):
             native = await client.chat.completions.create(model="m", messages="weather?")
             stream = await client.chat.completions.create(
-                model="m", messages="weather?", stream=True
+                model="m", messages="weather?", stream=True, stream_options={"include_usage": True}
             )
             folded = await stream.collect()
             exclude = {"id", "created"}
@@ -224,7 +227,18 @@ async def test_stream_context_manager_and_collect(
         assert first.choices[0].delta.role == "assistant"
     with pytest.raises(StopAsyncIteration):
         await anext(stream)
-    reply = await client.chat.completions.create(model="m", messages="x y", stream=True)
+    reply = await client.chat.completions.create(
+        model="m", messages="x y", stream=True, stream_options={"include_usage": True}
+    )
     completion = await reply.collect()
     assert completion.choices[0].message.content == "You said: x y"
     assert completion.usage is not None and completion.provider == "OpenAICompatible"
+
+
+async def test_usage_chunk_only_when_asked(client: AsyncClient, server: OpenAITestServer) -> None:
+    """Without stream_options every chunk has a choice, so chunk.choices[0] is always safe."""
+    stream = await client.chat.completions.create(model="m", messages="a b c", stream=True)
+    chunks = [chunk async for chunk in stream]
+    assert all(len(chunk.choices) == 1 for chunk in chunks)
+    assert all(chunk.usage is None for chunk in chunks)
+    assert "stream_options" not in server.requests[-1].json

@@ -66,6 +66,8 @@ class Provider(ABC):
     """Other names for models, mapped to the name sent on the wire."""
     api_key_env: ClassVar[str | None] = None
     """Environment variable the key is read from when none is passed."""
+    base_url_env: ClassVar[str | None] = None
+    """Environment variable that overrides the default ``base_url`` (gateways, tests)."""
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -81,6 +83,8 @@ class Provider(ABC):
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self._api_key = api_key
+        if base_url is None and self.base_url_env:
+            base_url = os.environ.get(self.base_url_env) or None
         if base_url is not None:
             self.base_url = base_url.rstrip("/")
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, env={}) if proxy else None

@@ -40,6 +40,7 @@ class OpenaiChat(OpenAIWire):
     base_url = "https://api.openai.com/v1"
     needs_auth = True
     api_key_env = "OPENAI_API_KEY"
+    base_url_env = "OPENAI_BASE_URL"
     default_model = "gpt-4o-mini"
     models = (
         "gpt-4o",

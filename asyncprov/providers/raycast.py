@@ -57,6 +57,7 @@ class Raycast(Provider):
     working = False
     needs_auth = True
     api_key_env = "RAYCAST_TOKEN"
+    base_url_env = "RAYCAST_BASE_URL"
     default_model = "gpt-3.5-turbo"
     models = ("gpt-3.5-turbo", "gpt-4")
 

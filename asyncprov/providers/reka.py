@@ -17,6 +17,7 @@ class Reka(OpenAIWire):
     base_url = "https://api.reka.ai/v1"
     needs_auth = True
     api_key_env = "REKA_API_KEY"
+    base_url_env = "REKA_BASE_URL"
     auth_header = "X-Api-Key"
     default_model = "reka-core"
     models = (

@@ -3,9 +3,18 @@ scripted replies and faults, and a small HTTP proxy."""
 
 from ._proxy import ProxiedRequest as ProxiedRequest
 from ._proxy import ProxyServer as ProxyServer
+from ._raycast import RaycastTestServer as RaycastTestServer
 from ._server import Fault as Fault
 from ._server import OpenAITestServer as OpenAITestServer
 from ._server import RecordedRequest as RecordedRequest
 from ._server import Reply as Reply
 
-__all__ = ["Fault", "OpenAITestServer", "ProxiedRequest", "ProxyServer", "RecordedRequest", "Reply"]
+__all__ = [
+    "Fault",
+    "OpenAITestServer",
+    "ProxiedRequest",
+    "ProxyServer",
+    "RaycastTestServer",
+    "RecordedRequest",
+    "Reply",
+]

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 import anyio
 from aiohttp import web
@@ -107,6 +107,11 @@ class OpenAITestServer:
         ...         ...
     """
 
+    api_root: ClassVar[str] = "/v1"
+    chat_path: ClassVar[str] = "/chat/completions"
+    lead_events: ClassVar[int] = 1
+    """Events before the first content (the role chunk); ``fault_after`` counts after them."""
+
     def __init__(
         self,
         *,
@@ -136,7 +141,7 @@ class OpenAITestServer:
     @property
     def base_url(self) -> str:
         """The API root to give a client, e.g. ``http://127.0.0.1:PORT/v1``."""
-        return f"http://{self._host}:{self._port}/v1"
+        return f"http://{self._host}:{self._port}{self.api_root}"
 
     async def wait_for_disconnect(self) -> None:
         """Return once a client has dropped a connection mid-response."""
@@ -146,8 +151,8 @@ class OpenAITestServer:
     async def start(self) -> None:
         """Start listening."""
         app = web.Application()
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
+        app.router.add_post(self.api_root + self.chat_path, self._chat)
+        app.router.add_get(self.api_root + "/models", self._models)
         self._disconnected = anyio.Event()
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -225,7 +230,7 @@ class OpenAITestServer:
                 return web.Response(
                     text="<html>maintenance</html>", content_type="text/html", headers=reply.headers
                 )
-            if not body.get("stream"):
+            if not self._is_stream(body):
                 return web.json_response(self._completion(body, reply), headers=reply.headers)
             return await self._stream(request, body, reply)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -234,18 +239,23 @@ class OpenAITestServer:
                 self._disconnected.set()
             raise
 
-    def _content(self, body: Mapping[str, Any], reply: Reply) -> str:
-        if reply.content is not None:
-            return reply.content
+    def _is_stream(self, body: Mapping[str, Any]) -> bool:
+        return bool(body.get("stream"))
+
+    def _last_user_text(self, body: Mapping[str, Any]) -> str | None:
         for message in reversed(body.get("messages") or []):
             if message.get("role") == "user":
                 content = message.get("content")
                 if isinstance(content, list):
-                    content = " ".join(
-                        p.get("text", "") for p in content if p.get("type") == "text"
-                    )
-                return f"You said: {content}"
-        return "Hello from the asyncprov test server."
+                    return " ".join(p.get("text", "") for p in content if p.get("type") == "text")
+                return str(content)
+        return None
+
+    def _content(self, body: Mapping[str, Any], reply: Reply) -> str:
+        if reply.content is not None:
+            return reply.content
+        text = self._last_user_text(body)
+        return "Hello from the asyncprov test server." if text is None else f"You said: {text}"
 
     def _usage(self, body: Mapping[str, Any], pieces: int) -> dict[str, int]:
         prompt = sum(len(str(m.get("content", "")).split()) for m in body.get("messages") or [])
@@ -334,7 +344,7 @@ class OpenAITestServer:
             await response.write_eof()
             return response
         for index, event in enumerate(events):
-            if fault is not None and index == after + 1:  # +1: the role chunk
+            if fault is not None and index == after + self.lead_events:
                 return await self._inject(request, response, reply)
             if fault == "no_done" and event.startswith(b"data: [DONE]"):
                 break

@@ -18,6 +18,7 @@ from ._errors import (
 from ._http import HttpClient, ProxyConfig, resolve_proxy
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
+from ._retry import ProviderHealth
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
 from ._timeouts import Deadline, TimeoutInput, as_timeout
@@ -243,6 +244,7 @@ class AsyncCompletions:
         http = client._http.call(
             deadline=deadline,
             proxy=resolve_proxy(proxy, env={}) if proxy else chosen.proxy or client.proxy,
+            health=client.health,
             provider=chosen.name,
             model=request.model,
         )
@@ -315,6 +317,8 @@ class AsyncClient:
             connection_limit=connection_limit, max_event_size=max_event_size, headers=headers
         )
         self._warned_not_working: set[str] = set()
+        self.health = ProviderHealth()
+        """Recent failures per provider, used by failover to cool providers down."""
         self.chat = AsyncChat(self)
 
     @property

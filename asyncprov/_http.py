@@ -9,7 +9,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
@@ -27,9 +27,13 @@ from ._errors import (
     ResponseDecodeError,
     error_for_status,
 )
+from ._retry import ProviderHealth
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._timeouts import Deadline
 from ._version import __version__
+
+if TYPE_CHECKING:
+    from .providers.base import Provider
 
 __all__ = [
     "HttpCall",
@@ -282,7 +286,16 @@ class HttpCall:
     """What a provider gets for one attempt: the shared session, bound to this attempt's
     deadline, proxy and limits."""
 
-    __slots__ = ("_client", "deadline", "max_event_size", "model", "provider", "proxy", "streaming")
+    __slots__ = (
+        "_client",
+        "deadline",
+        "health",
+        "max_event_size",
+        "model",
+        "provider",
+        "proxy",
+        "streaming",
+    )
 
     def __init__(
         self,
@@ -290,16 +303,30 @@ class HttpCall:
         *,
         deadline: Deadline,
         proxy: ProxyConfig | None,
+        health: ProviderHealth,
         provider: str | None = None,
         model: str | None = None,
     ) -> None:
         self._client = client
         self.deadline = deadline
+        self.health = health
         self.proxy = proxy
         self.provider = provider
         self.model = model
         self.max_event_size = client.max_event_size
         self.streaming = True
+
+    def attempt(self, *, provider: Provider) -> HttpCall:
+        """A sibling call for one failover attempt: a fresh deadline for its phases,
+        sharing this call's total; the provider's own proxy wins over the call's."""
+        return HttpCall(
+            self._client,
+            deadline=Deadline(self.deadline.timeout, total_at=self.deadline.total_at),
+            proxy=provider.proxy or self.proxy,
+            health=self.health,
+            provider=provider.name,
+            model=self.model,
+        )
 
     @asynccontextmanager
     async def post(
@@ -397,13 +424,16 @@ class HttpClient:
         *,
         deadline: Deadline,
         proxy: ProxyConfig | None,
+        health: ProviderHealth,
         provider: str | None = None,
         model: str | None = None,
     ) -> HttpCall:
-        """A view of this client for one attempt."""
+        """A view of this client for one call."""
         if self._closed:
             raise ClientClosedError("the client is closed")
-        return HttpCall(self, deadline=deadline, proxy=proxy, provider=provider, model=model)
+        return HttpCall(
+            self, deadline=deadline, proxy=proxy, health=health, provider=provider, model=model
+        )
 
     async def aclose(self) -> None:
         """Close the session and every pooled connection."""

@@ -33,6 +33,7 @@ _PROVIDER_MODULES: dict[str, str] = {
     "OpenAICompatible": "asyncprov.providers.openai",
     "Reka": "asyncprov.providers.reka",
     "Raycast": "asyncprov.providers.raycast",
+    "RetryProvider": "asyncprov._failover",
 }
 
 

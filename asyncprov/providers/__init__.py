@@ -9,12 +9,13 @@ from typing import TYPE_CHECKING, Any
 from .base import Provider as Provider
 
 if TYPE_CHECKING:
+    from .._failover import RetryProvider as RetryProvider
     from .openai import OpenaiChat as OpenaiChat
     from .openai import OpenAICompatible as OpenAICompatible
     from .raycast import Raycast as Raycast
     from .reka import Reka as Reka
 
-__all__ = ["OpenAICompatible", "OpenaiChat", "Provider", "Raycast", "Reka"]
+__all__ = ["OpenAICompatible", "OpenaiChat", "Provider", "Raycast", "Reka", "RetryProvider"]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,328 @@
+"""Failover: ``RetryProvider`` and the attempt engine behind it.
+
+One anyio task group per call, entered and left inside a single ``await`` (the race);
+the winning stream is then read outside it, so no ``yield`` ever sits inside a task
+group or cancel scope. Attempts start in order (happy-eyeballs shape): the next one
+when the current fails, or, when hedging, also when the current has produced no content
+within ``hedge_delay``. The first to produce content wins; the others are cancelled and
+their connections closed at once. Nothing is failed over once content has reached the
+caller.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections import deque
+from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import anyio
+
+from ._errors import (
+    APIError,
+    ConfigurationError,
+    RetryNoProviderError,
+    RetryProviderError,
+    StreamInterruptedError,
+    TotalTimeoutError,
+)
+from ._http import HttpCall
+from ._retry import Outcome, RetryPolicy, classify, clock, is_testing
+from ._streaming import AsyncStream, complete
+from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from .providers.base import Provider
+
+__all__ = ["RetryProvider"]
+
+log = logging.getLogger("asyncprov")
+
+_T = TypeVar("_T")
+
+
+@dataclass
+class _Candidate:
+    provider: Provider
+    attempt: int  # 1-based, on this provider
+
+
+def _describe(provider: Provider, error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or "no message"
+    return f"{provider.name}: {type(error).__name__}: {message}"
+
+
+def _request_for(provider: Provider, request: ChatRequest) -> ChatRequest:
+    """The request with a model this provider serves (its default if it lists others)."""
+    model = request.model
+    if provider.models and model not in provider.models and model not in provider.model_aliases:
+        model = provider.default_model or model
+    return request if model == request.model else request.model_copy(update={"model": model})
+
+
+class _Race(Generic[_T]):
+    """One call's attempts; ``run`` returns the first success."""
+
+    def __init__(
+        self,
+        owner: RetryProvider,
+        request: ChatRequest,
+        http: HttpCall,
+        opener: Callable[[Provider, ChatRequest, HttpCall], Awaitable[_T]],
+    ) -> None:
+        self.owner = owner
+        self.request = request
+        self.http = http
+        self.opener = opener
+        self.health = http.health
+        self.failures: list[tuple[Provider, BaseException]] = []
+        self.winner: tuple[Provider, _T] | None = None
+        self.fatal: BaseException | None = None
+        self.running = 0
+        self.changed = anyio.Event()
+        self.ruled_out: set[str] = set()
+        self.retry_at: dict[str, float] = {}
+        self.queue: deque[_Candidate] = deque()
+
+    def _pop(self) -> tuple[_Candidate, float] | None:
+        """The next candidate and the clock time it may start at."""
+        usable = [c for c in self.queue if c.provider.name not in self.ruled_out]
+        if not usable:
+            self.queue.clear()
+            return None
+        cooling = {c.provider.name: self.health.cooling_until(c.provider.name) for c in usable}
+        ready = [c for c in usable if cooling[c.provider.name] is None]
+        chosen = ready[0] if ready else min(usable, key=lambda c: cooling[c.provider.name] or 0)
+        self.queue.remove(chosen)
+        start = max(
+            cooling[chosen.provider.name] or 0.0, self.retry_at.get(chosen.provider.name, 0)
+        )
+        return chosen, (0.0 if is_testing() else start)
+
+    async def _attempt(self, candidate: _Candidate, tg: anyio.abc.TaskGroup) -> None:
+        provider = candidate.provider
+        http = self.http.attempt(provider=provider)
+        log.debug(
+            "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
+        )
+        try:
+            result = await self.opener(provider, _request_for(provider, self.request), http)
+        except Exception as error:
+            self._failed(candidate, error, tg)
+        else:
+            self.health.record_success(provider.name)
+            if self.winner is None:
+                self.winner = (provider, result)
+                tg.cancel_scope.cancel()
+            elif isinstance(result, AsyncStream):  # a second success, too late: close it
+                with anyio.CancelScope(shield=True):
+                    await result.aclose()
+        finally:
+            self.running -= 1
+            self.changed.set()
+
+    def _failed(self, candidate: _Candidate, error: Exception, tg: anyio.abc.TaskGroup) -> None:
+        provider = candidate.provider
+        self.failures.append((provider, error))
+        outcome = classify(error)
+        log.debug("attempt %d on %s failed: %s", candidate.attempt, provider.name, error)
+        if outcome is Outcome.STOP:
+            self.fatal = error
+            tg.cancel_scope.cancel()
+            return
+        self.health.record_failure(provider.name, error)
+        wait = (
+            self.owner.policy.wait_before_retry(error, candidate.attempt)
+            if outcome is Outcome.RETRY
+            else None
+        )
+        if wait is None:
+            self.ruled_out.add(provider.name)
+        else:
+            self.retry_at[provider.name] = clock() + wait
+        following = next((c for c in self.queue if c.provider.name not in self.ruled_out), None)
+        if following is not None and following.provider.name != provider.name:
+            log.info(
+                "failing over from %s to %s: %s",
+                provider.name,
+                following.provider.name,
+                type(error).__name__,
+            )
+
+    async def run(self) -> tuple[Provider, _T]:
+        self.queue.extend(self.owner.schedule(self.request))
+        if not self.queue:
+            raise RetryNoProviderError(self.owner.why_no_candidates(self.request))
+        hedge = self.owner.hedge_delay if self.owner.hedge else None
+        with anyio.CancelScope(deadline=self.http.deadline.total_at) as deadline_scope:
+            async with anyio.create_task_group() as tg:
+                launch = True
+                while True:
+                    if launch:
+                        launch = False
+                        picked = self._pop()
+                        if picked is None and self.running == 0:
+                            break
+                        if picked is not None:
+                            candidate, start = picked
+                            await anyio.sleep(max(0.0, start - clock()))
+                            self.running += 1
+                            tg.start_soon(self._attempt, candidate, tg)
+                    self.changed = anyio.Event()
+                    if hedge is not None and self.queue:
+                        with anyio.move_on_after(hedge):
+                            await self.changed.wait()
+                    else:
+                        await self.changed.wait()
+                    launch = True  # a failure, or a hedge delay with no content yet
+        if self.winner is not None:
+            return self.winner
+        if self.fatal is not None:
+            raise self.fatal
+        if deadline_scope.cancelled_caught:
+            raise TotalTimeoutError(
+                f"the call took longer than its total timeout of "
+                f"{self.http.deadline.timeout.total} s" + self._report(" after "),
+                model=self.request.model,
+                timeout=self.http.deadline.timeout.total,
+            )
+        if len(self.failures) == 1:
+            raise self.failures[0][1]
+        if not self.failures:
+            raise RetryNoProviderError("no provider could be tried")
+        raise RetryProviderError(
+            "every provider failed:\n" + "\n".join(_describe(p, e) for p, e in self.failures),
+            [error for _, error in self.failures],
+        )
+
+    def _report(self, prefix: str) -> str:
+        if not self.failures:
+            return ""
+        return prefix + "; ".join(_describe(p, e) for p, e in self.failures)
+
+
+async def _open_stream(provider: Provider, request: ChatRequest, http: HttpCall) -> AsyncStream:
+    stream = AsyncStream(provider.stream(request, http), http.deadline, provider=provider.name)
+    try:
+        await stream._start()
+    except BaseException:
+        with anyio.CancelScope(shield=True):
+            await stream.aclose()
+        raise
+    return stream
+
+
+class RetryProvider(Provider):
+    """Fail over between providers: itself a Provider, usable anywhere one is.
+
+    Args:
+        providers: provider classes or instances, tried in this order (shuffled
+            first unless ``shuffle=False``).
+        shuffle: spread load by trying the providers in random order.
+        single_provider_retry: retry the first provider up to ``max_retries`` times
+            instead of failing over.
+        max_retries: attempts on the one provider with ``single_provider_retry``.
+        hedge: start the next candidate when the current one has produced no
+            content within ``hedge_delay`` seconds (and at once when it fails); the
+            first to produce content wins and the others are cancelled.
+        hedge_delay: see ``hedge``.
+        policy: backoff and ``Retry-After`` limits (``RetryPolicy``).
+
+    Example:
+        >>> RetryProvider([OpenaiChat, Reka], shuffle=False, hedge=True, hedge_delay=1.5)
+    """
+
+    name = "RetryProvider"
+    supports_images = True
+    supports_tools = True
+
+    def __init__(
+        self,
+        providers: Sequence[Provider | type[Provider]],
+        *,
+        shuffle: bool = True,
+        single_provider_retry: bool = False,
+        max_retries: int = 3,
+        hedge: bool = False,
+        hedge_delay: float = 2.0,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__()
+        self.providers: list[Provider] = [self._instance(p) for p in providers]
+        self.shuffle = shuffle
+        self.single_provider_retry = single_provider_retry
+        self.policy = policy or RetryPolicy(attempts=max_retries)
+        self.hedge = hedge
+        self.hedge_delay = hedge_delay
+
+    @staticmethod
+    def _instance(provider: Provider | type[Provider]) -> Provider:
+        if isinstance(provider, Provider):
+            return provider
+        try:
+            return provider()
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{provider.__name__} needs configuration: pass an instance"
+            ) from exc
+
+    def __repr__(self) -> str:
+        names = ", ".join(p.name for p in self.providers)
+        return f"RetryProvider([{names}], shuffle={self.shuffle}, hedge={self.hedge})"
+
+    def resolve_model(self, model: str | None) -> str:
+        if model:
+            return model
+        for provider in self.providers:
+            if provider.default_model:
+                return provider.default_model
+        return super().resolve_model(model)
+
+    def _usable(self, request: ChatRequest) -> list[Provider]:
+        return [
+            p
+            for p in self.providers
+            if (p.supports_images or not request.has_images())
+            and (p.supports_stream or not request.stream)
+        ]
+
+    def schedule(self, request: ChatRequest) -> list[_Candidate]:
+        """The attempts to make, in order."""
+        order = self._usable(request)
+        if self.shuffle:
+            random.shuffle(order)
+        if self.single_provider_retry and order:
+            return [_Candidate(order[0], n) for n in range(1, self.policy.attempts + 1)]
+        return [_Candidate(p, 1) for p in order]
+
+    def why_no_candidates(self, request: ChatRequest) -> str:
+        """Why ``schedule`` is empty."""
+        if not self.providers:
+            return "RetryProvider was given no providers"
+        need = "images" if request.has_images() else "streaming"
+        return f"none of {', '.join(p.name for p in self.providers)} supports {need}"
+
+    async def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        _, winner = await _Race(self, request, http, _open_stream).run()
+        try:
+            async for chunk in winner:
+                yield chunk
+        except StreamInterruptedError:
+            raise
+        except APIError as error:
+            # Content already reached the caller: never fail over, never splice.
+            raise StreamInterruptedError(
+                f"the stream broke off: {error.message}",
+                provider=error.provider,
+                model=error.model,
+                partial_text=winner.text,
+            ) from error
+        finally:
+            with anyio.CancelScope(shield=True):
+                await winner.aclose()
+
+    async def complete(self, request: ChatRequest, http: HttpCall) -> ChatCompletion:
+        _, completion = await _Race(self, request, http, complete).run()
+        return completion

@@ -21,11 +21,9 @@ from typing import Generic, TypeVar
 import anyio
 
 from ._errors import (
-    APIError,
     ConfigurationError,
     RetryNoProviderError,
     RetryProviderError,
-    StreamInterruptedError,
     TotalTimeoutError,
 )
 from ._http import HttpCall
@@ -307,18 +305,10 @@ class RetryProvider(Provider):
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         _, winner = await _Race(self, request, http, _open_stream).run()
         try:
+            # Content has reached the caller: a failure from here on is the winner's
+            # StreamInterruptedError; nothing fails over or splices another reply in.
             async for chunk in winner:
                 yield chunk
-        except StreamInterruptedError:
-            raise
-        except APIError as error:
-            # Content already reached the caller: never fail over, never splice.
-            raise StreamInterruptedError(
-                f"the stream broke off: {error.message}",
-                provider=error.provider,
-                model=error.model,
-                partial_text=winner.text,
-            ) from error
         finally:
             with anyio.CancelScope(shield=True):
                 await winner.aclose()

@@ -2,8 +2,8 @@
 
 The stream pulls chunks from a provider's async generator one ``await`` at a time (no
 task, no cancel scope held across a ``yield``), tells the attempt's deadline when
-content arrives, and turns a break after content into ``StreamInterruptedError`` with
-the partial text.
+content arrives, and turns any failure after content into ``StreamInterruptedError``
+with the partial text (the specific error as its ``__cause__``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
-from ._errors import APIConnectionError, APIError, StreamInterruptedError
+from ._errors import APIError, StreamInterruptedError
 from ._http import HttpCall
 from ._timeouts import Deadline
 from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
@@ -104,24 +104,23 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:
-        """The error to raise, carrying the text already delivered."""
+        """The error to raise: after content, always ``StreamInterruptedError`` with the
+        text already delivered (the specific failure as its cause)."""
         if not self._deadline.has_content:
             return exc
         text = self.text
         if isinstance(exc, StreamInterruptedError):
             exc.partial_text = text
             return exc
-        if isinstance(exc, APIConnectionError):
-            interrupted = StreamInterruptedError(
-                f"the stream broke off: {exc.message}",
-                provider=exc.provider,
-                model=exc.model,
-                partial_text=text,
-            )
-            interrupted.__cause__ = exc
-            return interrupted
         exc.partial_text = text
-        return exc
+        interrupted = StreamInterruptedError(
+            f"the stream broke off after content: {type(exc).__name__}: {exc.message}",
+            provider=exc.provider,
+            model=exc.model,
+            partial_text=text,
+        )
+        interrupted.__cause__ = exc
+        return interrupted
 
     async def aclose(self) -> None:
         """Stop reading and close the connection now."""

@@ -77,17 +77,18 @@ async def test_non_json_error_body_keeps_snippet(
 async def test_in_stream_error_after_content(
     client: AsyncClient, server: OpenAITestServer, fault: str
 ) -> None:
-    """An error inside the stream raises ProviderError carrying the text already delivered."""
+    """An error event after content interrupts the stream; the ProviderError is the cause."""
     server.add_reply(Reply(content="alpha beta gamma", fault=fault, fault_after=2))  # type: ignore[arg-type]
     stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
     seen = []
-    with pytest.raises(ProviderError) as caught:
+    with pytest.raises(StreamInterruptedError) as caught:
         async for chunk in stream:
             seen.append(chunk.choices[0].delta.content or "")
     assert "".join(seen) == "alpha beta "
     assert caught.value.partial_text == "alpha beta "
     assert caught.value.provider == "OpenAICompatible"
-    assert caught.value.message in ("overloaded", "boom")
+    cause = caught.value.__cause__
+    assert isinstance(cause, ProviderError) and cause.message in ("overloaded", "boom")
 
 
 async def test_in_stream_error_before_content_raises_at_create(
@@ -146,13 +147,15 @@ async def test_wrong_content_type_is_decode_error(
 async def test_malformed_event_is_decode_error(
     client: AsyncClient, server: OpenAITestServer
 ) -> None:
-    """An event whose JSON is broken raises ResponseDecodeError (never a pydantic error)."""
+    """A broken JSON event after content: interrupted, caused by ResponseDecodeError."""
     server.add_reply(Reply(content="a b", fault="malformed", fault_after=1))
     stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
-    with pytest.raises(ResponseDecodeError) as caught:
+    with pytest.raises(StreamInterruptedError) as caught:
         async for _ in stream:
             pass
-    assert '{"choices": [{"delta":' in caught.value.body
+    cause = caught.value.__cause__
+    assert isinstance(cause, ResponseDecodeError)
+    assert '{"choices": [{"delta":' in cause.body
     assert caught.value.partial_text == "a "
 
 

@@ -11,6 +11,7 @@ caller.
 
 from __future__ import annotations
 
+import copy
 import logging
 import random
 from collections import deque
@@ -246,7 +247,15 @@ class RetryProvider(Provider):
         policy: RetryPolicy | None = None,
     ) -> None:
         super().__init__()
-        self.providers: list[Provider] = [self._instance(p) for p in providers]
+        self.providers: list[Provider] = []
+        seen: dict[str, int] = {}
+        for given in providers:
+            provider = self._instance(given)
+            count = seen[provider.name] = seen.get(provider.name, 0) + 1
+            if count > 1:  # failover and health tell providers apart by name
+                provider = copy.copy(provider)
+                provider.name = f"{provider.name}#{count}"
+            self.providers.append(provider)
         self.shuffle = shuffle
         self.single_provider_retry = single_provider_retry
         self.policy = policy or RetryPolicy(attempts=max_retries)

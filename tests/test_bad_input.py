@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -21,23 +21,9 @@ from asyncprov import (
     ProviderNotFoundError,
     ResponseDecodeError,
 )
-from asyncprov._http import HttpCall
-from asyncprov._types import ChatCompletionChunk, ChatRequest
-from asyncprov.providers import OpenaiChat, Provider
+from asyncprov.providers import OpenaiChat
 from asyncprov.testing import OpenAITestServer, Reply
-
-
-class TextOnly(Provider):
-    """A provider that cannot take images (for the images check)."""
-
-    base_url = "http://127.0.0.1:9"
-    default_model = "t"
-
-    async def stream(
-        self, request: ChatRequest, http: HttpCall
-    ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        raise AssertionError("must not be called")
-        yield  # pragma: no cover
+from tests.helpers import TextOnly
 
 
 @pytest.mark.parametrize(

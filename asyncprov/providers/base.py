@@ -48,7 +48,7 @@ class Provider(ABC):
         >>> local = OpenAICompatible(base_url="http://localhost:11434/v1")
     """
 
-    name: ClassVar[str] = ""
+    name: str = ""
     """The provider's name, as reported on every chunk (defaults to the class name)."""
     url: ClassVar[str | None] = None
     """The service's home page."""

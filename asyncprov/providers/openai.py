@@ -14,7 +14,8 @@ class OpenAICompatible(OpenAIWire):
     OpenRouter, DeepSeek, Mistral, LiteLLM's proxy, or asyncprov's own gateway.
 
     No key is read from the environment (a key meant for OpenAI must never reach a
-    third-party host); pass ``api_key=`` when the server wants one.
+    third-party host); pass ``api_key=`` when the server wants one. ``name=`` sets the
+    name reported on chunks and used by failover (e.g. "ollama", "vllm-eu").
 
     Example:
         >>> ollama = OpenAICompatible(base_url="http://localhost:11434/v1")
@@ -29,8 +30,11 @@ class OpenAICompatible(OpenAIWire):
         api_key: str | None = None,
         headers: Mapping[str, str] | None = None,
         proxy: str | None = None,
+        name: str | None = None,
     ) -> None:
         super().__init__(api_key=api_key, base_url=base_url, proxy=proxy, headers=headers)
+        if name:
+            self.name = name
 
 
 class OpenaiChat(OpenAIWire):

@@ -8,6 +8,7 @@ from ._server import Fault as Fault
 from ._server import OpenAITestServer as OpenAITestServer
 from ._server import RecordedRequest as RecordedRequest
 from ._server import Reply as Reply
+from ._switch import instant_retries as instant_retries
 
 __all__ = [
     "Fault",
@@ -17,4 +18,5 @@ __all__ = [
     "RaycastTestServer",
     "RecordedRequest",
     "Reply",
+    "instant_retries",
 ]

@@ -20,7 +20,7 @@ from asyncprov.testing import RaycastTestServer
 def seed(token: str) -> None:
     msgs = [{"role": "user", "content": "Tell me a short joke about tokens."}]
     # The seed snippet, exactly as users write it.
-    for token in Raycast.create_completion(model="gpt-4", messages=msgs, stream=True, auth=token):
+    for token in Raycast.create_completion(model="gpt-4", messages=msgs, stream=True, auth=token):  # noqa: B020
         print(token, end="")
     print()
 

@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import ipaddress
 import logging
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
 from urllib.parse import quote, urlsplit
 
 import anyio
 from anyio.abc import ByteStream, SocketAttribute, SocketStream
+from anyio.from_thread import start_blocking_portal
 from anyio.streams.stapled import MultiListener
 
 __all__ = ["ProxiedRequest", "ProxyServer"]
@@ -125,6 +128,16 @@ class ProxyServer:
             await asyncio.shield(self._task)
         finally:
             await self._listener.aclose()
+
+    @contextlib.contextmanager
+    def run_in_thread(self) -> Iterator[ProxyServer]:
+        """Run the proxy on its own event loop in a thread (for sync code)."""
+        with start_blocking_portal(name="asyncprov-test-proxy") as portal:
+            portal.call(self.__aenter__)
+            try:
+                yield self
+            finally:
+                portal.call(self.__aexit__, None, None, None)
 
     async def _serve(self, listener: MultiListener[SocketStream], scope: anyio.CancelScope) -> None:
         with scope:

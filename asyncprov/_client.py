@@ -111,6 +111,7 @@ class AsyncCompletions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -136,6 +137,7 @@ class AsyncCompletions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> AsyncStream: ...
 
@@ -161,6 +163,7 @@ class AsyncCompletions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream: ...
 
@@ -185,6 +188,7 @@ class AsyncCompletions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream:
         """Create a chat completion.
@@ -202,6 +206,8 @@ class AsyncCompletions:
             timeout: a ``Timeout``, or a number of seconds for the whole call.
             stream_options: ``{"include_usage": True}`` adds a last chunk with empty
                 ``choices`` and the ``usage``, as in OpenAI's API.
+            hedge_delay: with a ``RetryProvider``, hedge this call: start the next
+                candidate when the current one has shown no content for this long.
             **extra: further body fields, sent to the provider as they are.
 
         Raises:
@@ -230,6 +236,7 @@ class AsyncCompletions:
             tool_choice=tool_choice,
             response_format=response_format,
             include_usage=bool((stream_options or {}).get("include_usage")),
+            hedge_delay=hedge_delay,
             extra=extra or None,
         )
         if image is not None or images is not None:

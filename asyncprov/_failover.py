@@ -152,7 +152,9 @@ class _Race(Generic[_T]):
         self.queue.extend(self.owner.schedule(self.request))
         if not self.queue:
             raise RetryNoProviderError(self.owner.why_no_candidates(self.request))
-        hedge = self.owner.hedge_delay if self.owner.hedge else None
+        hedge = self.request.hedge_delay
+        if hedge is None and self.owner.hedge:
+            hedge = self.owner.hedge_delay
         with anyio.CancelScope(deadline=self.http.deadline.total_at) as deadline_scope:
             async with anyio.create_task_group() as tg:
                 launch = True

@@ -245,6 +245,7 @@ class Completions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -270,6 +271,7 @@ class Completions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> Stream: ...
 
@@ -295,6 +297,7 @@ class Completions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream: ...
 
@@ -319,6 +322,7 @@ class Completions:
         tool_choice: str | dict[str, Any] | None = None,
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
+        hedge_delay: float | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream:
         """Create a chat completion; the arguments are those of ``AsyncClient``'s
@@ -345,6 +349,7 @@ class Completions:
                 tool_choice=tool_choice,
                 response_format=response_format,
                 stream_options=stream_options,
+                hedge_delay=hedge_delay,
                 **extra,
             )
         )

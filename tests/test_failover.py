@@ -307,3 +307,27 @@ async def test_failover_logging(
     assert ("INFO", "failing over from primary to secondary: InternalServerError") in messages
     assert any(level == "INFO" and "primary: cooling down" in m for level, m in messages)
     assert any(level == "DEBUG" and m.startswith("attempt 1 on primary") for level, m in messages)
+
+
+async def test_per_call_hedge_delay(servers: list[OpenAITestServer]) -> None:
+    """hedge_delay= on one call hedges a sequential RetryProvider for that call only."""
+    primary, secondary, _ = servers
+    primary.add_reply(Reply(delay=30))
+    async with AsyncClient(group(servers[:2])) as client:
+        with anyio.fail_after(3):
+            _, providers = await read(client, hedge_delay=0.1)
+    assert providers == {"secondary"}
+    assert "hedge_delay" not in secondary.requests[-1].json
+
+
+async def test_cooling_provider_is_waited_for_when_alone(servers: list[OpenAITestServer]) -> None:
+    """When every candidate is cooling down, failover waits for one instead of giving up."""
+    primary = servers[0]
+    primary.add_reply(Reply(status=429, headers={"Retry-After": "3600"}))
+    async with AsyncClient(group(servers[:1])) as client:
+        with pytest.raises(Exception, match="429"):
+            await read(client)
+        assert client.health.cooling_until("primary") is not None
+        text, providers = await read(client)  # waits are off under instant_retries()
+    assert providers == {"primary"} and text == "You said: hi"
+    assert len(primary.requests) == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
@@ -300,3 +301,30 @@ def test_raycast_create_completion_tokens(monkeypatch: pytest.MonkeyPatch) -> No
         )
     assert tokens == ["You ", "said: ", "tell ", "me"]
     assert server.requests[-1].json["model"] == "gpt-4"
+
+
+async def test_reka_every_image_form(reka_server: OpenAITestServer, tmp_path: Path) -> None:
+    """File object, bytes, path, data URI and URL all reach Reka as image parts, in order."""
+    path = tmp_path / "cat.jpeg"
+    path.write_bytes(JPEG)
+    with path.open("rb") as handle:
+        async with AsyncClient(Reka) as client:
+            await client.chat.completions.create(
+                messages="two cats?",
+                image=handle,
+                images=[JPEG, path, (str(path), "named"), JPEG_URL, "https://example.com/c.jpg"],
+            )
+        assert not handle.closed
+    parts = reka_server.requests[-1].json["messages"][-1]["content"]
+    assert [p["image_url"]["url"] for p in parts[1:]] == [JPEG_URL] * 5 + [
+        "https://example.com/c.jpg"
+    ]
+
+
+async def test_provider_shim_inside_running_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Raycast.create_completion (sync) works when called from a running event loop."""
+    server = RaycastTestServer(api_key="rc-token")
+    with server.run_in_thread():
+        monkeypatch.setenv("RAYCAST_BASE_URL", server.base_url)
+        tokens = list(Raycast.create_completion(messages="in loop", auth="rc-token"))
+    assert "".join(tokens) == "You said: in loop"

@@ -33,6 +33,7 @@ from ._errors import RetryNoProviderError as RetryNoProviderError
 from ._errors import RetryProviderError as RetryProviderError
 from ._errors import StreamInterruptedError as StreamInterruptedError
 from ._errors import StreamNotSupportedError as StreamNotSupportedError
+from ._errors import StreamTimeoutError as StreamTimeoutError
 from ._errors import TotalTimeoutError as TotalTimeoutError
 from ._errors import UnprocessableEntityError as UnprocessableEntityError
 from ._streaming import AsyncStream as AsyncStream
@@ -102,6 +103,7 @@ __all__ = [
     "Stream",
     "StreamInterruptedError",
     "StreamNotSupportedError",
+    "StreamTimeoutError",
     "TextPart",
     "Timeout",
     "ToolCall",

@@ -39,6 +39,7 @@ a message.
     │   ├── ResponseDecodeError                 (status, body)
     │   │   └── EventTooLargeError
     │   └── StreamInterruptedError              (partial_text)
+    │       └── StreamTimeoutError              (also TimeoutError; .phase)
     └── RetryProviderError                      (exceptions)
         └── RetryNoProviderError
 """
@@ -85,6 +86,7 @@ __all__ = [
     "RetryProviderError",
     "StreamInterruptedError",
     "StreamNotSupportedError",
+    "StreamTimeoutError",
     "TimeoutPhase",
     "TotalTimeoutError",
     "UnprocessableEntityError",
@@ -360,6 +362,24 @@ class StreamInterruptedError(APIError):
     ) -> None:
         super().__init__(message, provider=provider, model=model)
         self.partial_text = partial_text
+
+
+class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
+    """Raised when a timeout ends a stream after content: an interruption and a timeout."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        phase: TimeoutPhase,
+        timeout: float | None = None,
+        provider: str | None = None,
+        model: str | None = None,
+        partial_text: str = "",
+    ) -> None:
+        super().__init__(message, provider=provider, model=model, partial_text=partial_text)
+        self.phase = phase
+        self.timeout = timeout
 
 
 class RetryProviderError(AsyncProvError):

@@ -14,7 +14,7 @@ from types import TracebackType
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
-from ._errors import APIError, StreamInterruptedError
+from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
 from ._timeouts import Deadline
 from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
@@ -94,7 +94,7 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
             self._finished = True
             raise
         choices = chunk.choices
-        text = choices[0].delta.content if choices else None
+        text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
             deadline.mark_progress()
@@ -113,12 +113,21 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
             exc.partial_text = text
             return exc
         exc.partial_text = text
-        interrupted = StreamInterruptedError(
-            f"the stream broke off after content: {type(exc).__name__}: {exc.message}",
-            provider=exc.provider,
-            model=exc.model,
-            partial_text=text,
-        )
+        message = f"the stream broke off after content: {type(exc).__name__}: {exc.message}"
+        interrupted: StreamInterruptedError
+        if isinstance(exc, APITimeoutError):  # still a timeout for `except TimeoutError`
+            interrupted = StreamTimeoutError(
+                message,
+                phase=exc.phase,
+                timeout=exc.timeout,
+                provider=exc.provider,
+                model=exc.model,
+                partial_text=text,
+            )
+        else:
+            interrupted = StreamInterruptedError(
+                message, provider=exc.provider, model=exc.model, partial_text=text
+            )
         interrupted.__cause__ = exc
         return interrupted
 
@@ -127,6 +136,10 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         self._finished = True
         self._head.clear()
         await self._source.aclose()
+
+    async def close(self) -> None:
+        """The same as ``aclose()`` (openai-python's name)."""
+        await self.aclose()
 
     async def __aenter__(self) -> Self:
         return self

@@ -15,6 +15,7 @@ from asyncprov import (
     FirstChunkTimeoutError,
     IdleTimeoutError,
     StreamInterruptedError,
+    StreamTimeoutError,
     Timeout,
     TotalTimeoutError,
 )
@@ -83,6 +84,8 @@ async def test_idle_timeout_mid_stream(server: OpenAITestServer, fault: str) -> 
             await server.wait_for_disconnect()
     cause = caught.value.__cause__
     assert isinstance(cause, IdleTimeoutError) and cause.phase == "idle"
+    assert isinstance(caught.value, StreamTimeoutError | TimeoutError)
+    assert caught.value.phase == "idle" and caught.value.timeout == 0.3
     assert caught.value.partial_text == "a b "
 
 

@@ -185,3 +185,31 @@ async def test_event_size_limit(server: OpenAITestServer) -> None:
             async for _ in stream:
                 pass
     assert caught.value.limit == 1024
+
+
+@pytest.mark.parametrize(
+    "noise",
+    [b"data:\n\n", b"data: \n\n", b"event: ping\n\n", b"event: ping\ndata: {}\n\n", b": hi\n\n"],
+)
+async def test_empty_and_named_events_are_skipped(
+    client: AsyncClient, server: OpenAITestServer, noise: bytes
+) -> None:
+    """Empty events, comments and named non-error events between chunks are ignored."""
+    chunk = b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\n\n'
+    body = chunk % b"a" + noise + chunk % b"b" + b"data: [DONE]\n\n"
+    server.add_reply(Reply(raw=body, content_type="text/event-stream"))
+    stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+    assert "".join([c.choices[0].delta.content or "" async for c in stream]) == "ab"
+
+
+async def test_n_greater_than_one_text_is_first_choice(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
+    """With several choices, stream.text and partial_text follow choice 0 only."""
+    line = b'data: {"choices":[{"index":%d,"delta":{"content":"%s"}}]}\n\n'
+    body = line % (0, b"A1 ") + line % (1, b"B1 ") + line % (0, b"A2") + b"data: [DONE]\n\n"
+    server.add_reply(Reply(raw=body, content_type="text/event-stream"))
+    stream = await client.chat.completions.create(model="m", messages="hi", stream=True, n=2)
+    completion = await stream.collect()
+    assert stream.text == "A1 A2"
+    assert [c.message.content for c in completion.choices] == ["A1 A2", "B1 "]

@@ -93,6 +93,14 @@ def _process_error_payload(payload: bytes, *, provider: str, model: str, status:
     )
 
 
+def _event_error(payload: bytes, *, provider: str, model: str) -> APIError:
+    """The error an ``event: error`` frame reports (JSON or plain text)."""
+    if payload.lstrip().startswith(b"{"):
+        return _process_error_payload(payload, provider=provider, model=model, status=200)
+    text = payload.decode("utf-8", "replace").strip()
+    return ProviderError(text or "the provider sent an error event", provider=provider, model=model)
+
+
 class OpenAIWire(Provider):
     """A provider speaking OpenAI's Chat Completions format (configure, don't subclass
     with logic)."""
@@ -139,17 +147,9 @@ class OpenAIWire(Provider):
                     if payload == _DONE:
                         return
                     if event.event == "error":
-                        raise (
-                            _process_error_payload(
-                                payload, provider=name, model=model, status=resp.status
-                            )
-                            if payload.startswith(b"{")
-                            else ProviderError(
-                                payload.decode("utf-8", "replace") or "error event",
-                                provider=name,
-                                model=model,
-                            )
-                        )
+                        raise _event_error(payload, provider=name, model=model)
+                    if event.event != "message" or not payload.strip():
+                        continue  # empty events and named events (pings) carry nothing
                     try:
                         chunk = validate(payload)
                     except ValidationError as exc:

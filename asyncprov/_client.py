@@ -360,6 +360,10 @@ class AsyncClient:
         """Close every connection; the client cannot be used afterwards."""
         await self._http.aclose()
 
+    async def close(self) -> None:
+        """The same as ``aclose()`` (openai-python's name)."""
+        await self.aclose()
+
     async def __aenter__(self) -> Self:
         return self
 

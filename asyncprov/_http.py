@@ -192,6 +192,18 @@ class HttpResponse:
             raise deadline.expired(provider=call.provider, model=call.model)
         return data
 
+    async def _read_prefix(self, limit: int) -> bytes:
+        """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
+        parts: list[bytes] = []
+        size = 0
+        try:
+            while size < limit and (data := await self.read_chunk()):
+                parts.append(data)
+                size += len(data)
+        except (APIConnectionError, TimeoutError):
+            pass
+        return b"".join(parts)[:limit]
+
     async def read(self, limit: int | None = None) -> bytes:
         """The whole body (at most ``limit`` bytes, default the call's max event size)."""
         limit = limit or self._call.max_event_size
@@ -219,10 +231,7 @@ class HttpResponse:
                 provider=call.provider,
                 model=call.model,
             )
-        try:
-            body = await self.read(64 * 1024)
-        except (APIConnectionError, ResponseDecodeError, TimeoutError):
-            body = b""
+        body = await self._read_prefix(64 * 1024)
         message, error_type, error_code = _error_fields(body)
         cls = error_for_status(self.status)
         return cls(
@@ -342,7 +351,9 @@ class HttpCall:
         session = await self._client.session()
         timeout = self.deadline.timeout
         proxy = self.proxy
-        log.debug("POST %s provider=%s model=%s stream=%s", url, self.provider, self.model, stream)
+        log.debug(
+            "POST %s provider=%s model=%s stream=%s", redact(url), self.provider, self.model, stream
+        )
         all_headers = {"Content-Type": "application/json", **headers}
         proxy_headers = None
         if proxy is not None and proxy.headers:

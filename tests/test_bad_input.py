@@ -11,6 +11,7 @@ from aioresponses import aioresponses
 from asyncprov import (
     APIConnectionError,
     AsyncClient,
+    BadRequestError,
     ConfigurationError,
     ImageError,
     ImagesNotSupportedError,
@@ -161,3 +162,37 @@ async def test_aiohttp_errors_are_translated(edge_client: AsyncClient, exc: Exce
         with pytest.raises(APIConnectionError) as caught:
             await edge_client.chat.completions.create(model="m", messages="hi")
     assert caught.value.__cause__ is exc
+
+
+async def test_base_url_credentials_never_shown(caplog: pytest.LogCaptureFixture) -> None:
+    """Credentials inside a base_url stay out of reprs and log lines."""
+    import logging
+
+    caplog.set_level(logging.DEBUG, logger="asyncprov")
+    async with AsyncClient(base_url="http://user:pw-SECRET@127.0.0.1:9/v1") as client:
+        assert "pw-SECRET" not in repr(client)
+        with pytest.raises(APIConnectionError) as caught:
+            await client.chat.completions.create(model="m", messages="hi")
+    assert "pw-SECRET" not in str(caught.value) and "pw-SECRET" not in caplog.text
+
+
+def test_class_attribute_access_does_not_instantiate() -> None:
+    """Looking at create_completion on a class needing configuration is harmless."""
+    import inspect
+
+    from asyncprov.providers import OpenAICompatible
+
+    assert hasattr(OpenAICompatible, "create_completion")
+    assert dict(inspect.getmembers(OpenAICompatible))["create_completion"].__doc__
+    with pytest.raises(ConfigurationError, match="base_url"):
+        next(OpenAICompatible.create_completion(model="m", messages="hi"))
+
+
+async def test_large_error_body_keeps_snippet(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
+    """An error body over 64 KiB still gives a typed error with a body snippet."""
+    server.add_reply(Reply(raw=b"<html>" + b"x" * 100_000, status=400, content_type="text/html"))
+    with pytest.raises(BadRequestError) as caught:
+        await client.chat.completions.create(model="m", messages="hi")
+    assert caught.value.body.startswith("<html>xxx")

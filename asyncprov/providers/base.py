@@ -15,8 +15,8 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, M
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
 
 from .._accumulate import CompletionAccumulator
-from .._errors import MissingAuthError, ModelNotFoundError
-from .._http import HttpCall, ProxyConfig, resolve_proxy
+from .._errors import ConfigurationError, MissingAuthError, ModelNotFoundError
+from .._http import HttpCall, ProxyConfig, redact, resolve_proxy
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
 
 __all__ = ["Provider"]
@@ -33,8 +33,25 @@ class _ClassOrInstanceMethod(Generic[_P, _R]):
         functools.update_wrapper(self, func)  # type: ignore[arg-type]
 
     def __get__(self, obj: Provider | None, owner: type[Provider]) -> Callable[_P, _R]:
-        target = obj if obj is not None else owner()
-        return functools.partial(self._func, target)
+        func = self._func
+
+        @functools.wraps(func)
+        def bound(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            # On the class, the default configuration is made only when called.
+            target = obj if obj is not None else _default_instance(owner)
+            return func(target, *args, **kwargs)
+
+        return bound
+
+
+def _default_instance(cls: type[Provider]) -> Provider:
+    try:
+        return cls()
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"{cls.__name__} needs configuration: call this on an instance, "
+            f"e.g. {cls.__name__}(base_url=...)"
+        ) from exc
 
 
 class Provider(ABC):
@@ -91,7 +108,7 @@ class Provider(ABC):
         self.headers: dict[str, str] = dict(headers or {})
 
     def __repr__(self) -> str:
-        shown = [f"base_url={self.base_url!r}"]
+        shown = [f"base_url={redact(self.base_url)!r}"]
         if self._api_key:
             shown.append("api_key='***'")
         if self.proxy is not None:

@@ -8,20 +8,23 @@ import base64
 import logging
 import os
 from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import aiohttp
 import anyio
 import pydantic_core
+from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import (
     APIConnectionError,
     APIError,
+    AsyncProvError,
     ClientClosedError,
     ConfigurationError,
     ConnectTimeoutError,
+    InvalidRequestError,
     ProviderError,
     ProxyError,
     ResponseDecodeError,
@@ -57,14 +60,18 @@ class ProxyConfig:
     __slots__ = ("_auth", "url")
 
     def __init__(self, url: str) -> None:
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigurationError(
                 f"proxy must be an http(s) URL like 'http://user:pw@host:port', not {redact(url)!r}"
             )
         netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-        if parts.port is not None:
-            netloc = f"{netloc}:{parts.port}"
+        if port is not None:
+            netloc = f"{netloc}:{port}"
         self.url = urlunsplit((parts.scheme, netloc, parts.path, "", ""))
         self._auth: dict[str, str] | None = None
         if parts.username is not None:
@@ -126,43 +133,72 @@ def resolve_proxy(
     return ProxyConfig(value) if value else None
 
 
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
+
+
+def _scrub(error: BaseException) -> None:
+    """Drop credentials from the request headers an aiohttp error keeps, since the
+    error stays reachable as ``__cause__`` (and error trackers print its repr)."""
+    info = getattr(error, "request_info", None)
+    if info is None or not hasattr(info, "_replace"):
+        return
+    kept = {k: v for k, v in info.headers.items() if k.lower() not in _SECRET_HEADERS}
+    with suppress(AttributeError, TypeError):
+        error.request_info = info._replace(  # type: ignore[attr-defined]
+            headers=CIMultiDictProxy(CIMultiDict(kept))
+        )
+
+
+def _translate(
+    error: Exception, provider: str | None, model: str | None, *, proxy: bool
+) -> AsyncProvError | None:
+    """The asyncprov error for an aiohttp or socket failure (``None``: not ours to map)."""
+    if isinstance(error, aiohttp.ClientProxyConnectionError):
+        return ProxyError("could not connect to the proxy", provider=provider, model=model)
+    if isinstance(error, aiohttp.ClientHttpProxyError):
+        return ProxyError(
+            f"the proxy refused the request with status {error.status}",
+            provider=provider,
+            model=model,
+        )
+    if isinstance(error, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
+        suffix = " through the proxy" if proxy else ""
+        return ConnectTimeoutError("timed out connecting" + suffix, provider=provider, model=model)
+    if isinstance(error, aiohttp.InvalidURL | UnicodeError):
+        return ConfigurationError(f"the URL is not valid: {type(error).__name__}")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        reason = error.os_error.strerror or error.os_error
+        message = f"could not connect to {error.host}:{error.port}: {reason}"
+        return APIConnectionError(message, provider=provider, model=model)
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return APIConnectionError("the response body was cut short", provider=provider, model=model)
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionError):
+        return APIConnectionError(
+            "the connection was closed by the server", provider=provider, model=model
+        )
+    if isinstance(error, aiohttp.ClientError):
+        return APIConnectionError(
+            f"HTTP error: {type(error).__name__}", provider=provider, model=model
+        )
+    if isinstance(error, RuntimeError) and "closed" in str(error).lower():
+        # aiohttp's reader when its connection was closed under it (e.g. client closed)
+        return APIConnectionError(
+            "the connection was closed while reading", provider=provider, model=model
+        )
+    return None
+
+
 @contextmanager
 def _translated(provider: str | None, model: str | None, *, proxy: bool) -> Iterator[None]:
     """Turn aiohttp and socket failures into asyncprov errors (keeping ``__cause__``)."""
     try:
         yield
-    except aiohttp.ClientProxyConnectionError as exc:
-        raise ProxyError("could not connect to the proxy", provider=provider, model=model) from exc
-    except aiohttp.ClientHttpProxyError as exc:
-        raise ProxyError(
-            f"the proxy refused the request with status {exc.status}",
-            provider=provider,
-            model=model,
-        ) from exc
-    except (aiohttp.ConnectionTimeoutError, aiohttp.ServerTimeoutError) as exc:
-        raise ConnectTimeoutError(
-            "timed out connecting" + (" through the proxy" if proxy else ""),
-            provider=provider,
-            model=model,
-        ) from exc
-    except aiohttp.ClientConnectorError as exc:
-        raise APIConnectionError(
-            f"could not connect to {exc.host}:{exc.port}: {exc.os_error.strerror or exc.os_error}",
-            provider=provider,
-            model=model,
-        ) from exc
-    except aiohttp.ClientPayloadError as exc:
-        raise APIConnectionError(
-            "the response body was cut short", provider=provider, model=model
-        ) from exc
-    except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError, ConnectionError) as exc:
-        raise APIConnectionError(
-            "the connection was closed by the server", provider=provider, model=model
-        ) from exc
-    except aiohttp.ClientError as exc:
-        raise APIConnectionError(
-            f"HTTP error: {type(exc).__name__}", provider=provider, model=model
-        ) from exc
+    except Exception as error:
+        translated = _translate(error, provider, model, proxy=proxy)
+        if translated is None:
+            raise
+        _scrub(error)
+        raise translated from error
 
 
 class HttpResponse:
@@ -354,6 +390,10 @@ class HttpCall:
         log.debug(
             "POST %s provider=%s model=%s stream=%s", redact(url), self.provider, self.model, stream
         )
+        try:
+            payload = pydantic_core.to_json(body)
+        except pydantic_core.PydanticSerializationError as exc:
+            raise InvalidRequestError(f"a request value cannot be sent as JSON: {exc}") from None
         all_headers = {"Content-Type": "application/json", **headers}
         proxy_headers = None
         if proxy is not None and proxy.headers:
@@ -367,7 +407,7 @@ class HttpCall:
             with anyio.CancelScope(deadline=self.deadline.at(streaming=stream)) as scope:
                 raw = await session.post(
                     url,
-                    data=pydantic_core.to_json(body),
+                    data=payload,
                     headers=all_headers,
                     proxy=proxy.url if proxy else None,
                     proxy_headers=proxy_headers,

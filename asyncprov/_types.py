@@ -162,7 +162,7 @@ MESSAGES_ADAPTER: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage]
 class ChatRequest(BaseModel):
     """A normalized chat request, as a provider receives it."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import aiohttp
+import anyio
+import anyio.abc
 import pytest
 from aioresponses import aioresponses
 
@@ -196,3 +198,66 @@ async def test_large_error_body_keeps_snippet(
     with pytest.raises(BadRequestError) as caught:
         await client.chat.completions.create(model="m", messages="hi")
     assert caught.value.body.startswith("<html>xxx")
+
+
+@pytest.mark.parametrize(
+    ("options", "needle"),
+    [({"metadata": object()}, "cannot be sent as JSON"), ({"temperature": float("nan")}, "finite")],
+)
+async def test_unsendable_values(
+    client: AsyncClient, server: OpenAITestServer, options: dict[str, object], needle: str
+) -> None:
+    """Values that cannot be JSON (objects, NaN) raise InvalidRequestError; nothing is sent."""
+    with pytest.raises(InvalidRequestError, match=needle):
+        await client.chat.completions.create(model="m", messages="hi", **options)  # type: ignore[arg-type]
+    assert server.requests == []
+
+
+async def test_key_whitespace_stripped_and_line_breaks_refused(server: OpenAITestServer) -> None:
+    """A key read from a file loses its trailing newline; one with an inner break is refused."""
+    async with AsyncClient(base_url=server.base_url, api_key="sk-file-key\n") as client:
+        await client.chat.completions.create(model="m", messages="hi")
+        assert server.requests[-1].headers["Authorization"] == "Bearer sk-file-key"
+        with pytest.raises(ConfigurationError, match="line break"):
+            await client.chat.completions.create(model="m", messages="hi", api_key="sk-a\nb")
+
+
+@pytest.mark.parametrize(
+    "url", ["localhost:1/v1", "ftp://127.0.0.1/v1", "http://127.0.0.1:99999/v1", "http:///v1"]
+)
+def test_bad_base_url(url: str) -> None:
+    """A base_url that is not an http(s) URL with a host is refused at once."""
+    with pytest.raises(ConfigurationError, match="base_url"):
+        AsyncClient(base_url=url)
+
+
+def test_bad_proxy_port() -> None:
+    """A malformed proxy port is a ConfigurationError that hides the credentials."""
+    with pytest.raises(ConfigurationError) as caught:
+        AsyncClient(proxy="http://user:pw-x@127.0.0.1:abc")
+    assert "pw-x" not in str(caught.value)
+
+
+async def test_kept_cause_has_no_credentials() -> None:
+    """The aiohttp error kept as __cause__ no longer carries the Authorization header."""
+
+    async def broken_chunked(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            await stream.receive()
+            await stream.send(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n"
+            )
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, broken_chunked)
+        url = f"http://127.0.0.1:{port}/v1"
+        async with AsyncClient(base_url=url, api_key="sk-TOPSECRET") as client:
+            with pytest.raises(APIConnectionError) as caught:
+                await client.chat.completions.create(model="m", messages="hi", stream=True)
+        tg.cancel_scope.cancel()
+    assert caught.value.__cause__ is not None
+    assert "TOPSECRET" not in repr(caught.value.__cause__)
+    assert "TOPSECRET" not in str(caught.value)

@@ -13,6 +13,7 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
+from urllib.parse import urlsplit
 
 from .._accumulate import CompletionAccumulator
 from .._errors import ConfigurationError, MissingAuthError, ModelNotFoundError
@@ -42,6 +43,23 @@ class _ClassOrInstanceMethod(Generic[_P, _R]):
             return func(target, *args, **kwargs)
 
         return bound
+
+
+def _checked_base_url(url: str) -> str:
+    try:
+        parts = urlsplit(url)
+        valid = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is not None or True)
+        )
+    except ValueError:
+        valid = False
+    if not valid:
+        raise ConfigurationError(
+            f"base_url must be an http(s) URL like 'https://host/v1', not {redact(url)!r}"
+        )
+    return url.rstrip("/")
 
 
 def _default_instance(cls: type[Provider]) -> Provider:
@@ -103,7 +121,7 @@ class Provider(ABC):
         if base_url is None and self.base_url_env:
             base_url = os.environ.get(self.base_url_env) or None
         if base_url is not None:
-            self.base_url = base_url.rstrip("/")
+            self.base_url = _checked_base_url(base_url)
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, env={}) if proxy else None
         self.headers: dict[str, str] = dict(headers or {})
 
@@ -121,7 +139,7 @@ class Provider(ABC):
         if api_key is not None:
             clone._api_key = api_key
         if base_url is not None:
-            clone.base_url = base_url.rstrip("/")
+            clone.base_url = _checked_base_url(base_url)
         return clone
 
     @property
@@ -136,11 +154,13 @@ class Provider(ABC):
 
     def get_api_key(self) -> str | None:
         """The key: the one passed in, else the environment variable, else ``None``."""
-        if self._api_key:
-            return self._api_key
-        if self.api_key_env:
-            return os.environ.get(self.api_key_env) or None
-        return None
+        key = self._api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
+        if not key:
+            return None
+        key = key.strip()  # keys read from files often end in a newline
+        if any(c in key for c in "\r\n\0"):
+            raise ConfigurationError(f"the API key for {self.name} contains a line break")
+        return key or None
 
     def require_api_key(self) -> str:
         """The key, or ``MissingAuthError`` saying how to provide one."""

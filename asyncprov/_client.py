@@ -258,7 +258,11 @@ class AsyncCompletions:
         if not stream:
             return await complete(chosen, request, http)
         result = AsyncStream(
-            chosen.stream(request, http), deadline, provider=chosen.name, model=request.model
+            chosen.stream(request, http),
+            deadline,
+            provider=chosen.name,
+            model=request.model,
+            abort=http.abort,
         )
         await result._start()
         return result

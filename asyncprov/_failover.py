@@ -203,7 +203,9 @@ class _Race(Generic[_T]):
 
 
 async def _open_stream(provider: Provider, request: ChatRequest, http: HttpCall) -> AsyncStream:
-    stream = AsyncStream(provider.stream(request, http), http.deadline, provider=provider.name)
+    stream = AsyncStream(
+        provider.stream(request, http), http.deadline, provider=provider.name, abort=http.abort
+    )
     try:
         await stream._start()
     except BaseException:

@@ -332,7 +332,9 @@ class HttpCall:
     deadline, proxy and limits."""
 
     __slots__ = (
+        "_children",
         "_client",
+        "_raw",
         "deadline",
         "health",
         "max_event_size",
@@ -353,6 +355,8 @@ class HttpCall:
         model: str | None = None,
     ) -> None:
         self._client = client
+        self._raw: aiohttp.ClientResponse | None = None
+        self._children: list[HttpCall] = []
         self.deadline = deadline
         self.health = health
         self.proxy = proxy
@@ -364,7 +368,7 @@ class HttpCall:
     def attempt(self, *, provider: Provider) -> HttpCall:
         """A sibling call for one failover attempt: a fresh deadline for its phases,
         sharing this call's total; the provider's own proxy wins over the call's."""
-        return HttpCall(
+        child = HttpCall(
             self._client,
             deadline=Deadline(self.deadline.timeout, total_at=self.deadline.total_at),
             proxy=provider.proxy or self.proxy,
@@ -372,6 +376,16 @@ class HttpCall:
             provider=provider.name,
             model=self.model,
         )
+        self._children.append(child)
+        return child
+
+    def abort(self) -> None:
+        """Close this call's connections now, from outside the task reading them (a reader
+        blocked on them gets a connection error)."""
+        if self._raw is not None:
+            self._raw.close()
+        for child in self._children:
+            child.abort()
 
     @asynccontextmanager
     async def post(
@@ -417,6 +431,7 @@ class HttpCall:
                 )
         if scope.cancelled_caught:
             raise self.deadline.expired(provider=self.provider, model=self.model)
+        self._raw = raw
         try:
             yield HttpResponse(raw, self)
         except BaseException:
@@ -424,6 +439,8 @@ class HttpCall:
             raise
         else:
             raw.release()
+        finally:
+            self._raw = None
 
 
 class HttpClient:

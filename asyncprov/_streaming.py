@@ -9,7 +9,7 @@ with the partial text (the specific error as its ``__cause__``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from types import TracebackType
 from typing import Self
 
@@ -43,8 +43,10 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         *,
         provider: str | None = None,
         model: str | None = None,
+        abort: Callable[[], None] | None = None,
     ) -> None:
         self._source = source
+        self._abort = abort
         self._deadline = deadline
         self._parts: list[str] = []
         self._head: deque[ChatCompletionChunk] = deque()
@@ -132,9 +134,15 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         return interrupted
 
     async def aclose(self) -> None:
-        """Stop reading and close the connection now."""
+        """Stop reading and close the connection now (also from another task)."""
         self._finished = True
         self._head.clear()
+        if getattr(self._source, "ag_running", False):
+            # Another task is inside __anext__: cut the connection under it; that reader
+            # then ends with a typed error and the generator finishes in its task.
+            if self._abort is not None:
+                self._abort()
+            return
         await self._source.aclose()
 
     async def close(self) -> None:
@@ -166,5 +174,7 @@ async def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> 
     (so the first_chunk and idle timeouts see the content as it arrives)."""
     if provider.has_native_complete():
         return await provider.complete(request, http)
-    stream = AsyncStream(provider.stream(request, http), http.deadline, provider=provider.name)
+    stream = AsyncStream(
+        provider.stream(request, http), http.deadline, provider=provider.name, abort=http.abort
+    )
     return await stream.collect()

@@ -8,8 +8,10 @@ threads at once.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import functools
+import os
 import threading
 import weakref
 from collections import deque
@@ -54,12 +56,25 @@ class _LoopThread:
                 if not ready.done():
                     ready.set_exception(exc)
 
+        self.pid = os.getpid()
         self._thread = threading.Thread(target=run, name="asyncprov-loop", daemon=True)
         self._thread.start()
         self.portal = ready.result()
 
+    @property
+    def is_usable(self) -> bool:
+        """False in a forked child (the loop thread did not survive the fork)."""
+        return self.pid == os.getpid() and self._thread.is_alive()
+
     def call(self, func: Callable[[], Awaitable[_T]]) -> _T:
-        return self.portal.call(func)
+        try:
+            return self.portal.call(func)
+        except concurrent.futures.CancelledError:
+            raise ClientClosedError("the client was closed during the call") from None
+        except RuntimeError as exc:
+            if "portal is not running" in str(exc):
+                raise ClientClosedError("the client is closed") from None
+            raise
 
     def stop(self) -> None:
         if self._thread is threading.current_thread():  # pragma: no cover - GC in loop
@@ -70,7 +85,9 @@ class _LoopThread:
 
 
 def _shutdown(loop: _LoopThread, client: AsyncClient) -> None:
-    with contextlib.suppress(RuntimeError):  # pragma: no cover - the loop is already gone
+    if not loop.is_usable:
+        return
+    with contextlib.suppress(RuntimeError, ClientClosedError):
         loop.call(client.aclose)
     loop.stop()
 
@@ -137,8 +154,13 @@ class _Pump:
 
 
 def _close_pump(loop: _LoopThread, pump: _Pump) -> None:
-    with contextlib.suppress(RuntimeError):  # pragma: no cover - the loop is already gone
-        loop.call(pump.shutdown)
+    if loop.is_usable:
+        try:
+            loop.call(pump.shutdown)
+            return
+        except (RuntimeError, ClientClosedError):
+            pass  # the client was closed first, and its connections with it
+    pump.discard()  # the loop is gone (closed, or a forked child): just free the buffer
 
 
 class Stream(Iterator[ChatCompletionChunk]):
@@ -389,18 +411,19 @@ class Client:
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = 10_000,
     ) -> None:
-        self._async = AsyncClient(
-            provider,
-            api_key=api_key,
-            base_url=base_url,
-            proxies=proxies,
-            proxy=proxy,
-            timeout=timeout,
-            headers=headers,
-            max_event_size=max_event_size,
-            max_image_bytes=max_image_bytes,
-            connection_limit=connection_limit,
-        )
+        self._options: dict[str, Any] = {
+            "api_key": api_key,
+            "base_url": base_url,
+            "proxies": proxies,
+            "proxy": proxy,
+            "timeout": timeout,
+            "headers": headers,
+            "max_event_size": max_event_size,
+            "max_image_bytes": max_image_bytes,
+            "connection_limit": connection_limit,
+        }
+        self._provider = provider
+        self._async = AsyncClient(provider, **self._options)
         self._loop: _LoopThread | None = None
         self._lock = threading.Lock()
         self._closed = False
@@ -414,6 +437,13 @@ class Client:
         with self._lock:
             if self._closed:
                 raise ClientClosedError("the client is closed")
+            if self._loop is not None and not self._loop.is_usable:
+                # Forked child: the loop thread is gone and its sockets are the
+                # parent's. Start afresh without touching them.
+                if self._finalizer is not None:
+                    self._finalizer.detach()
+                self._loop = None
+                self._async = AsyncClient(self._provider, **self._options)
             if self._loop is None:
                 self._loop = _LoopThread()
                 self._finalizer = weakref.finalize(self, _shutdown, self._loop, self._async)

@@ -84,3 +84,42 @@ async def test_connection_reused_after_complete_stream(
     session = await client._http.session()
     assert session.connector is not None
     assert len(session.connector._conns) == 1  # one idle keep-alive connection
+
+
+async def test_aclose_from_another_task(client: AsyncClient, server: OpenAITestServer) -> None:
+    """aclose() while another task is reading cuts the connection; the reader gets a typed error."""
+    from asyncprov import StreamInterruptedError
+
+    server.add_reply(Reply(content="tick " * 200, chunk_delay=0.02))
+    stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+    reading = anyio.Event()
+    outcome: list[BaseException | None] = []
+
+    async def reader() -> None:
+        try:
+            async for _ in stream:
+                reading.set()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(reader)
+        await reading.wait()
+        await stream.aclose()
+    assert len(outcome) == 1 and isinstance(outcome[0], StreamInterruptedError)
+    with anyio.fail_after(5):
+        await server.wait_for_disconnect()
+
+
+async def test_reading_after_client_close_is_typed(server: OpenAITestServer) -> None:
+    """Closing the client under an open stream makes further reads fail with a typed error."""
+    from asyncprov import APIError
+
+    server.add_reply(Reply(content="tick " * 100, chunk_delay=0.01))
+    client = AsyncClient(base_url=server.base_url)
+    stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+    await client.aclose()
+    with pytest.raises(APIError):
+        async for _ in stream:
+            pass

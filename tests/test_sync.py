@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import inspect
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
-from asyncprov import AsyncClient, ChatCompletion, Client, ClientClosedError, Stream
+from asyncprov import (
+    AsyncClient,
+    ChatCompletion,
+    Client,
+    ClientClosedError,
+    Stream,
+    StreamInterruptedError,
+)
 from asyncprov._client import AsyncCompletions
 from asyncprov._streaming import AsyncStream
 from asyncprov._sync import Completions
@@ -118,10 +128,11 @@ def test_sync_errors_propagate_typed(
         sync_client.chat.completions.create(model="m", messages="hi")
     assert caught.value.retry_after == 3.0
     threaded_server.add_reply(Reply(content="a b c d", fault="truncate", fault_after=2))
+    received = ""
     with pytest.raises(StreamInterruptedError) as interrupted:
-        for _ in sync_client.chat.completions.create(model="m", messages="hi", stream=True):
-            pass
-    assert interrupted.value.partial_text == "a b "
+        for chunk in sync_client.chat.completions.create(model="m", messages="hi", stream=True):
+            received += chunk.choices[0].delta.content or ""
+    assert interrupted.value.partial_text == received == "a b "
 
 
 def test_closed_client_refuses_calls(threaded_server: OpenAITestServer) -> None:
@@ -188,3 +199,66 @@ def test_client_constructors_match() -> None:
     assert list(inspect.signature(Client).parameters) == list(
         inspect.signature(AsyncClient).parameters
     )
+
+
+def test_close_client_under_a_reading_thread(threaded_server: OpenAITestServer) -> None:
+    """Closing a Client while another thread iterates gives that thread ClientClosedError."""
+    threaded_server.add_reply(Reply(content="tick " * 500, chunk_delay=0.005))
+    client = Client(base_url=threaded_server.base_url)
+    stream = client.chat.completions.create(model="m", messages="hi", stream=True)
+    started = threading.Event()
+    outcome: list[BaseException | None] = []
+
+    def read() -> None:
+        try:
+            for _ in stream:
+                started.set()
+            outcome.append(None)
+        except BaseException as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=read)
+    worker.start()
+    assert started.wait(5)
+    client.close()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ClientClosedError | StreamInterruptedError)
+    with pytest.raises((ClientClosedError, StopIteration)):
+        next(stream)
+
+
+def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """A Client (and the provider shim) used before os.fork() works in the child."""
+    script = tmp_path / "forked.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        "from asyncprov import Client\n"
+        "from asyncprov.providers import OpenAICompatible\n"
+        "url = sys.argv[1]\n"
+        "c = Client(base_url=url)\n"
+        "c.chat.completions.create(model='m', messages='parent')\n"
+        "''.join(OpenAICompatible(base_url=url).create_completion(model='m', messages='p'))\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    signal.alarm(10)\n"
+        "    a = c.chat.completions.create(model='m', messages='child')\n"
+        "    a = a.choices[0].message.content\n"
+        "    p = OpenAICompatible(base_url=url)\n"
+        "    b = ''.join(p.create_completion(model='m', messages='s'))\n"
+        "    print(a, '|', b, flush=True)\n"
+        "    c.close()\n"
+        "    os._exit(0)\n"
+        "_, status = os.waitpid(pid, 0)\n"
+        "c.close()\n"
+        "print('child status', status)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, str(script), threaded_server.base_url],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["You said: child | You said: s", "child status 0"]

@@ -360,8 +360,11 @@ class OpenAITestServer:
         fault = reply.fault
         pause = reply.chunk_delay or 0.01
         if fault == "truncate":
+            # Let what was written reach the client before the cut: aiohttp drops bytes
+            # that arrive together with a broken body.
+            await asyncio.sleep(0.05)
             assert request.transport is not None
-            request.transport.abort()
+            request.transport.close()
             return response
         if fault == "stall":
             await asyncio.sleep(3600)

@@ -201,6 +201,8 @@ class Usage(_Response):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    prompt_tokens_details: dict[str, Any] | None = None
+    completion_tokens_details: dict[str, Any] | None = None
 
 
 class Message(_Response):
@@ -219,6 +221,7 @@ class Choice(_Response):
     index: int = 0
     message: Message = Field(default_factory=Message)
     finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletion(_Response):
@@ -231,6 +234,7 @@ class ChatCompletion(_Response):
     choices: list[Choice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    service_tier: str | None = None
     provider: str | None = None
     """Name of the provider that answered."""
 
@@ -267,6 +271,7 @@ class ChunkChoice(_Response):
     index: int = 0
     delta: Delta = Field(default_factory=Delta)
     finish_reason: str | None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(_Response):
@@ -279,6 +284,7 @@ class ChatCompletionChunk(_Response):
     choices: list[ChunkChoice]
     usage: Usage | None = None
     system_fingerprint: str | None = None
+    service_tier: str | None = None
     provider: str | None = None
     """Name of the provider that answered."""
 

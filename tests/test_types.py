@@ -98,6 +98,7 @@ def test_chunk_ignores_unknown_fields_at_every_level() -> None:
         choices=[
             ChunkChoice(
                 index=0,
+                logprobs={"content": []},
                 delta=Delta(
                     content="hi",
                     tool_calls=[
@@ -179,10 +180,15 @@ def test_parse_openai_tool_call_chunk() -> None:
 
 
 def test_parse_openai_usage_chunk() -> None:
-    """The usage chunk has no choices and the token counts."""
+    """The usage chunk has no choices, the token counts and their details."""
     chunk = ChatCompletionChunk.model_validate_json(USAGE_CHUNK)
     assert chunk.choices == []
-    assert chunk.usage == Usage(prompt_tokens=9, completion_tokens=12, total_tokens=21)
+    assert chunk.usage is not None
+    assert (chunk.usage.prompt_tokens, chunk.usage.completion_tokens) == (9, 12)
+    assert chunk.usage.total_tokens == 21
+    assert chunk.usage.prompt_tokens_details == {"cached_tokens": 0, "audio_tokens": 0}
+    assert chunk.usage.completion_tokens_details is not None
+    assert chunk.usage.completion_tokens_details["reasoning_tokens"] == 0
 
 
 def _chunk(delta: dict[str, Any] | None = None, **choice: Any) -> ChatCompletionChunk:

@@ -22,7 +22,6 @@ from typing import Generic, TypeVar
 import anyio
 
 from ._errors import (
-    ConfigurationError,
     RetryNoProviderError,
     RetryProviderError,
     TotalTimeoutError,
@@ -254,7 +253,7 @@ class RetryProvider(Provider):
         self.providers: list[Provider] = []
         seen: dict[str, int] = {}
         for given in providers:
-            provider = self._instance(given)
+            provider = given if isinstance(given, Provider) else given.default()
             count = seen[provider.name] = seen.get(provider.name, 0) + 1
             if count > 1:  # failover and health tell providers apart by name
                 provider = copy.copy(provider)
@@ -265,17 +264,6 @@ class RetryProvider(Provider):
         self.policy = policy or RetryPolicy(attempts=max_retries)
         self.hedge = hedge
         self.hedge_delay = hedge_delay
-
-    @staticmethod
-    def _instance(provider: Provider | type[Provider]) -> Provider:
-        if isinstance(provider, Provider):
-            return provider
-        try:
-            return provider()
-        except TypeError as exc:
-            raise ConfigurationError(
-                f"{provider.__name__} needs configuration: pass an instance"
-            ) from exc
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.providers)

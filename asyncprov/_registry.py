@@ -63,24 +63,14 @@ def provider_class(name: str) -> type[Provider]:
     return cls
 
 
-def _instantiate(cls: type[Provider]) -> Provider:
-    try:
-        return cls()
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"{cls.__name__} needs configuration: pass an instance, "
-            f"e.g. {cls.__name__}(base_url=...)"
-        ) from exc
-
-
 def resolve_provider(spec: ProviderInput) -> Provider:
     """A provider instance from a class (its defaults), an instance, or a name."""
     if isinstance(spec, Provider):
         return spec
     if isinstance(spec, str):
-        return _instantiate(provider_class(spec))
+        return provider_class(spec).default()
     if isinstance(spec, type) and issubclass(spec, Provider):
-        return _instantiate(spec)
+        return spec.default()
     raise ConfigurationError(
         f"provider must be a Provider class, instance or name, not {type(spec).__name__}"
     )
@@ -114,4 +104,4 @@ def provider_for_model(model: str) -> Provider:
             f"model {model!r} is only served by providers marked not working ({names}); "
             "pass provider=... explicitly to try one"
         )
-    return _instantiate(working[0])
+    return working[0].default()

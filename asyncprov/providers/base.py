@@ -39,7 +39,7 @@ class _ClassOrInstanceMethod(Generic[_P, _R]):
         @functools.wraps(func)
         def bound(*args: _P.args, **kwargs: _P.kwargs) -> _R:
             # On the class, the default configuration is made only when called.
-            target = obj if obj is not None else _default_instance(owner)
+            target = obj if obj is not None else owner.default()
             return func(target, *args, **kwargs)
 
         return bound
@@ -60,16 +60,6 @@ def _checked_base_url(url: str) -> str:
             f"base_url must be an http(s) URL like 'https://host/v1', not {redact(url)!r}"
         )
     return url.rstrip("/")
-
-
-def _default_instance(cls: type[Provider]) -> Provider:
-    try:
-        return cls()
-    except TypeError as exc:
-        raise ConfigurationError(
-            f"{cls.__name__} needs configuration: call this on an instance, "
-            f"e.g. {cls.__name__}(base_url=...)"
-        ) from exc
 
 
 class Provider(ABC):
@@ -124,6 +114,17 @@ class Provider(ABC):
             self.base_url = _checked_base_url(base_url)
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, env={}) if proxy else None
         self.headers: dict[str, str] = dict(headers or {})
+
+    @classmethod
+    def default(cls) -> Self:
+        """This provider with its default configuration (what passing the class means)."""
+        try:
+            return cls()
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"{cls.__name__} needs configuration: pass an instance, "
+                f"e.g. {cls.__name__}(base_url=...)"
+            ) from exc
 
     def __repr__(self) -> str:
         shown = [f"base_url={redact(self.base_url)!r}"]

@@ -15,8 +15,9 @@ from ._errors import (
     InvalidRequestError,
     StreamNotSupportedError,
 )
-from ._http import HttpClient, ProxyConfig, resolve_proxy
+from ._http import HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
+from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._retry import ProviderHealth
 from ._sse import DEFAULT_MAX_EVENT_SIZE

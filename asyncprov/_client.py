@@ -15,11 +15,11 @@ from ._errors import (
     InvalidRequestError,
     StreamNotSupportedError,
 )
+from ._health import ProviderHealth
 from ._http import HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
 from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
-from ._retry import ProviderHealth
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
 from ._timeouts import Deadline, TimeoutInput, as_timeout

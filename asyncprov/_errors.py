@@ -47,7 +47,6 @@ a message.
 from __future__ import annotations
 
 import datetime
-import email.utils
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -408,6 +407,8 @@ def parse_retry_after(headers: Mapping[str, str]) -> float | None:
     wait = _seconds(value)
     if wait is not None:
         return wait
+    import email.utils  # only HTTP-date values need it; kept off the import path
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):

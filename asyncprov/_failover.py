@@ -26,8 +26,9 @@ from ._errors import (
     RetryProviderError,
     TotalTimeoutError,
 )
+from ._health import clock, is_testing
 from ._http import HttpCall
-from ._retry import Outcome, RetryPolicy, classify, clock, is_testing
+from ._retry import Outcome, RetryPolicy, classify
 from ._streaming import AsyncStream, complete
 from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
-import anyio
 import pydantic_core
 from multidict import CIMultiDict, CIMultiDictProxy
 
@@ -27,8 +27,8 @@ from ._errors import (
     ResponseDecodeError,
     error_for_status,
 )
+from ._health import ProviderHealth
 from ._proxies import ProxyConfig, redact
-from ._retry import ProviderHealth
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._timeouts import Deadline
 from ._version import __version__
@@ -112,14 +112,60 @@ def _translated(provider: str | None, model: str | None, *, proxy: bool) -> Iter
         raise translated from error
 
 
+class _Watchdog:
+    """Closes a response whose deadline passes while it is being read.
+
+    One timer per response, moved only when the deadline moves earlier (or when it fires
+    early and finds the deadline moved later), so a network read costs a comparison
+    rather than a cancel scope. Expiry closes the connection; the reader then raises the
+    deadline's typed timeout error.
+    """
+
+    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "_streaming", "expired")
+
+    def __init__(self, raw: aiohttp.ClientResponse, deadline: Deadline, streaming: bool) -> None:
+        # asyncio's loop.time() is the monotonic clock Deadline uses.
+        self._loop = asyncio.get_running_loop()
+        self._raw = raw
+        self._deadline = deadline
+        self._streaming = streaming
+        self._handle: asyncio.TimerHandle | None = None
+        self._at = math.inf
+        self.expired = False
+
+    def arm(self) -> None:
+        at = self._deadline.at(streaming=self._streaming)
+        if at < self._at:
+            if self._handle is not None:
+                self._handle.cancel()
+            self._at = at
+            self._handle = self._loop.call_at(at, self._fire)
+
+    def _fire(self) -> None:
+        self._handle = None
+        at = self._deadline.at(streaming=self._streaming)
+        if self._loop.time() >= at - 0.001:
+            self.expired = True
+            self._raw.close()
+        else:
+            self._at = at
+            self._handle = self._loop.call_at(at, self._fire)
+
+    def disarm(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+
 class HttpResponse:
     """A response whose every network wait is bounded by the attempt's deadline."""
 
-    __slots__ = ("_call", "_raw", "headers", "status")
+    __slots__ = ("_call", "_raw", "_watchdog", "headers", "status")
 
     def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
         self._raw = raw
         self._call = call
+        self._watchdog = _Watchdog(raw, call.deadline, call.streaming)
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
 
@@ -130,14 +176,27 @@ class HttpResponse:
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
-        call = self._call
-        deadline = call.deadline
-        with _translated(call.provider, call.model, proxy=call.proxy is not None):
-            with anyio.CancelScope(deadline=deadline.at(streaming=call.streaming)) as scope:
-                data = await self._raw.content.readany()
-        if scope.cancelled_caught:
-            raise deadline.expired(provider=call.provider, model=call.model)
+        watchdog = self._watchdog
+        watchdog.arm()
+        try:
+            data = await self._raw.content.readany()
+        except Exception as error:
+            call = self._call
+            if watchdog.expired:
+                raise call.deadline.expired(provider=call.provider, model=call.model) from None
+            translated = _translate(error, call.provider, call.model, proxy=call.proxy is not None)
+            if translated is None:
+                raise
+            _scrub(error)
+            raise translated from error
+        if not data and watchdog.expired:
+            call = self._call
+            raise call.deadline.expired(provider=call.provider, model=call.model)
         return data
+
+    def close(self) -> None:
+        """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
+        self._watchdog.disarm()
 
     async def _read_prefix(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
@@ -328,6 +387,8 @@ class HttpCall:
                 proxy_headers = proxy.headers
             else:
                 all_headers.update(proxy.headers)
+        import anyio  # first request only: keeps `import asyncprov` light
+
         with _translated(self.provider, self.model, proxy=proxy is not None):
             with anyio.CancelScope(deadline=self.deadline.at(streaming=stream)) as scope:
                 raw = await session.post(
@@ -343,14 +404,16 @@ class HttpCall:
         if scope.cancelled_caught:
             raise self.deadline.expired(provider=self.provider, model=self.model)
         self._raw = raw
+        response = HttpResponse(raw, self)
         try:
-            yield HttpResponse(raw, self)
+            yield response
         except BaseException:
             raw.close()
             raise
         else:
             raw.release()
         finally:
+            response.close()
             self._raw = None
 
 

@@ -14,9 +14,6 @@ import stat
 import typing
 from collections.abc import Iterable
 
-import anyio
-import anyio.to_thread
-
 from asyncprov._errors import ImageError
 
 __all__ = [
@@ -134,6 +131,8 @@ def _read_file(file: typing.Any, name: str | None, max_bytes: int) -> bytes:
 
 
 async def _load_path(path: str, name: str | None, max_bytes: int) -> bytes:
+    import anyio  # imported on first use: keeps `import asyncprov` light
+
     where, shown, apath = f"{_subject(name)} file", _short(path), anyio.Path(path)
     try:
         info = await apath.stat()  # size first: a huge file is refused unread
@@ -195,6 +194,8 @@ async def load_image_url(image: ImageInput, *, max_bytes: int = DEFAULT_MAX_IMAG
             if isinstance(file_name, str | os.PathLike):
                 name = os.fsdecode(file_name)
         try:
+            import anyio.to_thread
+
             data = await anyio.to_thread.run_sync(_read_file, value, name, max_bytes)
         except ImageError:
             raise

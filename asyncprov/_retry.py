@@ -7,9 +7,7 @@ that). ``set_testing(True)`` turns every wait off so tests never sleep.
 from __future__ import annotations
 
 import enum
-import logging
 import random
-import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -21,36 +19,13 @@ from ._errors import (
     HTTPStatusError,
     InvalidRequestError,
     ProviderError,
-    RateLimitError,
     ResponseDecodeError,
     StreamInterruptedError,
     TotalTimeoutError,
 )
+from ._health import is_testing, set_testing
 
-__all__ = [
-    "Outcome",
-    "ProviderHealth",
-    "RetryPolicy",
-    "classify",
-    "clock",
-    "is_testing",
-    "set_testing",
-]
-
-log = logging.getLogger("asyncprov")
-
-_testing = False
-
-
-def set_testing(enabled: bool) -> None:
-    """Turn every retry, backoff and cool-down wait off (for tests)."""
-    global _testing
-    _testing = enabled
-
-
-def is_testing() -> bool:
-    """Whether waits are turned off."""
-    return _testing
+__all__ = ["Outcome", "RetryPolicy", "classify", "is_testing", "set_testing"]
 
 
 class Outcome(enum.Enum):
@@ -110,7 +85,7 @@ class RetryPolicy(BaseModel):
         True
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     attempts: int = Field(default=3, ge=1)
     wait_initial: float = Field(default=0.5, ge=0)
@@ -120,7 +95,7 @@ class RetryPolicy(BaseModel):
 
     def backoff(self, attempt: int) -> float:
         """The wait before attempt number ``attempt + 1`` (``attempt`` counts from 1)."""
-        if _testing:
+        if is_testing():
             return 0.0
         base: float = min(self.wait_max, self.wait_initial * 2.0 ** (attempt - 1))
         return base * (1 + random.random() * self.wait_jitter)
@@ -132,52 +107,5 @@ class RetryPolicy(BaseModel):
         if retry_after is not None:
             if retry_after > self.retry_after_max:
                 return None
-            return 0.0 if _testing else retry_after
+            return 0.0 if is_testing() else retry_after
         return self.backoff(attempt)
-
-
-def clock() -> float:
-    """The monotonic clock used for cool-downs and retry times."""
-    return time.monotonic()
-
-
-class ProviderHealth:
-    """Recent failures per provider, kept per client (never module-wide).
-
-    A provider that fails ``failures_to_cool`` times in a row, or answers 429 with
-    ``Retry-After``, cools down: failover skips it while others remain, and waits for
-    it (within the call's total timeout) when none do.
-    """
-
-    def __init__(self, *, failures_to_cool: int = 3, cooldown: float = 30.0) -> None:
-        self.failures_to_cool = failures_to_cool
-        self.cooldown = cooldown
-        self._failures: dict[str, int] = {}
-        self._until: dict[str, float] = {}
-
-    def cooling_until(self, name: str) -> float | None:
-        """When ``name``'s cool-down ends, or ``None`` if it is not cooling."""
-        until = self._until.get(name)
-        if until is None:
-            return None
-        if clock() >= until:
-            del self._until[name]
-            log.info("%s: cool-down ended", name)
-            return None
-        return until
-
-    def record_success(self, name: str) -> None:
-        """An attempt on ``name`` produced content."""
-        self._failures.pop(name, None)
-
-    def record_failure(self, name: str, error: BaseException) -> None:
-        """An attempt on ``name`` failed with ``error``."""
-        count = self._failures[name] = self._failures.get(name, 0) + 1
-        seconds: float | None = None
-        if isinstance(error, RateLimitError) and error.retry_after:
-            seconds = error.retry_after
-        elif count >= self.failures_to_cool:
-            seconds = self.cooldown
-        if seconds:
-            self._until[name] = max(self._until.get(name, 0.0), clock() + seconds)
-            log.info("%s: cooling down for %.1f s after %d failure(s)", name, seconds, count)

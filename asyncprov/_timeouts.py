@@ -43,7 +43,7 @@ class Timeout(BaseModel):
         Timeout(connect=10.0, first_chunk=5.0, idle=10.0, total=600.0)
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     connect: float | None = Field(default=10.0, gt=0)
     first_chunk: float | None = Field(default=120.0, gt=0)
@@ -103,8 +103,9 @@ class Deadline:
         return self._total_at
 
     def at(self, *, streaming: bool = True) -> float:
-        """The clock value the current network wait must end by."""
-        if not streaming:
+        """The clock value the current network wait must end by. While the caller is
+        away between chunks only the total counts."""
+        if not streaming or self._away_since is not None:
             return self._total_at
         return min(self._total_at, self._progress_at)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 __all__ = [
     "ChatCompletion",
@@ -36,13 +36,16 @@ __all__ = [
 Role = Literal["system", "developer", "user", "assistant", "tool"]
 
 
+# Validators are built on first use (defer_build), which keeps `import asyncprov` cheap.
+
+
 class _Request(BaseModel):
     # Unknown keys are kept and sent on: OpenAI adds message fields over time.
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(extra="allow", defer_build=True)
 
 
 class _Response(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    model_config = ConfigDict(extra="ignore", defer_build=True)
 
 
 # --- request side -----------------------------------------------------------------------
@@ -156,13 +159,11 @@ class ChatMessage(_Request):
 MessageInput: TypeAlias = ChatMessage | Mapping[str, Any]
 """A message as a caller may pass it: a ``ChatMessage`` or a plain dict."""
 
-MESSAGES_ADAPTER: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
-
 
 class ChatRequest(BaseModel):
     """A normalized chat request, as a provider receives it."""
 
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, defer_build=True)
 
     model: str
     messages: list[ChatMessage] = Field(min_length=1)

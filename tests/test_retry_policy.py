@@ -19,7 +19,8 @@ from asyncprov import (
     TotalTimeoutError,
 )
 from asyncprov._errors import error_for_status
-from asyncprov._retry import Outcome, ProviderHealth, RetryPolicy, classify, set_testing
+from asyncprov._health import ProviderHealth, set_testing
+from asyncprov._retry import Outcome, RetryPolicy, classify
 
 
 def status_error(status: int, **headers: str) -> HTTPStatusError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from .._retry import is_testing, set_testing
+from .._health import is_testing, set_testing
 
 __all__ = ["instant_retries"]
 

@@ -1,0 +1,73 @@
+"""Provider health (per client) and the retry testing switch: no pydantic here, so the
+client can keep health without importing the retry policy."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from ._errors import RateLimitError
+
+__all__ = ["ProviderHealth", "clock", "is_testing", "set_testing"]
+
+log = logging.getLogger("asyncprov")
+
+_testing = False
+
+
+def set_testing(enabled: bool) -> None:
+    """Turn every retry, backoff and cool-down wait off (for tests)."""
+    global _testing
+    _testing = enabled
+
+
+def is_testing() -> bool:
+    """Whether waits are turned off."""
+    return _testing
+
+
+def clock() -> float:
+    """The monotonic clock used for cool-downs and retry times."""
+    return time.monotonic()
+
+
+class ProviderHealth:
+    """Recent failures per provider, kept per client (never module-wide).
+
+    A provider that fails ``failures_to_cool`` times in a row, or answers 429 with
+    ``Retry-After``, cools down: failover skips it while others remain, and waits for
+    it (within the call's total timeout) when none do.
+    """
+
+    def __init__(self, *, failures_to_cool: int = 3, cooldown: float = 30.0) -> None:
+        self.failures_to_cool = failures_to_cool
+        self.cooldown = cooldown
+        self._failures: dict[str, int] = {}
+        self._until: dict[str, float] = {}
+
+    def cooling_until(self, name: str) -> float | None:
+        """When ``name``'s cool-down ends, or ``None`` if it is not cooling."""
+        until = self._until.get(name)
+        if until is None:
+            return None
+        if clock() >= until:
+            del self._until[name]
+            log.info("%s: cool-down ended", name)
+            return None
+        return until
+
+    def record_success(self, name: str) -> None:
+        """An attempt on ``name`` produced content."""
+        self._failures.pop(name, None)
+
+    def record_failure(self, name: str, error: BaseException) -> None:
+        """An attempt on ``name`` failed with ``error``."""
+        count = self._failures[name] = self._failures.get(name, 0) + 1
+        seconds: float | None = None
+        if isinstance(error, RateLimitError) and error.retry_after:
+            seconds = error.retry_after
+        elif count >= self.failures_to_cool:
+            seconds = self.cooldown
+        if seconds:
+            self._until[name] = max(self._until.get(name, 0.0), clock() + seconds)
+            log.info("%s: cooling down for %.1f s after %d failure(s)", name, seconds, count)

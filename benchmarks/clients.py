@@ -1,0 +1,268 @@
+"""The clients being compared, each doing exactly the same work per request.
+
+- ``floor``: hand-written aiohttp + pydantic, the cost any aiohttp-based client pays.
+- ``openai``: openai-python's ``AsyncOpenAI`` (httpx underneath).
+- ``asyncprov``: ``asyncprov.AsyncClient``.
+- ``asyncprov_sync``: ``asyncprov.Client``, the sync facade (streaming only).
+
+Every stream is read to its end and every chunk becomes a pydantic model; the text of
+choice 0 is collected the same way for all of them (``_Collector``), so the worker can
+check what arrived. Each library is imported only by its own client, so a worker's
+memory and CPU figures contain nothing of the others.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from .common import MESSAGES
+
+__all__ = ["ASYNC_CLIENTS", "SYNC_CLIENTS", "StreamResult", "make_async_client"]
+
+
+@dataclass
+class StreamResult:
+    """What one stream delivered."""
+
+    parts: list[str] = field(default_factory=list)
+    finish_reason: str | None = None
+    t_first: float | None = None
+    """``time.perf_counter()`` when the first content chunk reached the caller."""
+    provider: str | None = None
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _Collector:
+    """Folds chunk objects (anything shaped like ``ChatCompletionChunk``) into a result."""
+
+    __slots__ = ("result",)
+
+    def __init__(self) -> None:
+        self.result = StreamResult()
+
+    def add(self, chunk: Any) -> None:
+        choices = chunk.choices
+        if not choices:
+            return
+        choice = choices[0]
+        content = choice.delta.content
+        if content:
+            result = self.result
+            if result.t_first is None:
+                result.t_first = time.perf_counter()
+            result.parts.append(content)
+        if choice.finish_reason:
+            self.result.finish_reason = choice.finish_reason
+
+
+class FloorClient:
+    """Raw aiohttp + pydantic: POST, split the body into SSE events, validate each.
+
+    What a competent engineer writes by hand: one session with a pool of 1,000
+    connections, the body read as it arrives (``iter_any``) and split on blank lines,
+    ``ChatCompletionChunk.model_validate_json`` on each ``data:`` payload, and the body
+    read to its end so the connection goes back to the pool.
+    """
+
+    name = "floor"
+
+    def __init__(self, base_url: str) -> None:
+        import aiohttp
+
+        from asyncprov import ChatCompletion, ChatCompletionChunk
+
+        self._chunk_type = ChatCompletionChunk
+        self._completion_type = ChatCompletion
+        self._url = base_url + "/chat/completions"
+        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+
+    async def stream(self, model: str) -> StreamResult:
+        validate = self._chunk_type.model_validate_json
+        collector = _Collector()
+        add = collector.add
+        body = {"model": model, "messages": MESSAGES, "stream": True}
+        async with self._session.post(self._url, json=body) as resp:
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {(await resp.read())[:200]!r}")
+            buffer = b""
+            done = False
+            async for data in resp.content.iter_any():
+                if done:
+                    continue  # read to the end so the connection can be reused
+                events = (buffer + data).split(b"\n\n") if buffer else data.split(b"\n\n")
+                buffer = events.pop()
+                for event in events:
+                    for line in event.split(b"\n") if b"\n" in event else (event,):
+                        if not line.startswith(b"data:"):
+                            continue
+                        payload = line[5:].lstrip()
+                        if payload == b"[DONE]":
+                            done = True
+                            break
+                        add(validate(payload))
+                    if done:
+                        break
+            if not done:
+                raise RuntimeError("the stream ended without [DONE]")
+        return collector.result
+
+    async def complete(self, model: str) -> str:
+        body = {"model": model, "messages": MESSAGES}
+        async with self._session.post(self._url, json=body) as resp:
+            data = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}: {data[:200]!r}")
+        completion = self._completion_type.model_validate_json(data)
+        return completion.choices[0].message.content or ""
+
+    async def aclose(self) -> None:
+        await self._session.close()
+
+
+class OpenAIClient:
+    """openai-python: ``AsyncOpenAI(max_retries=0)`` over an httpx pool of 1,000."""
+
+    name = "openai"
+
+    def __init__(self, base_url: str) -> None:
+        import openai
+
+        try:
+            import httpx2 as httpx  # type: ignore[import-not-found]  # openai>=3 on httpx2
+        except ImportError:
+            import httpx  # type: ignore[import-not-found,no-redef]
+
+        limits = httpx.Limits(max_connections=1000, max_keepalive_connections=1000)
+        http_client = openai.DefaultAsyncHttpxClient(limits=limits)
+        self._client = openai.AsyncOpenAI(
+            base_url=base_url, api_key="x", max_retries=0, http_client=http_client
+        )
+
+    async def stream(self, model: str) -> StreamResult:
+        collector = _Collector()
+        add = collector.add
+        stream = await self._client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                add(chunk)
+        return collector.result
+
+    async def complete(self, model: str) -> str:
+        completion = await self._client.chat.completions.create(model=model, messages=MESSAGES)
+        return completion.choices[0].message.content or ""
+
+    async def aclose(self) -> None:
+        await self._client.close()
+
+
+class AsyncprovClient:
+    """``asyncprov.AsyncClient(base_url=...)`` with its defaults."""
+
+    name = "asyncprov"
+
+    def __init__(self, base_url: str) -> None:
+        import asyncprov
+
+        self._client = asyncprov.AsyncClient(base_url=base_url)
+
+    async def stream(self, model: str) -> StreamResult:
+        collector = _Collector()
+        add = collector.add
+        stream = await self._client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                add(chunk)
+        collector.result.provider = stream.provider
+        return collector.result
+
+    async def complete(self, model: str) -> str:
+        completion = await self._client.chat.completions.create(model=model, messages=MESSAGES)
+        return completion.choices[0].message.content or ""
+
+    async def aclose(self) -> None:
+        await self._client.aclose()
+
+
+class AsyncprovSyncClient:
+    """``asyncprov.Client(base_url=...)``: the sync facade, used from plain code."""
+
+    name = "asyncprov_sync"
+
+    def __init__(self, base_url: str) -> None:
+        import asyncprov
+
+        self._client = asyncprov.Client(base_url=base_url)
+
+    def stream(self, model: str) -> StreamResult:
+        collector = _Collector()
+        add = collector.add
+        with self._client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True
+        ) as stream:
+            for chunk in stream:
+                add(chunk)
+        return collector.result
+
+    def complete(self, model: str) -> str:
+        completion = self._client.chat.completions.create(model=model, messages=MESSAGES)
+        return completion.choices[0].message.content or ""
+
+    def close(self) -> None:
+        self._client.close()
+
+
+ASYNC_CLIENTS: dict[str, type[FloorClient | OpenAIClient | AsyncprovClient]] = {
+    "floor": FloorClient,
+    "openai": OpenAIClient,
+    "asyncprov": AsyncprovClient,
+}
+SYNC_CLIENTS = {"asyncprov_sync": AsyncprovSyncClient}
+
+
+def make_async_client(name: str, base_url: str) -> FloorClient | OpenAIClient | AsyncprovClient:
+    """A client of the given kind; call inside a running event loop."""
+    return ASYNC_CLIENTS[name](base_url)
+
+
+async def failover_ttft(
+    ok_url: str, stall_url: str, *, hedged: bool, hedge_delay: float, first_chunk: float
+) -> StreamResult:
+    """One stream through ``RetryProvider([stalled primary, healthy secondary])``.
+
+    Hedged: the secondary starts when the primary has shown nothing for
+    ``hedge_delay``. Sequential: the primary's attempt ends with its
+    ``first_chunk`` timeout, then the secondary is tried. A fresh client each time, so
+    the primary's failures from one measurement never put it in cool-down for the next.
+    """
+    from asyncprov import AsyncClient, Timeout
+    from asyncprov.providers import OpenAICompatible, RetryProvider
+
+    group = RetryProvider(
+        [
+            OpenAICompatible(base_url=stall_url, name="primary"),
+            OpenAICompatible(base_url=ok_url, name="secondary"),
+        ],
+        shuffle=False,
+        hedge=hedged,
+        hedge_delay=hedge_delay,
+    )
+    timeout = Timeout(first_chunk=first_chunk, total=30)
+    async with AsyncClient(group, timeout=timeout) as client:
+        collector = _Collector()
+        stream = await client.chat.completions.create(
+            model="stream-50", messages=MESSAGES, stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                collector.add(chunk)
+        collector.result.provider = stream.provider
+        return collector.result

@@ -1,0 +1,326 @@
+"""One measurement in a fresh process: one client kind, one scenario.
+
+Run as ``python -m benchmarks.worker '<json spec>'``, where the spec is
+``{"client": ..., "scenario": ..., "base_url": ..., "stall_url": ..., "params": {...}}``.
+It prints a single line ``RESULT {json}`` with:
+
+- ``wall_s``: wall time of the measured part (after one warm-up request);
+- ``cpu_s``: CPU time of the whole process (all threads) over the same part;
+- ``peak_rss_kib``: ``getrusage(RUSAGE_SELF).ru_maxrss`` at the end (imports included);
+- scenario metrics (see ``SCENARIOS``), and ``checked``: how much output was verified.
+
+Every response is checked (chunk count, joined text, finish reason), so a client that
+drops or garbles chunks fails loudly (``"ok": false``) instead of looking fast. The
+worker bounds itself with ``signal.alarm`` and exits on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import resource
+import signal
+import statistics
+import sys
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .common import JSON_CONTENT, expected_text
+
+__all__ = ["SCENARIOS", "main", "run_spec"]
+
+RESULT_PREFIX = "RESULT "
+
+
+class CheckFailed(AssertionError):
+    """A client delivered something other than what the server sent."""
+
+
+def _check_stream(result: Any, n: int, where: str) -> None:
+    if len(result.parts) != n:
+        raise CheckFailed(f"{where}: {len(result.parts)} content chunks, expected {n}")
+    if result.text != expected_text(n):
+        raise CheckFailed(f"{where}: the joined text differs from what the server sent")
+    if result.finish_reason != "stop":
+        raise CheckFailed(f"{where}: finish_reason {result.finish_reason!r}, expected 'stop'")
+
+
+def _check_completion(text: str, where: str) -> None:
+    if text != JSON_CONTENT:
+        raise CheckFailed(f"{where}: unexpected completion text {text[:60]!r}")
+
+
+def _rss_kib() -> int:
+    """Current resident set size, KiB (from /proc; 0 where unavailable)."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def _quantile(values: list[float], q: float) -> float:
+    """The q-quantile (nearest rank) of ``values``."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+class _Span:
+    """Wall and process CPU time over the measured part."""
+
+    def __enter__(self) -> _Span:
+        self.wall0, self.cpu0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self.wall0
+        self.cpu = time.process_time() - self.cpu0
+
+
+# --- scenarios: async client kinds -----------------------------------------------------
+
+
+async def _stream_20k(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    n, repeat = p.get("n", 20_000), p.get("repeat", 1)
+    _check_stream(await client.stream("stream-50"), 50, "warm-up")
+    with _Span() as span:
+        results = [await client.stream(f"stream-{n}") for _ in range(repeat)]
+    for result in results:
+        _check_stream(result, n, f"stream-{n}")
+    chunks = n * repeat
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "chunks_per_s": chunks / span.wall,
+        "cpu_us_per_chunk": span.cpu / chunks * 1e6,
+        "checked": {"streams": repeat, "chunks": chunks},
+    }
+
+
+async def _concurrent_streams(
+    client: Any, model: str, n: int, count: int
+) -> tuple[_Span, list[Any], float]:
+    """``count`` streams at once; also returns the moment they were all asked for."""
+    with _Span() as span:
+        results = await asyncio.gather(*(client.stream(model) for _ in range(count)))
+    for result in results:
+        _check_stream(result, n, model)
+    return span, results, span.wall0
+
+
+async def _conc(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    n, count = p.get("n", 50), p.get("concurrency", 1000)
+    _check_stream(await client.stream("stream-50"), 50, "warm-up")
+    rss0 = _rss_kib()
+    span, _, _ = await _concurrent_streams(client, f"stream-{n}", n, count)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "peak_rss_mib": peak / 1024,
+        "rss_growth_mib": max(0, peak - rss0) / 1024,
+        "chunks_per_s": n * count / span.wall,
+        "checked": {"streams": count, "chunks": n * count},
+    }
+
+
+async def _ttft_load(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    n, count = p.get("n", 20), p.get("concurrency", 256)
+    _check_stream(await client.stream("stream-50"), 50, "warm-up")
+    span, results, start = await _concurrent_streams(client, f"paced-{n}", n, count)
+    ttfts = [(r.t_first - start) * 1000 for r in results]
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "ttft_p50_ms": _quantile(ttfts, 0.50),
+        "ttft_p99_ms": _quantile(ttfts, 0.99),
+        "ttft_max_ms": max(ttfts),
+        "checked": {"streams": count, "chunks": n * count},
+    }
+
+
+async def _ttft(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    count = p.get("count", 50)
+    _check_stream(await client.stream("stream-50"), 50, "warm-up")
+    ttfts = []
+    with _Span() as span:
+        for _ in range(count):
+            start = time.perf_counter()
+            result = await client.stream("stream-50")
+            ttfts.append((result.t_first - start) * 1000)
+            _check_stream(result, 50, "stream-50")
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "ttft_p50_ms": statistics.median(ttfts),
+        "ttft_p99_ms": _quantile(ttfts, 0.99),
+        "checked": {"streams": count, "chunks": 50 * count},
+    }
+
+
+async def _nonstream_c1(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    count = p.get("count", 300)
+    _check_completion(await client.complete("json"), "warm-up")
+    latencies = []
+    with _Span() as span:
+        for _ in range(count):
+            start = time.perf_counter()
+            text = await client.complete("json")
+            latencies.append((time.perf_counter() - start) * 1000)
+            _check_completion(text, "json")
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "p50_ms": statistics.median(latencies),
+        "p99_ms": _quantile(latencies, 0.99),
+        "req_per_s": count / span.wall,
+        "checked": {"requests": count},
+    }
+
+
+async def _nonstream_c64(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    count, concurrency = p.get("count", 3000), p.get("concurrency", 64)
+    _check_completion(await client.complete("json"), "warm-up")
+    remaining = count
+    done = 0
+
+    async def loop() -> None:
+        nonlocal remaining, done
+        while remaining > 0:
+            remaining -= 1
+            _check_completion(await client.complete("json"), "json")
+            done += 1
+
+    with _Span() as span:
+        await asyncio.gather(*(loop() for _ in range(concurrency)))
+    if done != count:
+        raise CheckFailed(f"{done} requests completed, expected {count}")
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "req_per_s": count / span.wall,
+        "cpu_us_per_req": span.cpu / count * 1e6,
+        "checked": {"requests": count},
+    }
+
+
+AsyncScenario = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
+SCENARIOS: dict[str, AsyncScenario] = {
+    "stream_20k": _stream_20k,
+    "sync_vs_async": _stream_20k,  # the async side of the comparison
+    "ttft_256": _ttft_load,
+    "conc_1000": _conc,
+    "nonstream_c1": _nonstream_c1,
+    "nonstream_c64": _nonstream_c64,
+    "ttft": _ttft,
+}
+
+
+# --- scenarios run outside the common shape ---------------------------------------------
+
+
+def _sync_stream_20k(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    n, repeat = p.get("n", 20_000), p.get("repeat", 1)
+    _check_stream(client.stream("stream-50"), 50, "warm-up")
+    with _Span() as span:
+        results = [client.stream(f"stream-{n}") for _ in range(repeat)]
+    for result in results:
+        _check_stream(result, n, f"stream-{n}")
+    chunks = n * repeat
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "chunks_per_s": chunks / span.wall,
+        "cpu_us_per_chunk": span.cpu / chunks * 1e6,
+        "checked": {"streams": repeat, "chunks": chunks},
+    }
+
+
+async def _failover(spec: dict[str, Any]) -> dict[str, Any]:
+    from .clients import failover_ttft
+
+    p = spec.get("params", {})
+    count = p.get("count", 5)
+    hedge_delay, first_chunk = p.get("hedge_delay", 0.1), p.get("first_chunk", 0.5)
+    out: dict[str, Any] = {}
+    with _Span() as span:
+        for mode in ("hedged", "sequential"):
+            ttfts = []
+            for _ in range(count):
+                start = time.perf_counter()
+                result = await failover_ttft(
+                    spec["base_url"],
+                    spec["stall_url"],
+                    hedged=mode == "hedged",
+                    hedge_delay=hedge_delay,
+                    first_chunk=first_chunk if mode == "sequential" else 120.0,
+                )
+                ttfts.append((result.t_first - start) * 1000)
+                _check_stream(result, 50, f"failover {mode}")
+                if result.provider != "secondary":
+                    raise CheckFailed(f"failover {mode}: answered by {result.provider!r}")
+            out[f"{mode}_ttft_ms"] = statistics.median(ttfts)
+            out[f"{mode}_ttft_max_ms"] = max(ttfts)
+    out.update(wall_s=span.wall, cpu_s=span.cpu, checked={"streams": 2 * count})
+    return out
+
+
+async def _run_async(spec: dict[str, Any]) -> dict[str, Any]:
+    if spec["scenario"] == "failover":
+        return await _failover(spec)
+    from .clients import make_async_client
+
+    client = make_async_client(spec["client"], spec["base_url"])
+    try:
+        return await SCENARIOS[spec["scenario"]](client, spec.get("params", {}))
+    finally:
+        await client.aclose()
+
+
+def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one measurement in this process and return its result dict."""
+    if spec["client"] in ("asyncprov_sync",):
+        from .clients import SYNC_CLIENTS
+
+        client = SYNC_CLIENTS[spec["client"]](spec["base_url"])
+        try:
+            metrics = _sync_stream_20k(client, spec.get("params", {}))
+        finally:
+            client.close()
+    else:
+        metrics = asyncio.run(_run_async(spec))
+    metrics["peak_rss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return metrics
+
+
+def _on_alarm(signum: int, frame: object) -> None:
+    raise TimeoutError("the worker ran past its time limit")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    spec = json.loads(args[0])
+    signal.signal(signal.SIGALRM, _on_alarm)
+    signal.alarm(int(spec.get("time_limit", 300)))
+    head = {"client": spec["client"], "scenario": spec["scenario"]}
+    try:
+        metrics = run_spec(spec)
+    except BaseException as exc:  # report every failure as a result line
+        traceback.print_exc()
+        error = f"{type(exc).__name__}: {exc}"
+        print(RESULT_PREFIX + json.dumps({**head, "ok": False, "error": error}), flush=True)
+        return 1
+    finally:
+        signal.alarm(0)
+    print(RESULT_PREFIX + json.dumps({**head, "ok": True, **metrics}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

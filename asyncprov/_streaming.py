@@ -99,10 +99,9 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
-            deadline.mark_progress()
-        elif chunk.is_progress():
-            deadline.mark_progress()
-        deadline.pause()
+            deadline.handed_over(progress=True)
+        else:
+            deadline.handed_over(progress=chunk.is_progress())
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:

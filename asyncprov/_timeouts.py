@@ -118,6 +118,15 @@ class Deadline:
         """The caller took a chunk away; its own time does not count as idle."""
         self._away_since = _clock()
 
+    def handed_over(self, *, progress: bool) -> None:
+        """A chunk goes to the caller (``mark_progress`` if it carries content, then
+        ``pause``), with one clock read: this runs once per chunk."""
+        now = _clock()
+        if progress:
+            self.has_content = True
+            self._progress_at = now + self._idle
+        self._away_since = now
+
     def resume(self) -> None:
         """The caller asks for the next chunk."""
         if self._away_since is not None:

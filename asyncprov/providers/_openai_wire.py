@@ -146,17 +146,22 @@ class OpenAIWire(Provider):
                     payload = event.data
                     if payload == _DONE:
                         return
-                    if event.event == "error":
-                        raise _event_error(payload, provider=name, model=model)
-                    if event.event != "message" or not payload.strip():
+                    kind = event.event
+                    if kind != "message" or not payload:
+                        if kind == "error":
+                            raise _event_error(payload, provider=name, model=model)
                         continue  # empty events and named events (pings) carry nothing
                     try:
                         chunk = validate(payload)
                     except ValidationError as exc:
+                        if not payload.strip():
+                            continue  # `data: ` with only whitespace
                         raise _process_error_payload(
                             payload, provider=name, model=model, status=resp.status
                         ) from exc
-                    chunk.provider = name
+                    # Straight into the instance dict: pydantic's __setattr__ costs more
+                    # than the rest of this loop, and `provider` needs no validation.
+                    chunk.__dict__["provider"] = name
                     yield chunk
                 if not data:
                     raise StreamInterruptedError(

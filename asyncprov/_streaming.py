@@ -16,7 +16,7 @@ from typing import Self
 from ._accumulate import CompletionAccumulator
 from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
-from ._timeouts import Deadline
+from ._timeouts import Deadline, clock
 from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider
 
@@ -63,27 +63,30 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
     async def _start(self) -> None:
         # Read up to the first content chunk now, so that every failure before content
         # (connection, status, timeouts, error events) surfaces from ``await create()``.
+        head: list[ChatCompletionChunk] = []  # kept aside: __anext__ serves _head first
         while not self._deadline.has_content:
             try:
-                chunk = await self._pull()
+                chunk = await self.__anext__()
             except StopAsyncIteration:
                 break
-            self._head.append(chunk)
+            head.append(chunk)
             self.provider = chunk.provider or self.provider
+        self._head.extend(head)
 
     def __aiter__(self) -> Self:
         return self
 
     async def __anext__(self) -> ChatCompletionChunk:
+        # The per-chunk path: kept flat (no helper calls) because it runs for every chunk.
         if self._head:
             return self._head.popleft()
-        return await self._pull()
-
-    async def _pull(self) -> ChatCompletionChunk:
         if self._finished:
             raise StopAsyncIteration
         deadline = self._deadline
-        deadline.resume()
+        away = deadline.away_since
+        if away is not None:  # the caller's own time between chunks is not idle time
+            deadline.progress_at += clock() - away
+            deadline.away_since = None
         try:
             chunk = await self._source.__anext__()
         except StopAsyncIteration:
@@ -95,13 +98,17 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
         except BaseException:
             self._finished = True
             raise
+        now = clock()
         choices = chunk.choices
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
-            deadline.handed_over(progress=True)
-        else:
-            deadline.handed_over(progress=chunk.is_progress())
+            deadline.has_content = True
+            deadline.progress_at = now + deadline.idle
+        elif chunk.is_progress():
+            deadline.has_content = True
+            deadline.progress_at = now + deadline.idle
+        deadline.away_since = now
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:

@@ -21,7 +21,7 @@ from ._errors import (
     TotalTimeoutError,
 )
 
-__all__ = ["Deadline", "Timeout", "TimeoutInput", "as_timeout"]
+__all__ = ["Deadline", "Timeout", "TimeoutInput", "as_timeout", "clock"]
 
 
 class Timeout(BaseModel):
@@ -69,9 +69,8 @@ def as_timeout(value: TimeoutInput, default: Timeout | None = None) -> Timeout:
     return base.model_copy(update={"total": float(value)})
 
 
-def _clock() -> float:
-    # asyncio's loop.time() is time.monotonic(), the clock anyio's deadlines use.
-    return time.monotonic()
+# asyncio's loop.time() is time.monotonic(), the clock the watchdog timers use.
+clock = time.monotonic
 
 
 class Deadline:
@@ -79,22 +78,23 @@ class Deadline:
 
     Created when an attempt starts; ``mark_progress`` on each content chunk;
     ``pause``/``resume`` around the time the caller spends away between chunks, so a
-    slow consumer is never blamed on the server.
+    slow consumer is never blamed on the server. ``AsyncStream`` updates the public
+    attributes directly on its per-chunk path.
     """
 
-    __slots__ = ("_away_since", "_idle", "_progress_at", "_total_at", "has_content", "timeout")
+    __slots__ = ("_total_at", "away_since", "has_content", "idle", "progress_at", "timeout")
 
     def __init__(self, timeout: Timeout, *, total_at: float | None = None) -> None:
-        now = _clock()
+        now = clock()
         self.timeout = timeout
-        self._idle = timeout.idle if timeout.idle is not None else math.inf
+        self.idle = timeout.idle if timeout.idle is not None else math.inf
         if total_at is None:
             total_at = now + timeout.total if timeout.total is not None else math.inf
         self._total_at = total_at
-        self._progress_at = (
+        self.progress_at = (
             now + timeout.first_chunk if timeout.first_chunk is not None else math.inf
         )
-        self._away_since: float | None = None
+        self.away_since: float | None = None
         self.has_content = False
 
     @property
@@ -105,38 +105,29 @@ class Deadline:
     def at(self, *, streaming: bool = True) -> float:
         """The clock value the current network wait must end by. While the caller is
         away between chunks only the total counts."""
-        if not streaming or self._away_since is not None:
+        if not streaming or self.away_since is not None:
             return self._total_at
-        return min(self._total_at, self._progress_at)
+        return min(self._total_at, self.progress_at)
 
     def mark_progress(self) -> None:
         """Content arrived: restart the idle clock."""
         self.has_content = True
-        self._progress_at = _clock() + self._idle
+        self.progress_at = clock() + self.idle
 
     def pause(self) -> None:
         """The caller took a chunk away; its own time does not count as idle."""
-        self._away_since = _clock()
-
-    def handed_over(self, *, progress: bool) -> None:
-        """A chunk goes to the caller (``mark_progress`` if it carries content, then
-        ``pause``), with one clock read: this runs once per chunk."""
-        now = _clock()
-        if progress:
-            self.has_content = True
-            self._progress_at = now + self._idle
-        self._away_since = now
+        self.away_since = clock()
 
     def resume(self) -> None:
         """The caller asks for the next chunk."""
-        if self._away_since is not None:
-            self._progress_at += _clock() - self._away_since
-            self._away_since = None
+        if self.away_since is not None:
+            self.progress_at += clock() - self.away_since
+            self.away_since = None
 
     def expired(self, *, provider: str | None = None, model: str | None = None) -> APITimeoutError:
         """The timeout error for a wait that ran out, naming the phase."""
         timeout = self.timeout
-        if _clock() >= self._total_at - 1e-3:
+        if clock() >= self._total_at - 1e-3:
             return TotalTimeoutError(
                 f"the call took longer than its total timeout of {timeout.total} s",
                 provider=provider,

@@ -31,7 +31,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     fake = FakeClock()
-    monkeypatch.setattr(asyncprov._timeouts, "_clock", fake)
+    monkeypatch.setattr(asyncprov._timeouts, "clock", fake)
     return fake
 
 

@@ -326,7 +326,10 @@ class AsyncClient:
         self.timeout = as_timeout(timeout)
         self.max_image_bytes = max_image_bytes
         self._http = HttpClient(
-            connection_limit=connection_limit, max_event_size=max_event_size, headers=headers
+            connection_limit=connection_limit,
+            max_event_size=max_event_size,
+            headers=headers,
+            connect_timeout=self.timeout.connect,
         )
         self._warned_not_working: set[str] = set()
         self.health = ProviderHealth()

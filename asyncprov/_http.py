@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import asynccontextmanager, contextmanager, suppress
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -99,19 +99,6 @@ def _translate(
     return None
 
 
-@contextmanager
-def _translated(provider: str | None, model: str | None, *, proxy: bool) -> Iterator[None]:
-    """Turn aiohttp and socket failures into asyncprov errors (keeping ``__cause__``)."""
-    try:
-        yield
-    except Exception as error:
-        translated = _translate(error, provider, model, proxy=proxy)
-        if translated is None:
-            raise
-        _scrub(error)
-        raise translated from error
-
-
 class _Watchdog:
     """Closes a response whose deadline passes while it is being read.
 
@@ -176,10 +163,14 @@ class HttpResponse:
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
+        content = self._raw.content
         watchdog = self._watchdog
-        watchdog.arm()
         try:
-            data = await self._raw.content.readany()
+            data = content.read_nowait()  # already here: no wait, no timer needed
+            if data or content.at_eof():
+                return data
+            watchdog.arm()
+            data = await content.readany()
         except Exception as error:
             call = self._call
             if watchdog.expired:
@@ -368,41 +359,51 @@ class HttpCall:
     ) -> AsyncIterator[HttpResponse]:
         """POST ``body`` as JSON; the response is closed (not pooled) on any early exit."""
         self.streaming = stream
-        session = await self._client.session()
-        timeout = self.deadline.timeout
+        client = self._client
+        session = await client.session()
         proxy = self.proxy
-        log.debug(
-            "POST %s provider=%s model=%s stream=%s", redact(url), self.provider, self.model, stream
-        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug(
+                "POST %s provider=%s model=%s stream=%s",
+                redact(url),
+                self.provider,
+                self.model,
+                stream,
+            )
         try:
             payload = pydantic_core.to_json(body)
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidRequestError(f"a request value cannot be sent as JSON: {exc}") from None
         all_headers = {"Content-Type": "application/json", **headers}
-        proxy_headers = None
-        if proxy is not None and proxy.headers:
-            # aiohttp sends proxy_headers only on CONNECT (https targets); a plain-http
-            # request through a proxy carries Proxy-Authorization among its own headers.
-            if url.startswith("https:"):
-                proxy_headers = proxy.headers
-            else:
-                all_headers.update(proxy.headers)
-        import anyio  # first request only: keeps `import asyncprov` light
-
-        with _translated(self.provider, self.model, proxy=proxy is not None):
-            with anyio.CancelScope(deadline=self.deadline.at(streaming=stream)) as scope:
-                raw = await session.post(
-                    url,
-                    data=payload,
-                    headers=all_headers,
-                    proxy=proxy.url if proxy else None,
-                    proxy_headers=proxy_headers,
-                    timeout=aiohttp.ClientTimeout(
-                        total=None, connect=timeout.connect, sock_connect=timeout.connect
-                    ),
-                )
-        if scope.cancelled_caught:
-            raise self.deadline.expired(provider=self.provider, model=self.model)
+        options: dict[str, Any] = {}
+        if proxy is not None:
+            options["proxy"] = proxy.url
+            if proxy.headers:
+                # aiohttp sends proxy_headers only on CONNECT (https targets); a plain-http
+                # request through a proxy carries Proxy-Authorization among its own headers.
+                if url.startswith("https:"):
+                    options["proxy_headers"] = proxy.headers
+                else:
+                    all_headers.update(proxy.headers)
+        connect = self.deadline.timeout.connect
+        if connect != client.connect_timeout:
+            options["timeout"] = aiohttp.ClientTimeout(
+                total=None, connect=connect, sock_connect=connect
+            )
+        end = self.deadline.at(streaming=stream)
+        # asyncio's own timeout: aiohttp is asyncio-only, and this runs once per request.
+        timer = asyncio.timeout_at(end if end != math.inf else None)
+        try:
+            async with timer:
+                raw = await session.post(url, data=payload, headers=all_headers, **options)
+        except Exception as error:
+            if isinstance(error, TimeoutError) and timer.expired():
+                raise self.deadline.expired(provider=self.provider, model=self.model) from None
+            translated = _translate(error, self.provider, self.model, proxy=proxy is not None)
+            if translated is None:
+                raise
+            _scrub(error)
+            raise translated from error
         self._raw = raw
         response = HttpResponse(raw, self)
         try:
@@ -426,8 +427,11 @@ class HttpClient:
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         headers: Mapping[str, str] | None = None,
+        connect_timeout: float | None = None,
     ) -> None:
         self.connection_limit = connection_limit
+        self.connect_timeout = connect_timeout
+        """The session's connect timeout; calls with another one set it per request."""
         self.max_event_size = max_event_size
         self._headers = {"User-Agent": USER_AGENT, **(headers or {})}
         self._session: aiohttp.ClientSession | None = None
@@ -451,7 +455,9 @@ class HttpClient:
                     limit=self.connection_limit, limit_per_host=0, ttl_dns_cache=300
                 ),
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(total=None),
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout
+                ),
                 trust_env=False,
             )
         elif loop is not self._loop:

@@ -188,5 +188,5 @@ class OpenAIWire(Provider):
             raise _process_error_payload(
                 payload, provider=self.name, model=model, status=resp.status
             ) from exc
-        completion.provider = self.name
+        completion.__dict__["provider"] = self.name  # see stream(): no validation needed
         return completion

@@ -19,38 +19,38 @@ from pathlib import Path
 from typing import Any
 
 from .common import PYTHON, ROOT, child_env
-from .report import collect_environment, render
+from .report import collect_environment, render, source_fingerprint
 from .server import BenchServer, measure_capacity
 from .worker import RESULT_PREFIX
 
 __all__ = ["FULL", "QUICK", "Config", "main", "run_benchmarks", "run_import_round", "run_worker"]
 
 PEERS = ["floor", "openai", "asyncprov"]
+STREAM_PEERS = ["floor", "floor_lines", "openai", "asyncprov"]
 
 SCENARIO_CLIENTS: dict[str, list[str]] = {
-    "stream_20k": PEERS,
-    "ttft_256": PEERS,
-    "conc_1000": PEERS,
+    "stream_20k": STREAM_PEERS,
+    "ttft_256": STREAM_PEERS,
+    "conc_1000": STREAM_PEERS,
     "nonstream_c1": PEERS,
     "nonstream_c64": PEERS,
-    "ttft": PEERS,
-    "import": PEERS,
+    "ttft": STREAM_PEERS,
+    "import": ["floor", "floor_basemodel", "openai", "asyncprov"],
     "sync_vs_async": ["asyncprov", "asyncprov_sync"],
     "failover": ["asyncprov"],
 }
 
 IMPORTS = {
     "floor": "import aiohttp, pydantic",
+    # ``import pydantic`` is lazy: code that defines a model also pays for BaseModel.
+    "floor_basemodel": "import aiohttp\nfrom pydantic import BaseModel",
     "openai": "import openai",
     "asyncprov": "import asyncprov",
 }
 """What each client's import costs, timed inside a fresh interpreter."""
 
 _IMPORT_CHILD = (
-    "import time\n"
-    "t0 = time.perf_counter()\n"
-    "{stmt}\n"
-    "print(repr(time.perf_counter() - t0))\n"
+    "import time\nt0 = time.perf_counter()\n{stmt}\nprint(repr(time.perf_counter() - t0))\n"
 )
 
 
@@ -65,6 +65,8 @@ class Config:
     capacity_seconds: float
     time_limit: int = 240
     """Seconds a single worker may run before it is stopped and counted as failed."""
+    clients_off: frozenset[str] = frozenset()
+    """Client kinds this configuration leaves out."""
     scenarios: list[str] = field(default_factory=lambda: list(SCENARIO_CLIENTS))
 
 
@@ -74,7 +76,7 @@ FULL = Config(
     params={
         "stream_20k": {"n": 20_000, "repeat": 3},
         "sync_vs_async": {"n": 20_000, "repeat": 3},
-        "ttft_256": {"n": 20, "concurrency": 256},
+        "ttft_256": {"n": 20, "concurrency": 256, "bursts": 5},
         "conc_1000": {"n": 50, "concurrency": 1000},
         "nonstream_c1": {"count": 300},
         "nonstream_c64": {"count": 3000, "concurrency": 64},
@@ -91,15 +93,16 @@ QUICK = Config(
     params={
         "stream_20k": {"n": 20_000, "repeat": 1},
         "sync_vs_async": {"n": 20_000, "repeat": 1},
-        "ttft_256": {"n": 20, "concurrency": 256},
+        "ttft_256": {"n": 20, "concurrency": 256, "bursts": 2},
         "conc_1000": {"n": 50, "concurrency": 1000},
         "nonstream_c1": {"count": 100},
         "nonstream_c64": {"count": 1000, "concurrency": 64},
         "ttft": {"count": 20},
-        "failover": {"count": 3, "hedge_delay": 0.1, "first_chunk": 0.5},
+        "failover": {"count": 2, "hedge_delay": 0.1, "first_chunk": 0.5},
     },
-    import_reps=5,
+    import_reps=3,
     capacity_seconds=1.0,
+    clients_off=frozenset({"floor_lines"}),  # keeps --quick under 2 minutes
 )
 
 
@@ -170,9 +173,9 @@ def _rotated(items: list[str], by: int) -> list[str]:
 
 def available_clients() -> list[str]:
     """Client kinds whose library is installed (openai is an optional extra)."""
-    names = ["floor", "asyncprov", "asyncprov_sync"]
+    names = ["floor", "floor_lines", "floor_basemodel", "asyncprov", "asyncprov_sync"]
     if importlib.util.find_spec("openai") is not None:
-        names.insert(1, "openai")
+        names.append("openai")
     return names
 
 
@@ -190,7 +193,11 @@ def run_benchmarks(
     for round_index in range(config.rounds):
         progress(f"round {round_index + 1}/{config.rounds}")
         for scenario in config.scenarios:
-            names = [c for c in SCENARIO_CLIENTS[scenario] if c in allowed]
+            names = [
+                c
+                for c in SCENARIO_CLIENTS[scenario]
+                if c in allowed and c not in config.clients_off
+            ]
             if not names:
                 continue
             names = _rotated(names, round_index)
@@ -215,8 +222,12 @@ def run_benchmarks(
             took = time.perf_counter() - started
             note = f"  FAILED {failed}" if failed else ""
             progress(f"  {scenario:<14} {' '.join(names):<36} {took:6.1f} s{note}")
-    return {"config": config.name, "rounds": config.rounds, "params": config.params,
-            "scenarios": data}
+    return {
+        "config": config.name,
+        "rounds": config.rounds,
+        "params": config.params,
+        "scenarios": data,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -246,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         params=base.params,
         import_reps=base.import_reps,
         capacity_seconds=base.capacity_seconds,
+        clients_off=base.clients_off,
     )
     if args.only:
         chosen = [s.strip() for s in args.only.split(",") if s.strip()]
@@ -257,12 +269,14 @@ def main(argv: list[str] | None = None) -> int:
         " " + shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv)
     )
     started = time.perf_counter()
+    source_before = source_fingerprint()
     lifetime = config.rounds * 600.0 + 300.0
     with BenchServer(lifetime=lifetime) as server:
         print(f"benchmark server on 127.0.0.1:{server.port}; measuring its capacity")
         capacity = measure_capacity(server.port, config.capacity_seconds)
         results = run_benchmarks(config, server)
     results["capacity"] = capacity
+    results["source_before"], results["source_after"] = source_before, source_fingerprint()
     results["elapsed_s"] = time.perf_counter() - started
     results["command"] = command
     results["environment"] = collect_environment()
@@ -273,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(report)
     print(f"wrote {args.output} in {results['elapsed_s']:.0f} s")
+    if source_before != results["source_after"]:
+        print("warning: asyncprov's source changed during the run; run again", file=sys.stderr)
     failures = sum(
         1
         for per_client in results["scenarios"].values()

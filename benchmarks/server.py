@@ -381,7 +381,10 @@ def _response_size(sock: socket.socket, request: bytes, terminator: bytes | None
             if data.endswith(terminator):
                 return len(data)
             continue
-        length = int(re.search(rb"Content-Length: (\d+)", data[:head_end]).group(1))  # type: ignore[union-attr]
+        found = re.search(rb"Content-Length: (\d+)", data[:head_end])
+        if found is None:
+            raise ValueError("a json response without Content-Length")
+        length = int(found.group(1))
         if len(data) >= head_end + 4 + length:
             return head_end + 4 + length
     raise TimeoutError("no complete response from the benchmark server")

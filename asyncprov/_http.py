@@ -387,9 +387,7 @@ class HttpCall:
                     all_headers.update(proxy.headers)
         connect = self.deadline.timeout.connect
         if connect != client.connect_timeout:
-            options["timeout"] = aiohttp.ClientTimeout(
-                total=None, connect=connect, sock_connect=connect
-            )
+            options["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=connect)
         end = self.deadline.at(streaming=stream)
         # asyncio's own timeout: aiohttp is asyncio-only, and this runs once per request.
         timer = asyncio.timeout_at(end if end != math.inf else None)
@@ -455,9 +453,9 @@ class HttpClient:
                     limit=self.connection_limit, limit_per_host=0, ttl_dns_cache=300
                 ),
                 headers=self._headers,
-                timeout=aiohttp.ClientTimeout(
-                    total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout
-                ),
+                # Only sock_connect: aiohttp would arm a `connect` timer on every request,
+                # pooled connection or not; our own deadline bounds the wait for the pool.
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
                 trust_env=False,
             )
         elif loop is not self._loop:

@@ -8,10 +8,12 @@ threads at once.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import contextlib
 import functools
 import os
+import queue
 import threading
 import weakref
 from collections import deque
@@ -101,57 +103,92 @@ def _shutdown(loop: _LoopThread, client: AsyncClient) -> None:
     loop.stop()
 
 
+class _End:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
 class _Pump:
-    """Reads an ``AsyncStream`` on the loop thread into a bounded list, so the consumer
-    thread crosses over once per batch instead of once per chunk. Everything here runs
-    on the loop thread; the consumer reaches it through the portal."""
+    """Reads an ``AsyncStream`` on the loop thread and hands chunks to the consumer
+    thread in batches: one queue hand-off and one wake-up per batch, not per chunk.
+
+    Batches alternate strictly. The reader collects while the consumer works, and
+    hands over when asked, as soon as it has chunks and nothing more can be read
+    without waiting. Under the GIL the two threads never run in parallel, so reading
+    further ahead would only make them fight over it.
+    """
 
     def __init__(self, stream: AsyncStream) -> None:
         self.stream = stream
-        self.buffer: list[ChatCompletionChunk] = []
-        self.error: BaseException | None = None
-        self.done = False
+        self.queue: queue.SimpleQueue[list[ChatCompletionChunk] | _End] = queue.SimpleQueue()
         self.started = False
-        self._wakeup: anyio.Event | None = None
-        self._space: anyio.Event | None = None
+        self._buffer: list[ChatCompletionChunk] = []
+        self._requested = False
+        self._flush_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room: anyio.Event | None = None
         self._scope: anyio.CancelScope | None = None
         self._finished: anyio.Event | None = None
 
     async def run(self) -> None:
         import anyio
 
+        self._loop = asyncio.get_running_loop()
         self._finished = anyio.Event()
+        error: BaseException | None = None
+        finished = False
         try:
             with anyio.CancelScope() as self._scope:
                 try:
                     async for chunk in self.stream:
-                        self.buffer.append(chunk)
-                        if self._wakeup is not None:
-                            self._wakeup.set()
-                        if len(self.buffer) >= _BUFFER:  # backpressure: wait for the consumer
-                            self._space = anyio.Event()
-                            await self._space.wait()
+                        self._buffer.append(chunk)
+                        if len(self._buffer) >= _BUFFER:
+                            if self._requested:
+                                self._hand_over()
+                            else:  # full: wait until request() takes the buffer
+                                self._room = anyio.Event()
+                                await self._room.wait()
+                        elif self._requested and not self._flush_pending:
+                            # Runs once this task waits: every chunk readable now goes along.
+                            self._flush_pending = True
+                            self._loop.call_soon(self._flush)
+                    finished = True
                 except Exception as exc:
-                    self.error = exc
+                    error = exc
         finally:
-            self.done = True
-            if self._wakeup is not None:
-                self._wakeup.set()
+            if not finished and error is None:  # stopped under the consumer: say so
+                error = ClientClosedError("the client was closed while the stream was read")
+            if self._buffer:
+                self.queue.put(self._buffer)
+                self._buffer = []
+            self.queue.put(_End(error))
             self._finished.set()
 
-    async def next_batch(self) -> list[ChatCompletionChunk]:
-        """Every chunk read so far, waiting for one if there are none; ``[]`` at the end."""
-        import anyio
+    def _hand_over(self) -> None:
+        self.queue.put(self._buffer)
+        self._buffer = []
+        self._requested = False
 
-        while not self.buffer and not self.done:
-            self._wakeup = anyio.Event()
-            await self._wakeup.wait()
-            self._wakeup = None
-        batch, self.buffer = self.buffer, []
-        if self._space is not None:
-            self._space.set()
-            self._space = None
-        return batch
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._requested and self._buffer:
+            self._hand_over()
+
+    def request(self) -> None:
+        """The consumer wants the next batch (called on the loop thread)."""
+        self._requested = True
+        if self._buffer:
+            self._hand_over()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    def ask(self) -> None:
+        """Ask for the next batch from the consumer thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.request)
 
     async def shutdown(self) -> None:
         if self._scope is not None and self._finished is not None:
@@ -167,7 +204,7 @@ def _close_pump(loop: _LoopThread, pump: _Pump) -> None:
             return
         except (RuntimeError, ClientClosedError):
             pass  # the client was closed first, and its connections with it
-    pump.buffer.clear()  # the loop is gone (closed, or a forked child)
+    pump.queue.put(_End(None))  # the loop is gone (closed, or a forked child)
 
 
 class Stream(Iterator[ChatCompletionChunk]):
@@ -207,15 +244,17 @@ class Stream(Iterator[ChatCompletionChunk]):
         pump = self._pump
         if not pump.started:
             pump.started = True
+            pump._requested = True  # the first batch is wanted at once
             self._loop.portal.start_task_soon(pump.run)
-        batch = self._loop.call(pump.next_batch)
-        if not batch:
-            error = pump.error
+        else:
+            pump.ask()
+        item = pump.queue.get()
+        if isinstance(item, _End):
             self.close()
-            if error is not None:
-                raise error
+            if item.error is not None:
+                raise item.error
             raise StopIteration
-        self._ready.extend(batch)
+        self._ready.extend(item)
         return self._ready.popleft()
 
     def close(self) -> None:

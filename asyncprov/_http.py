@@ -4,10 +4,12 @@ the caller's deadline, and the one place aiohttp exceptions become asyncprov err
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager, suppress
+from collections.abc import Mapping
+from contextlib import suppress
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
@@ -147,16 +149,16 @@ class _Watchdog:
 class HttpResponse:
     """A response whose every network wait is bounded by the attempt's deadline."""
 
-    __slots__ = ("_call", "_raw", "_watchdog", "headers", "status")
+    __slots__ = ("__dict__", "_call", "_raw", "_watchdog", "headers", "status")
 
     def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
         self._raw = raw
         self._call = call
-        self._watchdog = _Watchdog(raw, call.deadline, call.streaming)
+        self._watchdog: _Watchdog | None = None  # made when a read first has to wait
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
 
-    @property
+    @functools.cached_property
     def content_type(self) -> str:
         """The media type, lower-cased, without parameters."""
         return self._raw.content_type.lower()
@@ -169,11 +171,14 @@ class HttpResponse:
             data = content.read_nowait()  # already here: no wait, no timer needed
             if data or content.at_eof():
                 return data
+            if watchdog is None:
+                call = self._call
+                watchdog = self._watchdog = _Watchdog(self._raw, call.deadline, call.streaming)
             watchdog.arm()
             data = await content.readany()
         except Exception as error:
             call = self._call
-            if watchdog.expired:
+            if watchdog is not None and watchdog.expired:
                 raise call.deadline.expired(provider=call.provider, model=call.model) from None
             translated = _translate(error, call.provider, call.model, proxy=call.proxy is not None)
             if translated is None:
@@ -187,7 +192,8 @@ class HttpResponse:
 
     def close(self) -> None:
         """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
-        self._watchdog.disarm()
+        if self._watchdog is not None:
+            self._watchdog.disarm()
 
     async def _read_prefix(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
@@ -348,16 +354,22 @@ class HttpCall:
         for child in self._children:
             child.abort()
 
-    @asynccontextmanager
-    async def post(
+    def post(
         self,
         url: str,
         *,
         body: Any,
         headers: Mapping[str, str],
         stream: bool = True,
-    ) -> AsyncIterator[HttpResponse]:
-        """POST ``body`` as JSON; the response is closed (not pooled) on any early exit."""
+    ) -> _Post:
+        """POST ``body`` as JSON: ``async with call.post(...) as response``. The response
+        goes back to the pool when the block ends normally, and is closed (not pooled)
+        on any early exit."""
+        return _Post(self, url, body, headers, stream)
+
+    async def _send(
+        self, url: str, body: Any, headers: Mapping[str, str], stream: bool
+    ) -> aiohttp.ClientResponse:
         self.streaming = stream
         client = self._client
         session = await client.session()
@@ -402,18 +414,47 @@ class HttpCall:
                 raise
             _scrub(error)
             raise translated from error
-        self._raw = raw
-        response = HttpResponse(raw, self)
-        try:
-            yield response
-        except BaseException:
-            raw.close()
-            raise
-        else:
+        return raw
+
+
+class _Post:
+    """The ``async with`` of ``HttpCall.post`` (a plain class: it runs per request)."""
+
+    __slots__ = ("_body", "_call", "_headers", "_raw", "_response", "_stream", "_url")
+
+    def __init__(
+        self, call: HttpCall, url: str, body: Any, headers: Mapping[str, str], stream: bool
+    ) -> None:
+        self._call = call
+        self._url = url
+        self._body = body
+        self._headers = headers
+        self._stream = stream
+        self._raw: aiohttp.ClientResponse | None = None
+        self._response: HttpResponse | None = None
+
+    async def __aenter__(self) -> HttpResponse:
+        call = self._call
+        raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
+        call._raw = raw
+        response = self._response = HttpResponse(raw, call)
+        return response
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        raw, response = self._raw, self._response
+        if raw is None or response is None:
+            return
+        if exc_type is None:
             raw.release()
-        finally:
-            response.close()
-            self._raw = None
+        else:
+            raw.close()
+        response.close()
+        self._call._raw = None
 
 
 class HttpClient:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 
 from .._errors import (
     APIError,
@@ -20,7 +20,7 @@ from .._errors import (
 )
 from .._http import HttpCall
 from .._sse import SSEDecoder
-from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from .._types import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest
 from .base import Provider
 
 __all__ = ["OpenAIWire"]
@@ -37,6 +37,8 @@ _OPTIONS = (
     "response_format",
 )
 
+
+_MESSAGES: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
 
 # Built once when this (lazily imported) module loads; calling the validator directly
 # skips pydantic's per-call wrapper on the hottest line of every stream.
@@ -61,7 +63,7 @@ class _WireErrorBody(BaseModel):
 def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
-        "messages": [m.model_dump(exclude_none=True) for m in request.messages],
+        "messages": _MESSAGES.dump_python(request.messages, exclude_none=True),
         "stream": stream,
     }
     if stream and request.include_usage:

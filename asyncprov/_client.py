@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
-from types import TracebackType
-from typing import Any, Literal, Self, TypeAlias, overload
+from typing import Any, Literal, TypeAlias, overload
 
 from pydantic import ValidationError
 
+from ._closing import AsyncCloseable
 from ._errors import (
     ConfigurationError,
     ImagesNotSupportedError,
@@ -276,7 +276,7 @@ class AsyncChat:
         self.completions = AsyncCompletions(client)
 
 
-class AsyncClient:
+class AsyncClient(AsyncCloseable):
     """An async client over one or many LLM providers, shaped like ``openai.AsyncOpenAI``.
 
     Args:
@@ -367,18 +367,3 @@ class AsyncClient:
     async def aclose(self) -> None:
         """Close every connection; the client cannot be used afterwards."""
         await self._http.aclose()
-
-    async def close(self) -> None:
-        """The same as ``aclose()`` (openai-python's name)."""
-        await self.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()

@@ -8,21 +8,17 @@ import functools
 import logging
 import math
 from collections.abc import Mapping
-from contextlib import suppress
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pydantic_core
-from multidict import CIMultiDict, CIMultiDictProxy
 
 from ._errors import (
     APIConnectionError,
     APIError,
-    AsyncProvError,
     ClientClosedError,
     ConfigurationError,
-    ConnectTimeoutError,
     InvalidRequestError,
     ProviderError,
     ProxyError,
@@ -30,6 +26,7 @@ from ._errors import (
     error_for_status,
 )
 from ._health import ProviderHealth
+from ._http_errors import error_fields, scrub, translate
 from ._proxies import ProxyConfig, redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._timeouts import Deadline
@@ -44,61 +41,6 @@ log = logging.getLogger("asyncprov")
 
 USER_AGENT = f"asyncprov/{__version__}"
 DEFAULT_CONNECTION_LIMIT = 10_000
-
-
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
-
-
-def _scrub(error: BaseException) -> None:
-    """Drop credentials from the request headers an aiohttp error keeps, since the
-    error stays reachable as ``__cause__`` (and error trackers print its repr)."""
-    info = getattr(error, "request_info", None)
-    if info is None or not hasattr(info, "_replace"):
-        return
-    kept = {k: v for k, v in info.headers.items() if k.lower() not in _SECRET_HEADERS}
-    with suppress(AttributeError, TypeError):
-        error.request_info = info._replace(  # type: ignore[attr-defined]
-            headers=CIMultiDictProxy(CIMultiDict(kept))
-        )
-
-
-def _translate(
-    error: Exception, provider: str | None, model: str | None, *, proxy: bool
-) -> AsyncProvError | None:
-    """The asyncprov error for an aiohttp or socket failure (``None``: not ours to map)."""
-    if isinstance(error, aiohttp.ClientProxyConnectionError):
-        return ProxyError("could not connect to the proxy", provider=provider, model=model)
-    if isinstance(error, aiohttp.ClientHttpProxyError):
-        return ProxyError(
-            f"the proxy refused the request with status {error.status}",
-            provider=provider,
-            model=model,
-        )
-    if isinstance(error, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
-        suffix = " through the proxy" if proxy else ""
-        return ConnectTimeoutError("timed out connecting" + suffix, provider=provider, model=model)
-    if isinstance(error, aiohttp.InvalidURL | UnicodeError):
-        return ConfigurationError(f"the URL is not valid: {type(error).__name__}")
-    if isinstance(error, aiohttp.ClientConnectorError):
-        reason = error.os_error.strerror or error.os_error
-        message = f"could not connect to {error.host}:{error.port}: {reason}"
-        return APIConnectionError(message, provider=provider, model=model)
-    if isinstance(error, aiohttp.ClientPayloadError):
-        return APIConnectionError("the response body was cut short", provider=provider, model=model)
-    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionError):
-        return APIConnectionError(
-            "the connection was closed by the server", provider=provider, model=model
-        )
-    if isinstance(error, aiohttp.ClientError):
-        return APIConnectionError(
-            f"HTTP error: {type(error).__name__}", provider=provider, model=model
-        )
-    if isinstance(error, RuntimeError) and "closed" in str(error).lower():
-        # aiohttp's reader when its connection was closed under it (e.g. client closed)
-        return APIConnectionError(
-            "the connection was closed while reading", provider=provider, model=model
-        )
-    return None
 
 
 class _Watchdog:
@@ -180,10 +122,10 @@ class HttpResponse:
             call = self._call
             if watchdog is not None and watchdog.expired:
                 raise call.deadline.expired(provider=call.provider, model=call.model) from None
-            translated = _translate(error, call.provider, call.model, proxy=call.proxy is not None)
+            translated = translate(error, call.provider, call.model, proxy=call.proxy is not None)
             if translated is None:
                 raise
-            _scrub(error)
+            scrub(error)
             raise translated from error
         if not data and watchdog.expired:
             call = self._call
@@ -235,7 +177,7 @@ class HttpResponse:
                 model=call.model,
             )
         body = await self._read_prefix(64 * 1024)
-        message, error_type, error_code = _error_fields(body)
+        message, error_type, error_code = error_fields(body)
         cls = error_for_status(self.status)
         return cls(
             message or f"{self._raw.reason or 'error'}",
@@ -254,7 +196,7 @@ class HttpResponse:
         call = self._call
         body = await self.read()
         if self.content_type == "application/json":
-            message, error_type, error_code = _error_fields(body)
+            message, error_type, error_code = error_fields(body)
             if message is not None:
                 return ProviderError(
                     message,
@@ -270,28 +212,6 @@ class HttpResponse:
             status=self.status,
             body=body,
         )
-
-
-def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, type, code) from an OpenAI-style error body, else a text snippet."""
-    try:
-        data = pydantic_core.from_json(body) if body else None
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:200] or None), None, None
-    error = data.get("error", data) if isinstance(data, dict) else None
-    if isinstance(error, str):
-        return error, None, None
-    if not isinstance(error, dict):
-        return None, None, None
-    message = error.get("message") or error.get("detail")
-    code = error.get("code")
-    kind = error.get("type")
-    return (
-        str(message) if message is not None else None,
-        str(kind) if kind is not None else None,
-        str(code) if code is not None else None,
-    )
 
 
 class HttpCall:
@@ -409,10 +329,10 @@ class HttpCall:
         except Exception as error:
             if isinstance(error, TimeoutError) and timer.expired():
                 raise self.deadline.expired(provider=self.provider, model=self.model) from None
-            translated = _translate(error, self.provider, self.model, proxy=proxy is not None)
+            translated = translate(error, self.provider, self.model, proxy=proxy is not None)
             if translated is None:
                 raise
-            _scrub(error)
+            scrub(error)
             raise translated from error
         return raw
 

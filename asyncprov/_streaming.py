@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from types import TracebackType
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
+from ._closing import AsyncCloseable
 from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
 from ._timeouts import Deadline, clock
@@ -23,7 +23,7 @@ from .providers.base import Provider
 __all__ = ["AsyncStream", "complete"]
 
 
-class AsyncStream(AsyncIterator[ChatCompletionChunk]):
+class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
     """A streamed chat completion: an async iterator of ``ChatCompletionChunk``.
 
     Use it in ``async with`` (or call ``aclose()``) to release the connection as soon
@@ -150,21 +150,6 @@ class AsyncStream(AsyncIterator[ChatCompletionChunk]):
                 self._abort()
             return
         await self._source.aclose()
-
-    async def close(self) -> None:
-        """The same as ``aclose()`` (openai-python's name)."""
-        await self.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.aclose()
 
     async def collect(self) -> ChatCompletion:
         """Read the rest of the stream and return the completion it adds up to."""

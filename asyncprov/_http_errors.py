@@ -1,0 +1,97 @@
+"""How aiohttp and socket failures become asyncprov errors: the one translation point
+of the HTTP edge, which also strips credentials from the errors it keeps as causes."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+
+import aiohttp
+import pydantic_core
+from multidict import CIMultiDict, CIMultiDictProxy
+
+from ._errors import (
+    APIConnectionError,
+    AsyncProvError,
+    ConfigurationError,
+    ConnectTimeoutError,
+    ProxyError,
+)
+
+__all__ = ["error_fields", "scrub", "translate"]
+
+
+_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
+
+
+def scrub(error: BaseException) -> None:
+    """Drop credentials from the request headers an aiohttp error keeps, since the
+    error stays reachable as ``__cause__`` (and error trackers print its repr)."""
+    info = getattr(error, "request_info", None)
+    if info is None or not hasattr(info, "_replace"):
+        return
+    kept = {k: v for k, v in info.headers.items() if k.lower() not in _SECRET_HEADERS}
+    with suppress(AttributeError, TypeError):
+        error.request_info = info._replace(  # type: ignore[attr-defined]
+            headers=CIMultiDictProxy(CIMultiDict(kept))
+        )
+
+
+def translate(
+    error: Exception, provider: str | None, model: str | None, *, proxy: bool
+) -> AsyncProvError | None:
+    """The asyncprov error for an aiohttp or socket failure (``None``: not ours to map)."""
+    if isinstance(error, aiohttp.ClientProxyConnectionError):
+        return ProxyError("could not connect to the proxy", provider=provider, model=model)
+    if isinstance(error, aiohttp.ClientHttpProxyError):
+        return ProxyError(
+            f"the proxy refused the request with status {error.status}",
+            provider=provider,
+            model=model,
+        )
+    if isinstance(error, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
+        suffix = " through the proxy" if proxy else ""
+        return ConnectTimeoutError("timed out connecting" + suffix, provider=provider, model=model)
+    if isinstance(error, aiohttp.InvalidURL | UnicodeError):
+        return ConfigurationError(f"the URL is not valid: {type(error).__name__}")
+    if isinstance(error, aiohttp.ClientConnectorError):
+        reason = error.os_error.strerror or error.os_error
+        message = f"could not connect to {error.host}:{error.port}: {reason}"
+        return APIConnectionError(message, provider=provider, model=model)
+    if isinstance(error, aiohttp.ClientPayloadError):
+        return APIConnectionError("the response body was cut short", provider=provider, model=model)
+    if isinstance(error, aiohttp.ServerDisconnectedError | aiohttp.ClientOSError | ConnectionError):
+        return APIConnectionError(
+            "the connection was closed by the server", provider=provider, model=model
+        )
+    if isinstance(error, aiohttp.ClientError):
+        return APIConnectionError(
+            f"HTTP error: {type(error).__name__}", provider=provider, model=model
+        )
+    if isinstance(error, RuntimeError) and "closed" in str(error).lower():
+        # aiohttp's reader when its connection was closed under it (e.g. client closed)
+        return APIConnectionError(
+            "the connection was closed while reading", provider=provider, model=model
+        )
+    return None
+
+
+def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an OpenAI-style error body, else a text snippet."""
+    try:
+        data = pydantic_core.from_json(body) if body else None
+    except ValueError:
+        text = body.decode("utf-8", "replace").strip()
+        return (text[:200] or None), None, None
+    error = data.get("error", data) if isinstance(data, dict) else None
+    if isinstance(error, str):
+        return error, None, None
+    if not isinstance(error, dict):
+        return None, None, None
+    message = error.get("message") or error.get("detail")
+    code = error.get("code")
+    kind = error.get("type")
+    return (
+        str(message) if message is not None else None,
+        str(kind) if kind is not None else None,
+        str(code) if code is not None else None,
+    )

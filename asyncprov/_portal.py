@@ -1,0 +1,193 @@
+"""The sync client's machinery: an event loop in a daemon thread (an anyio blocking
+portal), and the pump that hands a stream's chunks to the consumer thread in batches.
+anyio is imported where first needed, keeping ``import asyncprov`` light."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import contextlib
+import os
+import queue
+import threading
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, TypeVar
+
+from ._client import AsyncClient
+from ._errors import ClientClosedError
+from ._streaming import AsyncStream
+from ._types import ChatCompletionChunk
+
+if TYPE_CHECKING:
+    import anyio
+    from anyio.from_thread import BlockingPortal
+
+__all__ = ["End", "LoopThread", "Pump", "close_pump", "shutdown"]
+
+_T = TypeVar("_T")
+# Chunks read ahead for the consumer thread. Small enough that the reader pauses soon
+# and the two threads do not fight over the GIL; measured best at 64 (sync/async about
+# 0.8 on a 20k-chunk stream, against 0.5 at 8192).
+_BUFFER = 64
+
+
+class LoopThread:
+    """An event loop in a daemon thread, reached through an anyio blocking portal."""
+
+    def __init__(self) -> None:
+        import anyio
+        from anyio.from_thread import BlockingPortal
+
+        ready: Future[BlockingPortal] = Future()
+
+        async def serve() -> None:
+            async with BlockingPortal() as portal:
+                ready.set_result(portal)
+                await portal.sleep_until_stopped()
+
+        def run() -> None:
+            try:
+                anyio.run(serve)
+            except BaseException as exc:  # pragma: no cover - loop failed to start
+                if not ready.done():
+                    ready.set_exception(exc)
+
+        self.pid = os.getpid()
+        self._thread = threading.Thread(target=run, name="asyncprov-loop", daemon=True)
+        self._thread.start()
+        self.portal = ready.result()
+
+    @property
+    def is_usable(self) -> bool:
+        """False in a forked child (the loop thread did not survive the fork)."""
+        return self.pid == os.getpid() and self._thread.is_alive()
+
+    def call(self, func: Callable[[], Awaitable[_T]]) -> _T:
+        try:
+            return self.portal.call(func)
+        except concurrent.futures.CancelledError:
+            raise ClientClosedError("the client was closed during the call") from None
+        except RuntimeError as exc:
+            if "portal is not running" in str(exc):
+                raise ClientClosedError("the client is closed") from None
+            raise
+
+    def stop(self) -> None:
+        if self._thread is threading.current_thread():  # pragma: no cover - GC in loop
+            return
+        with contextlib.suppress(RuntimeError):  # already stopped
+            self.portal.call(self.portal.stop, True)
+        self._thread.join(timeout=5)
+
+
+def shutdown(loop: LoopThread, client: AsyncClient) -> None:
+    if not loop.is_usable:
+        return
+    with contextlib.suppress(RuntimeError, ClientClosedError):
+        loop.call(client.aclose)
+    loop.stop()
+
+
+class End:
+    __slots__ = ("error",)
+
+    def __init__(self, error: BaseException | None) -> None:
+        self.error = error
+
+
+class Pump:
+    """Reads an ``AsyncStream`` on the loop thread and hands chunks to the consumer
+    thread in batches: one queue hand-off and one wake-up per batch, not per chunk.
+
+    Batches alternate strictly. The reader collects while the consumer works, and
+    hands over when asked, as soon as it has chunks and nothing more can be read
+    without waiting. Under the GIL the two threads never run in parallel, so reading
+    further ahead would only make them fight over it.
+    """
+
+    def __init__(self, stream: AsyncStream) -> None:
+        self.stream = stream
+        self.queue: queue.SimpleQueue[list[ChatCompletionChunk] | End] = queue.SimpleQueue()
+        self.started = False
+        self._buffer: list[ChatCompletionChunk] = []
+        self._requested = False
+        self._flush_pending = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._room: anyio.Event | None = None
+        self._scope: anyio.CancelScope | None = None
+        self._finished: anyio.Event | None = None
+
+    async def run(self) -> None:
+        import anyio
+
+        self._loop = asyncio.get_running_loop()
+        self._finished = anyio.Event()
+        error: BaseException | None = None
+        finished = False
+        try:
+            with anyio.CancelScope() as self._scope:
+                try:
+                    async for chunk in self.stream:
+                        self._buffer.append(chunk)
+                        if len(self._buffer) >= _BUFFER:
+                            if self._requested:
+                                self._hand_over()
+                            else:  # full: wait until request() takes the buffer
+                                self._room = anyio.Event()
+                                await self._room.wait()
+                        elif self._requested and not self._flush_pending:
+                            # Runs once this task waits: every chunk readable now goes along.
+                            self._flush_pending = True
+                            self._loop.call_soon(self._flush)
+                    finished = True
+                except Exception as exc:
+                    error = exc
+        finally:
+            if not finished and error is None:  # stopped under the consumer: say so
+                error = ClientClosedError("the client was closed while the stream was read")
+            if self._buffer:
+                self.queue.put(self._buffer)
+                self._buffer = []
+            self.queue.put(End(error))
+            self._finished.set()
+
+    def _hand_over(self) -> None:
+        self.queue.put(self._buffer)
+        self._buffer = []
+        self._requested = False
+
+    def _flush(self) -> None:
+        self._flush_pending = False
+        if self._requested and self._buffer:
+            self._hand_over()
+
+    def request(self) -> None:
+        """The consumer wants the next batch (called on the loop thread)."""
+        self._requested = True
+        if self._buffer:
+            self._hand_over()
+        if self._room is not None:
+            self._room.set()
+            self._room = None
+
+    def ask(self) -> None:
+        """Ask for the next batch from the consumer thread."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self.request)
+
+    async def shutdown(self) -> None:
+        if self._scope is not None and self._finished is not None:
+            self._scope.cancel()
+            await self._finished.wait()
+        await self.stream.aclose()
+
+
+def close_pump(loop: LoopThread, pump: Pump) -> None:
+    if loop.is_usable:
+        try:
+            loop.call(pump.shutdown)
+            return
+        except (RuntimeError, ClientClosedError):
+            pass  # the client was closed first, and its connections with it
+    pump.queue.put(End(None))  # the loop is gone (closed, or a forked child)

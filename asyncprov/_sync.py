@@ -14,7 +14,7 @@ import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import Any, Literal, Self, overload
 
 from ._client import AsyncClient, MessagesInput
 from ._errors import ClientClosedError
@@ -25,9 +25,6 @@ from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
 from ._timeouts import TimeoutInput
 from ._types import ChatCompletion, ChatCompletionChunk
-
-if TYPE_CHECKING:
-    pass
 
 __all__ = ["Client", "Stream"]
 

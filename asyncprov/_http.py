@@ -63,6 +63,7 @@ class _Watchdog:
         self._handle: asyncio.TimerHandle | None = None
         self._at = math.inf
         self.expired = False
+        deadline.listener = self.arm
 
     def arm(self) -> None:
         at = self._deadline.at(streaming=self._streaming)
@@ -83,6 +84,8 @@ class _Watchdog:
             self._handle = self._loop.call_at(at, self._fire)
 
     def disarm(self) -> None:
+        if self._deadline.listener == self.arm:
+            self._deadline.listener = None
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
@@ -110,12 +113,13 @@ class HttpResponse:
         content = self._raw.content
         watchdog = self._watchdog
         try:
-            data = content.read_nowait()  # already here: no wait, no timer needed
-            if data or content.at_eof():
-                return data
-            if watchdog is None:
+            if watchdog is None:  # one timer per response, from the first read: total holds
                 call = self._call
                 watchdog = self._watchdog = _Watchdog(self._raw, call.deadline, call.streaming)
+                watchdog.arm()
+            data = content.read_nowait()  # already here: no wait, no re-arm needed
+            if data or content.at_eof():
+                return data
             watchdog.arm()
             data = await content.readany()
         except Exception as error:
@@ -319,7 +323,9 @@ class HttpCall:
                     all_headers.update(proxy.headers)
         connect = self.deadline.timeout.connect
         if connect != client.connect_timeout:
-            options["timeout"] = aiohttp.ClientTimeout(total=None, sock_connect=connect)
+            options["timeout"] = aiohttp.ClientTimeout(
+                total=None, connect=connect, sock_connect=connect
+            )
         end = self.deadline.at(streaming=stream)
         # asyncio's own timeout: aiohttp is asyncio-only, and this runs once per request.
         timer = asyncio.timeout_at(end if end != math.inf else None)
@@ -414,9 +420,10 @@ class HttpClient:
                     limit=self.connection_limit, limit_per_host=0, ttl_dns_cache=300
                 ),
                 headers=self._headers,
-                # Only sock_connect: aiohttp would arm a `connect` timer on every request,
-                # pooled connection or not; our own deadline bounds the wait for the pool.
-                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self.connect_timeout),
+                # `connect` also bounds waiting for a pool slot and a proxy's CONNECT reply.
+                timeout=aiohttp.ClientTimeout(
+                    total=None, connect=self.connect_timeout, sock_connect=self.connect_timeout
+                ),
                 trust_env=False,
             )
         elif loop is not self._loop:

@@ -10,9 +10,9 @@ import contextlib
 import os
 import queue
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._client import AsyncClient
 from ._errors import ClientClosedError
@@ -54,9 +54,20 @@ class LoopThread:
                     ready.set_exception(exc)
 
         self.pid = os.getpid()
+        self._cleanups: set[asyncio.Task[object]] = set()
         self._thread = threading.Thread(target=run, name="asyncprov-loop", daemon=True)
         self._thread.start()
         self.portal = ready.result()
+
+    def is_current(self) -> bool:
+        """Whether the caller runs on this loop's thread."""
+        return threading.current_thread() is self._thread
+
+    def schedule(self, func: Callable[[], Coroutine[Any, Any, object]]) -> None:
+        """Run ``func`` as a task on the loop, from the loop's own thread."""
+        task: asyncio.Task[object] = asyncio.get_running_loop().create_task(func())
+        self._cleanups.add(task)
+        task.add_done_callback(self._cleanups.discard)
 
     @property
     def is_usable(self) -> bool:
@@ -145,7 +156,7 @@ class Pump:
                     error = exc
         finally:
             if not finished and error is None:  # stopped under the consumer: say so
-                error = ClientClosedError("the client was closed while the stream was read")
+                error = ClientClosedError("the stream (or its client) was closed while being read")
             if self._buffer:
                 self.queue.put(self._buffer)
                 self._buffer = []
@@ -156,6 +167,7 @@ class Pump:
         self.queue.put(self._buffer)
         self._buffer = []
         self._requested = False
+        self.stream._hold_idle()  # the consumer works now; reading ahead is not idling
 
     def _flush(self) -> None:
         self._flush_pending = False
@@ -165,6 +177,7 @@ class Pump:
     def request(self) -> None:
         """The consumer wants the next batch (called on the loop thread)."""
         self._requested = True
+        self.stream._release_idle()
         if self._buffer:
             self._hand_over()
         if self._room is not None:
@@ -174,7 +187,8 @@ class Pump:
     def ask(self) -> None:
         """Ask for the next batch from the consumer thread."""
         if self._loop is not None:
-            self._loop.call_soon_threadsafe(self.request)
+            with contextlib.suppress(RuntimeError):  # loop closed: run() already queued End
+                self._loop.call_soon_threadsafe(self.request)
 
     async def shutdown(self) -> None:
         if self._scope is not None and self._finished is not None:
@@ -184,7 +198,11 @@ class Pump:
 
 
 def close_pump(loop: LoopThread, pump: Pump) -> None:
+    """Stop ``pump`` and close its stream, from any thread (also a finalizer's)."""
     if loop.is_usable:
+        if loop.is_current():  # collected on the loop thread itself: schedule it there
+            loop.schedule(pump.shutdown)
+            return
         try:
             loop.call(pump.shutdown)
             return

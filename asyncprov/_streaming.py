@@ -55,6 +55,15 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         """The provider answering (as far as known before the first chunk)."""
         self.model = model
 
+    def _hold_idle(self) -> None:
+        """For readers that buffer ahead of their consumer: while held, the consumer's
+        own time does not count as idle (see ``_release_idle``)."""
+        self._deadline.hold()
+
+    def _release_idle(self) -> None:
+        """The consumer wants more chunks: the idle clock runs again."""
+        self._deadline.release()
+
     @property
     def text(self) -> str:
         """The text received so far."""

@@ -9,6 +9,7 @@ threads at once.
 from __future__ import annotations
 
 import functools
+import queue
 import threading
 import weakref
 from collections import deque
@@ -64,13 +65,28 @@ class Stream(Iterator[ChatCompletionChunk]):
         if self._done:
             raise StopIteration
         pump = self._pump
+        loop = self._loop
         if not pump.started:
+            if not loop.is_usable:  # e.g. a stream made before os.fork(), read in the child
+                self._done = True
+                raise ClientClosedError("the client's event loop is gone (closed, or a fork)")
             pump.started = True
             pump._requested = True  # the first batch is wanted at once
-            self._loop.portal.start_task_soon(pump.run)
+            try:
+                loop.portal.start_task_soon(pump.run)
+            except RuntimeError:
+                self.close()
+                raise ClientClosedError("the client is closed") from None
         else:
             pump.ask()
-        item = pump.queue.get()
+        while True:
+            try:
+                item = pump.queue.get(timeout=1.0)
+                break
+            except queue.Empty:  # a lost wake-up must not hang the caller forever
+                if not loop.is_usable:
+                    self._done = True
+                    raise ClientClosedError("the client's event loop stopped") from None
         if isinstance(item, End):
             self.close()
             if item.error is not None:

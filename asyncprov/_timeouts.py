@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -82,7 +83,16 @@ class Deadline:
     attributes directly on its per-chunk path.
     """
 
-    __slots__ = ("_total_at", "away_since", "has_content", "idle", "progress_at", "timeout")
+    __slots__ = (
+        "_total_at",
+        "away_since",
+        "has_content",
+        "held_since",
+        "idle",
+        "listener",
+        "progress_at",
+        "timeout",
+    )
 
     def __init__(self, timeout: Timeout, *, total_at: float | None = None) -> None:
         now = clock()
@@ -95,6 +105,9 @@ class Deadline:
             now + timeout.first_chunk if timeout.first_chunk is not None else math.inf
         )
         self.away_since: float | None = None
+        self.held_since: float | None = None
+        self.listener: Callable[[], None] | None = None
+        """Told when the deadline moves earlier (the read watchdog re-arms)."""
         self.has_content = False
 
     @property
@@ -105,7 +118,7 @@ class Deadline:
     def at(self, *, streaming: bool = True) -> float:
         """The clock value the current network wait must end by. While the caller is
         away between chunks only the total counts."""
-        if not streaming or self.away_since is not None:
+        if not streaming or self.away_since is not None or self.held_since is not None:
             return self._total_at
         return min(self._total_at, self.progress_at)
 
@@ -117,6 +130,19 @@ class Deadline:
     def pause(self) -> None:
         """The caller took a chunk away; its own time does not count as idle."""
         self.away_since = clock()
+
+    def hold(self) -> None:
+        """The consumer is busy with chunks read ahead for it: idle does not count."""
+        if self.held_since is None:
+            self.held_since = clock()
+
+    def release(self) -> None:
+        """The consumer wants more: idle counts again, minus the time it was held."""
+        if self.held_since is not None:
+            self.progress_at += clock() - self.held_since
+            self.held_since = None
+            if self.listener is not None:
+                self.listener()
 
     def resume(self) -> None:
         """The caller asks for the next chunk."""

@@ -262,3 +262,28 @@ def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["You said: child | You said: s", "child status 0"]
+
+
+def test_stream_after_client_close_is_typed_not_a_hang(threaded_server: OpenAITestServer) -> None:
+    """A stream whose client was closed before it was read raises, then ends: never hangs."""
+    client = Client(base_url=threaded_server.base_url)
+    stream = client.chat.completions.create(model="m", messages="hi", stream=True)
+    client.close()
+    with pytest.raises(ClientClosedError):
+        next(stream)
+    with pytest.raises(StopIteration):
+        next(stream)
+
+
+def test_sync_read_ahead_is_not_idle(threaded_server: OpenAITestServer) -> None:
+    """Time the sync consumer spends on a batch does not count as idle, read-ahead or not."""
+    from asyncprov import Timeout
+
+    threaded_server.add_reply(Reply(content="a b c", chunk_delay=0.3))
+    timeout = Timeout(first_chunk=5, idle=0.2)
+    with Client(base_url=threaded_server.base_url, timeout=timeout) as client:
+        received = ""
+        for chunk in client.chat.completions.create(model="m", messages="hi", stream=True):
+            received += chunk.choices[0].delta.content or ""
+            threading.Event().wait(0.4)  # the consumer's own slow work
+    assert received == "a b c"

@@ -122,3 +122,25 @@ async def test_slow_consumer_is_not_idle(server: OpenAITestServer) -> None:
             text += chunk.choices[0].delta.content or "" if chunk.choices else ""
             await anyio.sleep(0.15)
     assert text == "a b c d"
+
+
+async def test_connect_timeout_covers_waiting_for_the_pool(server: OpenAITestServer) -> None:
+    """Waiting for a free pooled connection is bounded by the connect timeout."""
+    server.add_reply(Reply(content="tick " * 100, chunk_delay=0.05))
+    timeout = Timeout(connect=0.2, first_chunk=5, total=10)
+    async with AsyncClient(base_url=server.base_url, connection_limit=1, timeout=timeout) as c:
+        holder = await c.chat.completions.create(model="m", messages="hold", stream=True)
+        async with holder:
+            with pytest.raises(ConnectTimeoutError):
+                await c.chat.completions.create(model="m", messages="second")
+
+
+async def test_total_holds_when_no_read_has_to_wait(server: OpenAITestServer) -> None:
+    """A slow consumer on a body that arrived all at once is still ended by total."""
+    server.add_reply(Reply(content="x " * 3000))
+    async with AsyncClient(base_url=server.base_url, timeout=Timeout(total=0.3)) as client:
+        stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+        with pytest.raises(StreamTimeoutError) as caught:
+            async for _ in stream:
+                await anyio.sleep(0.002)
+    assert caught.value.phase == "total"

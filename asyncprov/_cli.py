@@ -1,0 +1,114 @@
+"""The ``asyncprov`` command line: ``chat`` and ``providers`` (``serve`` and ``demo``
+are to come). Built on the public API only."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from . import AsyncProvError, Client, __version__
+from . import providers as provider_module
+from .providers import Provider
+
+__all__ = ["main"]
+
+
+def _provider_classes() -> list[type[Provider]]:
+    classes = []
+    for name in provider_module.__all__:
+        value = getattr(provider_module, name)
+        is_service = isinstance(value, type) and issubclass(value, Provider)
+        if is_service and value is not Provider and value.name != "RetryProvider":
+            classes.append(value)
+    return classes
+
+
+def _providers(out: TextIO) -> int:
+    rows = [("provider", "models", "working", "needs auth", "key env", "key set")]
+    for cls in _provider_classes():
+        models = ", ".join(cls.models[:3]) + (
+            f" (+{len(cls.models) - 3})" if len(cls.models) > 3 else ""
+        )
+        key_env = cls.api_key_env or "-"
+        key_set = "yes" if cls.api_key_env and os.environ.get(cls.api_key_env) else "no"
+        rows.append(
+            (
+                cls.name or cls.__name__,
+                models or "any",
+                "yes" if cls.working else "no",
+                "yes" if cls.needs_auth else "no",
+                key_env,
+                key_set if cls.api_key_env else "-",
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        line = "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        out.write(line.rstrip() + "\n")
+    return 0
+
+
+def _chat(args: argparse.Namespace, out: TextIO) -> int:
+    prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
+    if not prompt.strip():
+        raise _UsageError("nothing to send: give a prompt, or pipe one on stdin")
+    with Client(provider=args.provider, base_url=args.base_url, api_key=args.api_key) as client:
+        stream = client.chat.completions.create(
+            model=args.model, messages=prompt, stream=True, images=args.image or None
+        )
+        with stream:
+            for chunk in stream:
+                if args.json:
+                    out.write(chunk.model_dump_json(exclude_none=True) + "\n")
+                elif chunk.choices and (text := chunk.choices[0].delta.content):
+                    out.write(text)
+                    out.flush()
+    if not args.json:
+        out.write("\n")
+    return 0
+
+
+class _UsageError(Exception):
+    """A command line that cannot be acted on."""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asyncprov", description="One OpenAI-shaped client over many LLM providers."
+    )
+    parser.add_argument("--version", action="version", version=f"asyncprov {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    chat = commands.add_parser("chat", help="stream a reply to the terminal")
+    chat.add_argument("prompt", nargs="*", help="the message (default: read stdin)")
+    chat.add_argument("--provider", help="provider name, e.g. OpenaiChat (default: by model)")
+    chat.add_argument("--model", help="model name (default: the provider's)")
+    chat.add_argument("--base-url", help="an OpenAI-compatible server to talk to")
+    chat.add_argument("--api-key", help="the key (default: the provider's env variable)")
+    chat.add_argument("--image", action="append", help="an image path or URL (repeatable)")
+    chat.add_argument("--json", action="store_true", help="print raw chunks as JSON lines")
+
+    commands.add_parser("providers", help="list providers, their models and keys")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+    """Run the command line; returns the exit status."""
+    out = out or sys.stdout
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "providers":
+            return _providers(out)
+        return _chat(args, out)
+    except _UsageError as error:
+        sys.stderr.write(f"asyncprov: {error}\n")
+        return 2
+    except AsyncProvError as error:
+        sys.stderr.write(f"asyncprov: {type(error).__name__}: {error}\n")
+        return 1
+    except KeyboardInterrupt:
+        sys.stderr.write("asyncprov: interrupted\n")
+        return 130

@@ -4,7 +4,6 @@ are to come). Built on the public API only."""
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -33,7 +32,7 @@ def _providers(out: TextIO) -> int:
             f" (+{len(cls.models) - 3})" if len(cls.models) > 3 else ""
         )
         key_env = cls.api_key_env or "-"
-        key_set = "yes" if cls.api_key_env and os.environ.get(cls.api_key_env) else "no"
+        key_set = "yes" if cls.api_key_env and cls.default().has_api_key else "no"
         rows.append(
             (
                 cls.name or cls.__name__,

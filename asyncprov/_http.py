@@ -403,11 +403,6 @@ class HttpClient:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
-    @property
-    def is_closed(self) -> bool:
-        """Whether ``aclose`` was called."""
-        return self._closed
-
     async def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use in the running loop."""
         if self._closed:

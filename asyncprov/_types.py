@@ -6,7 +6,7 @@ models validate what the caller passes and reject malformed input.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
@@ -304,11 +304,3 @@ class ChatCompletionChunk(_Response):
             ):
                 return True
         return False
-
-
-def messages_text(messages: Sequence[ChatMessage]) -> str:
-    """Text of the last user message (used by echoing test servers and logs)."""
-    for message in reversed(messages):
-        if message.role == "user":
-            return message.text()
-    return ""

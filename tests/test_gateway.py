@@ -161,3 +161,46 @@ async def test_failover_behind_the_gateway() -> None:
                     await runner.cleanup()
     assert reply.choices[0].message.content == "You said: hi"
     assert len(bad.requests) == 1 and len(good.requests) == 1
+
+
+async def test_openai_fields_pass_through_but_not_call_settings(
+    oa: openai.AsyncOpenAI, server: OpenAITestServer
+) -> None:
+    """Every OpenAI body field reaches upstream; create()'s own settings never come from a body."""
+    await oa.chat.completions.create(
+        model="m1",
+        messages=[{"role": "user", "content": "hi"}],
+        user="u-7",
+        n=1,
+        logprobs=False,
+        extra_body={"proxy": "http://evil.invalid:1", "api_key": "stolen", "timeout": 0.001},
+    )
+    sent = server.requests[-1]
+    assert (sent.json["user"], sent.json["n"], sent.json["logprobs"]) == ("u-7", 1, False)
+    assert not {"proxy", "api_key", "timeout"} & set(sent.json)
+    assert "Authorization" not in sent.headers
+
+
+def test_caller_only_matches_create_signature() -> None:
+    """CALLER_ONLY names exactly the create() keywords that are not OpenAI body fields."""
+    import inspect
+
+    from asyncprov._client import AsyncCompletions
+    from asyncprov.server._app import CALLER_ONLY
+
+    openai_fields = {
+        "model",
+        "messages",
+        "stream",
+        "temperature",
+        "top_p",
+        "max_tokens",
+        "stop",
+        "seed",
+        "tools",
+        "tool_choice",
+        "response_format",
+        "stream_options",
+    }
+    params = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "extra"}
+    assert params - openai_fields == CALLER_ONLY

@@ -34,16 +34,11 @@ DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 """The largest request body accepted (413 above it): room for a few inline images."""
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
-_PASSED_ON = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "stop",
-    "seed",
-    "tools",
-    "tool_choice",
-    "response_format",
-    "stream_options",
+# `create()` keywords that configure the gateway's own call (where it connects, with which
+# key, how long it waits). A remote client must never set them; every other body field
+# is OpenAI's and goes upstream as it is.
+CALLER_ONLY = frozenset(
+    {"provider", "image", "images", "proxy", "api_key", "timeout", "hedge_delay"}
 )
 
 
@@ -110,7 +105,11 @@ class _Gateway:
             return _error(400, "the request body is not valid JSON", "invalid_request_error")
         if not isinstance(body, dict):
             return _error(400, "the request body must be a JSON object", "invalid_request_error")
-        options: dict[str, Any] = {k: body[k] for k in _PASSED_ON if body.get(k) is not None}
+        options: dict[str, Any] = {
+            key: value
+            for key, value in body.items()
+            if key not in CALLER_ONLY and key not in ("model", "messages", "stream")
+        }
         stream = bool(body.get("stream"))
         client = request.app[_CLIENT_KEY]
         try:

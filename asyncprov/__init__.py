@@ -40,6 +40,7 @@ from ._streaming import AsyncStream as AsyncStream
 from ._sync import Client as Client
 from ._sync import Stream as Stream
 from ._timeouts import Timeout as Timeout
+from ._types import Attempt as Attempt
 from ._types import ChatCompletion as ChatCompletion
 from ._types import ChatCompletionChunk as ChatCompletionChunk
 from ._types import ChatMessage as ChatMessage
@@ -63,6 +64,7 @@ __all__ = [
     "AsyncClient",
     "AsyncProvError",
     "AsyncStream",
+    "Attempt",
     "AuthenticationError",
     "BadRequestError",
     "ChatCompletion",

@@ -22,8 +22,9 @@ from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
-from ._timeouts import Deadline, TimeoutInput, as_timeout
+from ._timeouts import Deadline, TimeoutInput, as_timeout, clock
 from ._types import (
+    Attempt,
     ChatCompletion,
     ChatRequest,
     ImagePart,
@@ -82,6 +83,11 @@ def _attach_images(request: ChatRequest, urls: list[str]) -> None:
     parts: list[Any] = [TextPart(text=content)] if isinstance(content, str) else list(content or [])
     parts.extend(ImagePart(image_url=ImageURL(url=url)) for url in urls)
     request.messages[index] = message.model_copy(update={"content": parts})
+
+
+def _one_attempt(provider: Provider, started: float) -> Attempt:
+    """The record of a call that went straight to one provider and answered."""
+    return Attempt(provider=provider.name, ok=True, seconds=round(clock() - started, 6))
 
 
 class AsyncCompletions:
@@ -256,8 +262,12 @@ class AsyncCompletions:
             provider=chosen.name,
             model=request.model,
         )
+        started = clock()
         if not stream:
-            return await complete(chosen, request, http)
+            completion = await complete(chosen, request, http)
+            attempts = http.attempts or [_one_attempt(chosen, started)]
+            completion.__dict__["attempts"] = tuple(attempts)  # excluded from dumps
+            return completion
         result = AsyncStream(
             chosen.stream(request, http),
             deadline,
@@ -266,6 +276,7 @@ class AsyncCompletions:
             abort=http.abort,
         )
         await result._start()
+        result.attempts = tuple(http.attempts or [_one_attempt(chosen, started)])
         return result
 
 

@@ -30,7 +30,7 @@ from ._health import clock, is_testing
 from ._http import HttpCall
 from ._retry import Outcome, RetryPolicy, classify
 from ._streaming import AsyncStream, complete
-from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from ._types import Attempt, ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider
 
 __all__ = ["RetryProvider"]
@@ -46,9 +46,12 @@ class _Candidate:
     attempt: int  # 1-based, on this provider
 
 
+def _message(error: BaseException) -> str:
+    return getattr(error, "message", None) or str(error) or "no message"
+
+
 def _describe(provider: Provider, error: BaseException) -> str:
-    message = getattr(error, "message", None) or str(error) or "no message"
-    return f"{provider.name}: {type(error).__name__}: {message}"
+    return f"{provider.name}: {type(error).__name__}: {_message(error)}"
 
 
 def _request_for(provider: Provider, request: ChatRequest) -> ChatRequest:
@@ -104,11 +107,17 @@ class _Race(Generic[_T]):
         log.debug(
             "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
         )
+        started = clock()
         try:
             result = await self.opener(provider, _request_for(provider, self.request), http)
+        except anyio.get_cancelled_exc_class():
+            self._record(provider, started, "Cancelled", "stopped: another attempt answered")
+            raise
         except Exception as error:
+            self._record(provider, started, type(error).__name__, _message(error))
             self._failed(candidate, error, tg)
         else:
+            self._record(provider, started, None, None)
             self.health.record_success(provider.name)
             if self.winner is None:
                 self.winner = (provider, result)
@@ -119,6 +128,19 @@ class _Race(Generic[_T]):
         finally:
             self.running -= 1
             self.changed.set()
+
+    def _record(
+        self, provider: Provider, started: float, error_type: str | None, error: str | None
+    ) -> None:
+        self.http.attempts.append(
+            Attempt(
+                provider=provider.name,
+                ok=error_type is None,
+                error_type=error_type,
+                error=error,
+                seconds=round(clock() - started, 6),
+            )
+        )
 
     def _failed(self, candidate: _Candidate, error: Exception, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider

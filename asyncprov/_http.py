@@ -33,6 +33,7 @@ from ._timeouts import Deadline
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._types import Attempt
     from .providers.base import Provider
 
 __all__ = ["HttpCall", "HttpClient", "HttpResponse"]
@@ -226,6 +227,7 @@ class HttpCall:
         "_children",
         "_client",
         "_raw",
+        "attempts",
         "deadline",
         "health",
         "max_event_size",
@@ -255,6 +257,8 @@ class HttpCall:
         self.model = model
         self.max_event_size = client.max_event_size
         self.streaming = True
+        self.attempts: list[Attempt] = []
+        """Failover attempts made so far for this call (shared with its siblings)."""
 
     def attempt(self, *, provider: Provider) -> HttpCall:
         """A sibling call for one failover attempt: a fresh deadline for its phases,
@@ -267,6 +271,7 @@ class HttpCall:
             provider=provider.name,
             model=self.model,
         )
+        child.attempts = self.attempts
         self._children.append(child)
         return child
 

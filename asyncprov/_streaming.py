@@ -17,7 +17,7 @@ from ._closing import AsyncCloseable
 from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
 from ._timeouts import Deadline, clock
-from ._types import ChatCompletion, ChatCompletionChunk, ChatRequest
+from ._types import Attempt, ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider
 
 __all__ = ["AsyncStream", "complete"]
@@ -54,6 +54,8 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         self.provider = provider
         """The provider answering (as far as known before the first chunk)."""
         self.model = model
+        self.attempts: tuple[Attempt, ...] = ()
+        """Every try the call made, in the order they ended (hedge losers end last)."""
 
     def _hold_idle(self) -> None:
         """For readers that buffer ahead of their consumer: while held, the consumer's
@@ -166,7 +168,9 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         async with self:
             async for chunk in self:
                 folded.add(chunk)
-        return folded.completion(provider=self.provider)
+        completion = folded.completion(provider=self.provider)
+        completion.__dict__["attempts"] = self.attempts
+        return completion
 
 
 async def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> ChatCompletion:

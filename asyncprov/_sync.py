@@ -25,7 +25,7 @@ from ._registry import ProviderInput
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
 from ._timeouts import TimeoutInput
-from ._types import ChatCompletion, ChatCompletionChunk
+from ._types import Attempt, ChatCompletion, ChatCompletionChunk
 
 __all__ = ["Client", "Stream"]
 
@@ -50,6 +50,11 @@ class Stream(Iterator[ChatCompletionChunk]):
     def provider(self) -> str | None:
         """The provider answering."""
         return self._stream.provider
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every try the call made, in the order they ended (hedge losers end last)."""
+        return self._stream.attempts
 
     @property
     def text(self) -> str:

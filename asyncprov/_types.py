@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 __all__ = [
+    "Attempt",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -225,6 +226,23 @@ class Choice(_Response):
     logprobs: dict[str, Any] | None = None
 
 
+class Attempt(BaseModel):
+    """One try at a call: which provider, how long, and how it ended."""
+
+    model_config = ConfigDict(frozen=True, defer_build=True)
+
+    provider: str
+    """The provider tried."""
+    ok: bool
+    """Whether this attempt answered (at most one per call does)."""
+    error_type: str | None = None
+    """The error class name when it failed (``"Cancelled"``: it lost a hedge race)."""
+    error: str | None = None
+    """The error message when it failed."""
+    seconds: float = 0.0
+    """From the attempt's start until it answered or failed."""
+
+
 class ChatCompletion(_Response):
     """A whole chat completion, as returned by a non-streaming call."""
 
@@ -238,6 +256,8 @@ class ChatCompletion(_Response):
     service_tier: str | None = None
     provider: str | None = None
     """Name of the provider that answered."""
+    attempts: tuple[Attempt, ...] = Field(default=(), exclude=True, repr=False)
+    """Every try this call made, in the order they ended (never serialized)."""
 
 
 class FunctionCallDelta(_Response):

@@ -331,3 +331,48 @@ async def test_cooling_provider_is_waited_for_when_alone(servers: list[OpenAITes
         text, providers = await read(client)  # waits are off under instant_retries()
     assert providers == {"primary"} and text == "You said: hi"
     assert len(primary.requests) == 2
+
+
+async def test_attempts_record_each_try_in_order(servers: list[OpenAITestServer]) -> None:
+    """Streams and completions list every try: failures first, the answering one last."""
+    primary, secondary, _ = servers
+    primary.add_reply(Reply(status=500), Reply(status=401))
+    secondary.add_reply("ok", "ok")
+    async with AsyncClient(group(servers[:2]), timeout=FAST) as client:
+        stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+        async with stream:
+            await stream.collect()
+        completion = await client.chat.completions.create(model="m", messages="hi")
+    for attempts in (stream.attempts, completion.attempts):
+        assert [(a.provider, a.ok, a.error_type) for a in attempts] == [
+            (
+                "primary",
+                False,
+                "InternalServerError" if attempts is stream.attempts else "AuthenticationError",
+            ),
+            ("secondary", True, None),
+        ]
+        assert all(a.seconds >= 0 for a in attempts)
+    assert "attempts" not in completion.model_dump()
+
+
+async def test_attempts_of_a_hedge_loser_say_cancelled(servers: list[OpenAITestServer]) -> None:
+    primary, secondary, _ = servers
+    primary.add_reply(Reply(content="slow", delay=5))
+    secondary.add_reply("fast")
+    async with AsyncClient(
+        group(servers[:2], hedge=True, hedge_delay=0.05), timeout=FAST
+    ) as client:
+        completion = await client.chat.completions.create(model="m", messages="hi")
+    assert completion.choices[0].message.content == "fast"
+    assert [(a.provider, a.ok, a.error_type) for a in completion.attempts] == [
+        ("secondary", True, None),
+        ("primary", False, "Cancelled"),
+    ]
+
+
+async def test_a_direct_call_has_one_attempt(servers: list[OpenAITestServer]) -> None:
+    servers[0].add_reply("hello")
+    async with AsyncClient(base_url=servers[0].base_url) as client:
+        completion = await client.chat.completions.create(model="m", messages="hi")
+    assert [(a.provider, a.ok) for a in completion.attempts] == [("OpenAICompatible", True)]

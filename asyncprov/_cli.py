@@ -1,9 +1,10 @@
-"""The ``asyncprov`` command line: ``chat`` and ``providers`` (``serve`` and ``demo``
-are to come). Built on the public API only."""
+"""The ``asyncprov`` command line: ``chat``, ``providers``, ``serve`` and ``demo``.
+Built on the public API only; expected failures print one line, never a traceback."""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -74,6 +75,63 @@ class _UsageError(Exception):
     """A command line that cannot be acted on."""
 
 
+_SIMPLE_FLAGS = ("provider", "base_url", "api_key_env", "model")
+
+
+def _serve(args: argparse.Namespace, out: TextIO) -> int:
+    import anyio
+
+    from .server import load_config, parse_config, serve
+
+    if args.config:
+        given = [f"--{f.replace('_', '-')}" for f in _SIMPLE_FLAGS if getattr(args, f)]
+        if given:
+            raise _UsageError(f"{', '.join(given)}: set providers in the --config file instead")
+        config = load_config(args.config)
+    else:
+        if not args.provider and not args.base_url:
+            raise _UsageError("serve needs --config FILE, or --base-url URL / --provider NAME")
+        provider_type = args.provider or "OpenAICompatible"
+        provider = {"type": provider_type, "models": args.model or []}
+        if args.base_url:
+            provider["base_url"] = args.base_url
+        if args.api_key_env:
+            provider["api_key_env"] = args.api_key_env
+        config = parse_config(
+            {"providers": {provider_type: provider}}, source="command line options"
+        )
+    server: dict[str, object] = {}
+    for flag in ("host", "port", "grace_period", "client_keys_env"):
+        if getattr(args, flag) is not None:
+            server[flag] = getattr(args, flag)
+    if server:
+        merged = config.server.model_dump(exclude_unset=True) | server
+        config = parse_config(
+            config.model_dump(exclude_unset=True) | {"server": merged},
+            source="command line options",
+        )
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s: %(message)s"
+    )
+
+    def ready(url: str) -> None:
+        out.write(f"asyncprov gateway: {url} (Ctrl-C to stop)\n")
+        out.flush()
+
+    anyio.run(lambda: serve(config, ready=ready))
+    return 0
+
+
+def _demo(args: argparse.Namespace, out: TextIO) -> int:
+    import anyio
+
+    from ._demo import run_demo
+
+    if not 1 <= args.requests <= 1000:
+        raise _UsageError("--requests must be between 1 and 1000")
+    return anyio.run(lambda: run_demo(out, requests=args.requests, seed=args.seed))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="asyncprov", description="One OpenAI-shaped client over many LLM providers."
@@ -91,6 +149,34 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print raw chunks as JSON lines")
 
     commands.add_parser("providers", help="list providers, their models and keys")
+
+    serve = commands.add_parser(
+        "serve",
+        help="run an OpenAI-compatible gateway with failover",
+        description="Run an OpenAI-compatible gateway. Give a TOML --config (see "
+        "examples/gateway.toml), or one upstream with --base-url / --provider.",
+    )
+    serve.add_argument("--config", help="a TOML configuration file")
+    serve.add_argument("--host", help="address to bind (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 0 picks a free one)")
+    serve.add_argument(
+        "--grace-period", type=float, help="seconds in-flight requests get at shutdown"
+    )
+    serve.add_argument(
+        "--client-keys-env", help="env variable with comma-separated keys clients must send"
+    )
+    serve.add_argument("--provider", help="the upstream provider type (no --config)")
+    serve.add_argument("--base-url", help="an OpenAI-compatible upstream (no --config)")
+    serve.add_argument("--api-key-env", help="env variable holding the upstream key")
+    serve.add_argument(
+        "--model", action="append", help="a model to serve (repeatable; default: any)"
+    )
+
+    demo = commands.add_parser(
+        "demo", help="offline: concurrent streams through failover across local providers"
+    )
+    demo.add_argument("--requests", type=int, default=24, help="how many (default 24)")
+    demo.add_argument("--seed", type=int, help="make the flaky provider's failures repeatable")
     return parser
 
 
@@ -101,6 +187,10 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
     try:
         if args.command == "providers":
             return _providers(out)
+        if args.command == "serve":
+            return _serve(args, out)
+        if args.command == "demo":
+            return _demo(args, out)
         return _chat(args, out)
     except _UsageError as error:
         sys.stderr.write(f"asyncprov: {error}\n")

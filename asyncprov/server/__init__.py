@@ -1,6 +1,22 @@
-"""The OpenAI-compatible gateway (``asyncprov serve``)."""
+"""The OpenAI-compatible gateway (``asyncprov serve``): ``create_app`` for an aiohttp
+application of your own, or ``serve`` with a checked configuration."""
 
-from ._app import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
 from ._app import create_app as create_app
+from ._config import DEFAULT_MAX_BODY_SIZE as DEFAULT_MAX_BODY_SIZE
+from ._config import GatewayConfig as GatewayConfig
+from ._config import Route as Route
+from ._config import build_routes as build_routes
+from ._config import load_config as load_config
+from ._config import parse_config as parse_config
+from ._serve import serve as serve
 
-__all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "GatewayConfig",
+    "Route",
+    "build_routes",
+    "create_app",
+    "load_config",
+    "parse_config",
+    "serve",
+]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
+import anyio
 from aiohttp import web
 
 from .. import (
@@ -25,13 +27,13 @@ from .. import (
     RetryProviderError,
     StreamInterruptedError,
 )
+from ._config import DEFAULT_MAX_BODY_SIZE, Route
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
 
 log = logging.getLogger("asyncprov.server")
 
-DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
-"""The largest request body accepted (413 above it): room for a few inline images."""
+_SHUTTING_DOWN = "the gateway is shutting down"
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
 # `create()` keywords that configure the gateway's own call (where it connects, with which
@@ -68,10 +70,25 @@ def _event(payload: str) -> bytes:
     return f"data: {payload}\n\n".encode()
 
 
+def _error_event(message: str, kind: str, status: int) -> bytes:
+    return _event(json.dumps({"error": {"message": message, "type": kind, "code": status}}))
+
+
 class _Gateway:
-    def __init__(self, models: Iterable[str], api_keys: Iterable[str]) -> None:
-        self.models = list(models)
+    def __init__(
+        self,
+        models: Iterable[str],
+        api_keys: Iterable[str],
+        routes: Mapping[str, Route] | None,
+        grace_period: float,
+    ) -> None:
+        self.routes = dict(routes) if routes is not None else None
+        self.models = list(models) or list(self.routes or ())
         self.api_keys = [key.encode() for key in api_keys]
+        self.grace_period = grace_period
+        self.draining = False
+        self.inflight: set[anyio.CancelScope] = set()
+        self.idle: anyio.Event | None = None  # made by drain(), inside the loop
 
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
@@ -82,6 +99,8 @@ class _Gateway:
         return any(matches)
 
     async def health(self, request: web.Request) -> web.Response:
+        if self.draining:
+            return web.json_response({"status": "shutting down"}, status=503)
         return web.json_response({"status": "ok"})
 
     async def list_models(self, request: web.Request) -> web.Response:
@@ -97,6 +116,8 @@ class _Gateway:
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
             return _error(401, "invalid or missing API key", "authentication_error")
+        if self.draining:
+            return _error(503, _SHUTTING_DOWN, "server_error")
         try:
             body = await request.json()
         except web.HTTPRequestEntityTooLarge:
@@ -110,11 +131,61 @@ class _Gateway:
             for key, value in body.items()
             if key not in CALLER_ONLY and key not in ("model", "messages", "stream")
         }
-        stream = bool(body.get("stream"))
-        client = request.app[_CLIENT_KEY]
+        model = body.get("model")
+        if self.routes is not None:
+            route = self.routes.get(model) if isinstance(model, str) else None
+            if route is None:
+                message = f"the model {model!r} does not exist; GET /v1/models lists them"
+                return _error(404, message, "invalid_request_error", "model_not_found")
+            options["provider"] = route.provider
+            model = route.model
+        state = _Answer(request, stream=bool(body.get("stream")))
+        scope = anyio.CancelScope()
+        self.inflight.add(scope)
+        try:
+            with scope:
+                return await state.run(
+                    request.app[_CLIENT_KEY], model, body.get("messages"), options
+                )
+            # Cancelled by a shutdown whose grace period ran out.
+            return await state.cut_off()
+        finally:
+            self.inflight.discard(scope)
+            if not self.inflight and self.idle is not None:
+                self.idle.set()
+
+    async def drain(self, app: web.Application) -> None:
+        """At shutdown: refuse new requests, let in-flight ones finish for up to the grace
+        period, then end the rest (streams get an error event, never a fake [DONE])."""
+        self.draining = True
+        if not self.inflight:
+            return
+        log.info("waiting up to %s s for %d requests", self.grace_period, len(self.inflight))
+        idle = self.idle = anyio.Event()
+        with anyio.move_on_after(self.grace_period):
+            await idle.wait()
+        if self.inflight:
+            log.warning("grace period over: ending %d requests", len(self.inflight))
+            for scope in list(self.inflight):
+                scope.cancel()
+            with anyio.move_on_after(5):
+                await idle.wait()
+
+
+class _Answer:
+    """One chat request's reply, as far as it has got."""
+
+    def __init__(self, request: web.Request, *, stream: bool) -> None:
+        self.request = request
+        self.stream = stream
+        self.response: web.StreamResponse | None = None
+
+    async def run(
+        self, client: AsyncClient, model: Any, messages: Any, options: dict[str, Any]
+    ) -> web.StreamResponse:
         try:
             result = await client.chat.completions.create(
-                model=body.get("model"), messages=body.get("messages"), stream=stream, **options
+                model=model, messages=messages, stream=self.stream, **options
             )
         except AsyncProvError as error:
             status, kind = _status_for(error)
@@ -124,10 +195,10 @@ class _Gateway:
             return web.Response(
                 body=result.model_dump_json(exclude_none=True), content_type="application/json"
             )
-        response = web.StreamResponse(
+        response = self.response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(request)
+        await response.prepare(self.request)
         # A client disconnect cancels this handler; leaving `async with` then closes the
         # upstream connection at once.
         async with result:
@@ -137,33 +208,51 @@ class _Gateway:
             except AsyncProvError as error:
                 # Never a fake [DONE]: the client must see that the stream broke off.
                 status, kind = _status_for(error)
-                payload = {"error": {"message": str(error), "type": kind, "code": status}}
-                await response.write(_event(json.dumps(payload)))
+                await response.write(_error_event(str(error), kind, status))
                 return response
         await response.write(b"data: [DONE]\n\n")
         await response.write_eof()
         return response
 
+    async def cut_off(self) -> web.StreamResponse:
+        if self.response is None:
+            return _error(503, _SHUTTING_DOWN, "server_error")
+        with contextlib.suppress(ConnectionError, RuntimeError):  # the client may be gone
+            await self.response.write(_error_event(_SHUTTING_DOWN, "server_error", 503))
+        return self.response
+
 
 def create_app(
     client: AsyncClient,
     *,
+    routes: Mapping[str, Route] | None = None,
     models: Iterable[str] = (),
     api_keys: Iterable[str] = (),
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
+    grace_period: float = 10.0,
 ) -> web.Application:
     """An OpenAI-compatible HTTP application answering through ``client``.
 
     Args:
         client: the ``AsyncClient`` (its provider, failover and timeouts) that answers.
-        models: model names listed by ``GET /v1/models``.
+        routes: public model name -> ``Route`` (the provider or failover group, and the
+            model to ask it for); other models get 404. Without routes, every request
+            goes to ``client`` as it is.
+        models: model names listed by ``GET /v1/models`` (default: the routes').
         api_keys: bearer keys clients must present (none: open to whoever can reach it).
         max_body_size: the largest request body, in bytes (413 above it).
+        grace_period: at shutdown, seconds in-flight requests may take to finish
+            before they are ended.
+
+    Example:
+        >>> app = create_app(AsyncClient(base_url="http://127.0.0.1:11434/v1"))
+        >>> web.run_app(app, host="127.0.0.1", port=8000)
     """
-    gateway = _Gateway(models, api_keys)
+    gateway = _Gateway(models, api_keys, routes, grace_period)
     app = web.Application(client_max_size=max_body_size)
     app[_CLIENT_KEY] = client
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_get("/v1/models", gateway.list_models)
     app.router.add_get("/healthz", gateway.health)
+    app.on_shutdown.append(gateway.drain)
     return app

@@ -1,0 +1,158 @@
+"""``asyncprov demo``: the main job, offline.
+
+Starts three local emulated providers (healthy, flaky, slow) on 127.0.0.1, sends a batch
+of concurrent streaming requests through hedged failover, and prints who answered each
+one, what was tried first, and how long the first token took. Built on the public API
+and ``asyncprov.testing`` only.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from typing import TextIO
+
+import anyio
+
+from . import AsyncClient, AsyncProvError, Attempt, Timeout
+from .providers import OpenAICompatible, RetryProvider
+from .testing import OpenAITestServer, Reply
+
+__all__ = ["run_demo"]
+
+HEDGE_DELAY = 0.25
+SLOW_DELAY = 1.0
+
+
+@dataclass
+class _Outcome:
+    number: int
+    provider: str | None
+    attempts: tuple[Attempt, ...]
+    ttft: float | None
+    total: float
+    error: str | None = None
+
+
+def _flaky_replies(count: int, rng: random.Random) -> list[Reply]:
+    """About half of the flaky provider's answers are failures before any content."""
+    failures = [
+        Reply(status=503, error={"message": "overloaded", "type": "server_error"}),
+        Reply(status=500),
+        Reply(fault="reset"),
+        Reply(status=429, headers={"Retry-After": "0"}),
+    ]
+    return [
+        rng.choice(failures) if rng.random() < 0.5 else Reply(chunk_delay=0.005)
+        for _ in range(count)
+    ]
+
+
+async def _one(client: AsyncClient, group: RetryProvider, number: int) -> _Outcome:
+    started = time.perf_counter()
+    try:
+        stream = await client.chat.completions.create(
+            model="demo-model",
+            messages=f"request {number}: tell me about rivers",
+            stream=True,
+            provider=group,
+        )
+        ttft = time.perf_counter() - started
+        async with stream:
+            await stream.collect()
+    except AsyncProvError as error:
+        return _Outcome(number, None, (), None, time.perf_counter() - started, str(error))
+    return _Outcome(number, stream.provider, stream.attempts, ttft, time.perf_counter() - started)
+
+
+def _tried(outcome: _Outcome) -> str:
+    notes = []
+    for attempt in outcome.attempts:
+        if attempt.ok:
+            continue
+        why = "lost the hedge" if attempt.error_type == "Cancelled" else attempt.error_type
+        notes.append(f"{attempt.provider} ({why})")
+    return ", ".join(notes) or "-"
+
+
+def _percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+def _report(outcomes: list[_Outcome], wall: float, out: TextIO) -> None:
+    out.write(f"\n{'req':>4}  {'answered by':<12} {'tries':>5}  {'TTFT ms':>8}  also tried\n")
+    for o in sorted(outcomes, key=lambda o: o.number):
+        ttft = f"{o.ttft * 1000:8.0f}" if o.ttft is not None else f"{'-':>8}"
+        who = o.provider or "FAILED"
+        out.write(f"{o.number:>4}  {who:<12} {len(o.attempts):>5}  {ttft}  {_tried(o)}\n")
+        if o.error:
+            out.write(f"      {o.error}\n")
+    answered = [o for o in outcomes if o.provider]
+    winners = Counter(o.provider for o in answered)
+    every = [a for o in outcomes for a in o.attempts]
+    failed = [a for a in every if not a.ok and a.error_type != "Cancelled"]
+    hedged = [a for a in every if a.error_type == "Cancelled"]
+    ttfts = [o.ttft for o in answered if o.ttft is not None]
+    out.write(
+        f"\n{len(answered)}/{len(outcomes)} answered in {wall:.2f} s; by "
+        + ", ".join(f"{name} {count}" for name, count in winners.most_common())
+        + "\n"
+    )
+    errors = Counter(a.error_type for a in failed)
+    out.write(
+        f"retries: {len(every) - len(answered)} tries beyond one per request; "
+        f"{len(failed)} failovers after an error"
+        + (f" ({', '.join(f'{k} {v}' for k, v in errors.most_common())})" if errors else "")
+        + f", {len(hedged)} hedges (a second provider started after "
+        f"{HEDGE_DELAY * 1000:.0f} ms without content; the loser cancelled)\n"
+    )
+    if ttfts:
+        out.write(
+            f"time to first token: p50 {_percentile(ttfts, 0.5) * 1000:.0f} ms, "
+            f"p95 {_percentile(ttfts, 0.95) * 1000:.0f} ms, "
+            f"max {max(ttfts) * 1000:.0f} ms "
+            f"(the slow provider takes {SLOW_DELAY * 1000:.0f} ms)\n"
+        )
+
+
+async def run_demo(out: TextIO, *, requests: int = 24, seed: int | None = None) -> int:
+    """Run the demo, writing the report to ``out``; returns the exit status."""
+    rng = random.Random(seed)
+    healthy = OpenAITestServer(default=Reply(chunk_delay=0.005))
+    flaky = OpenAITestServer(replies=_flaky_replies(requests * 3, rng))
+    slow = OpenAITestServer(default=Reply(delay=SLOW_DELAY, chunk_delay=0.005))
+    async with healthy, flaky, slow:
+        group = RetryProvider(
+            [
+                OpenAICompatible(base_url=healthy.base_url, name="healthy"),
+                OpenAICompatible(base_url=flaky.base_url, name="flaky"),
+                OpenAICompatible(base_url=slow.base_url, name="slow"),
+            ],
+            hedge=True,
+            hedge_delay=HEDGE_DELAY,
+        )
+        out.write(
+            f"asyncprov demo: {requests} concurrent streaming requests, offline, to three "
+            "local providers\n"
+            f"  healthy: answers at once   flaky: fails about half the time   "
+            f"slow: {SLOW_DELAY:.0f} s before the first byte\n"
+            f"through RetryProvider (random order per request, hedged after "
+            f"{HEDGE_DELAY * 1000:.0f} ms without content)\n"
+        )
+        out.flush()
+        outcomes: list[_Outcome] = []
+        timeout = Timeout(connect=2, first_chunk=5, idle=5, total=20)
+        started = time.perf_counter()
+        async with AsyncClient(timeout=timeout) as client:
+
+            async def run(number: int) -> None:
+                outcomes.append(await _one(client, group, number))
+
+            async with anyio.create_task_group() as tg:
+                for number in range(1, requests + 1):
+                    tg.start_soon(run, number)
+        _report(outcomes, time.perf_counter() - started, out)
+    return 0 if all(o.provider for o in outcomes) else 1

@@ -1,0 +1,261 @@
+"""The gateway's configuration: a TOML file (or command-line flags) checked into routes.
+
+A configuration declares providers (a type, a base URL, the *name* of the environment
+variable holding the key, the models it serves) and model routes (a failover group and
+how to run it). Everything is checked at start, and the first problem is reported with
+the field it is in: ``providers.local.base_url: Field required``. Keys never appear in
+the file, in a message or in a log line; only variable names do.
+
+Example file (``examples/gateway.toml`` has a commented one)::
+
+    [server]
+    port = 8000
+    client_keys_env = "GATEWAY_KEYS"
+
+    [providers.openai]
+    type = "OpenaiChat"
+    api_key_env = "OPENAI_API_KEY"
+    models = ["gpt-4o-mini"]
+
+    [providers.local]
+    type = "OpenAICompatible"
+    base_url = "http://127.0.0.1:11434/v1"
+    models = ["llama3.2"]
+
+    [routes.chat]
+    providers = ["openai", "local"]
+    mode = "hedged"
+    hedge_delay = 1.5
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .._client import validation_message
+from .._errors import AsyncProvError, ConfigurationError
+from .._registry import provider_class, registered_names
+from .._timeouts import Timeout
+from ..providers.base import Provider
+
+__all__ = ["GatewayConfig", "Route", "load_config"]
+
+DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
+"""The largest request body accepted (413 above it): room for a few inline images."""
+
+
+class _Section(BaseModel):
+    # A misspelt key is an error, not a silently ignored setting.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ServerConfig(_Section):
+    """``[server]``: where the gateway listens and whom it lets in."""
+
+    host: str = "127.0.0.1"
+    """The address to bind: loopback unless told otherwise."""
+    port: int = Field(default=8000, ge=0, le=65535)
+    client_keys: list[str] = []
+    """Bearer keys clients must present (prefer ``client_keys_env``)."""
+    client_keys_env: str | None = None
+    """An environment variable holding comma-separated client keys."""
+    max_body_size: int = Field(default=DEFAULT_MAX_BODY_SIZE, gt=0)
+    grace_period: float = Field(default=10.0, ge=0)
+    """Seconds in-flight requests may take to finish at shutdown."""
+
+    def keys(self) -> list[str]:
+        """Every client key: the listed ones and those in ``client_keys_env``."""
+        keys = [key.strip() for key in self.client_keys if key.strip()]
+        if self.client_keys_env:
+            value = os.environ.get(self.client_keys_env, "")
+            if not value.strip():
+                raise ConfigurationError(
+                    f"server.client_keys_env: the environment variable "
+                    f"{self.client_keys_env} is not set"
+                )
+            keys.extend(key.strip() for key in value.split(",") if key.strip())
+        return keys
+
+
+class ProviderConfig(_Section):
+    """``[providers.NAME]``: one upstream service."""
+
+    type: str
+    """A provider class name, e.g. ``OpenAICompatible``, ``OpenaiChat``, ``Reka``."""
+    base_url: str | None = None
+    api_key_env: str | None = None
+    """The *name* of the environment variable holding the key (never the key)."""
+    models: list[str] = []
+    """Models it serves; the first is sent when a route names another model."""
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        names = [n for n in registered_names() if n != "RetryProvider"]
+        if value.lower() not in {n.lower() for n in names}:
+            raise ValueError(f"unknown provider type {value!r}; one of {', '.join(names)}")
+        return value
+
+
+class Target(_Section):
+    """One member of a route's failover group, with the model to ask it for."""
+
+    provider: str
+    model: str | None = None
+
+
+class RouteConfig(_Section):
+    """``[routes.MODEL]``: the failover group answering a model name."""
+
+    providers: list[str | Target] = Field(min_length=1)
+    """Provider names (or ``{provider = ..., model = ...}``), tried in this order."""
+    mode: Literal["sequential", "hedged"] = "sequential"
+    """``hedged`` also starts the next provider when one shows no content in time."""
+    hedge_delay: float = Field(default=2.0, gt=0)
+    shuffle: bool = False
+
+
+class GatewayConfig(_Section):
+    """A whole gateway configuration, as read from TOML."""
+
+    server: ServerConfig = ServerConfig()
+    timeouts: Timeout = Timeout()
+    providers: dict[str, ProviderConfig] = Field(min_length=1)
+    routes: dict[str, RouteConfig] = {}
+
+    def targets(self, route: RouteConfig) -> list[Target]:
+        """The route's members as ``Target``s."""
+        return [Target(provider=t) if isinstance(t, str) else t for t in route.providers]
+
+
+@dataclass(frozen=True)
+class Route:
+    """What answers one public model name: a provider (possibly a failover group) and
+    the model name to send it."""
+
+    provider: Provider
+    model: str
+
+
+def _pinned(provider: Provider, model: str) -> Provider:
+    """A copy of ``provider`` that sends ``model`` whatever model a route asks for (the
+    failover engine sends a provider its default model when it lists others)."""
+    pinned = copy.copy(provider)
+    vars(pinned).update(models=(model,), default_model=model)
+    return pinned
+
+
+def _build_provider(name: str, spec: ProviderConfig) -> Provider:
+    where = f"providers.{name}"
+    cls = provider_class(spec.type)
+    options: dict[str, Any] = {}
+    if spec.base_url is not None:
+        options["base_url"] = spec.base_url
+    if spec.api_key_env:
+        key = os.environ.get(spec.api_key_env, "").strip()
+        if not key:
+            raise ConfigurationError(
+                f"{where}.api_key_env: the environment variable {spec.api_key_env} is not set"
+            )
+        options["api_key"] = key
+    try:
+        provider = cls(**options)
+    except TypeError:
+        if "base_url" not in options:
+            raise ConfigurationError(f"{where}.base_url: {spec.type} needs a base_url") from None
+        raise ConfigurationError(f"{where}: {spec.type} takes no base_url") from None
+    except AsyncProvError as error:
+        raise ConfigurationError(f"{where}: {error}") from None
+    provider = copy.copy(provider)
+    provider.name = name  # failover, health and every chunk report the configured name
+    if spec.models:
+        vars(provider).update(models=tuple(spec.models), default_model=spec.models[0])
+    if provider.needs_auth and not provider.has_api_key:
+        env = provider.api_key_env or "a key variable"
+        raise ConfigurationError(
+            f"{where}.api_key_env: {spec.type} needs a key; set {env} or name another variable"
+        )
+    return provider
+
+
+def build_routes(config: GatewayConfig) -> tuple[dict[str, Route] | None, Provider | None]:
+    """Every public model name and what answers it, as ``(routes, None)``.
+
+    Explicit ``[routes]`` come first; every model a provider lists and no route names
+    is routed too, to the providers listing it in declaration order. A lone provider
+    with no models and no routes is a pass-through: ``(None, provider)``, and every
+    model name goes to it as asked.
+    """
+    from .._failover import RetryProvider
+
+    providers = {name: _build_provider(name, spec) for name, spec in config.providers.items()}
+    routes: dict[str, Route] = {}
+    for model, route in config.routes.items():
+        members: list[Provider] = []
+        for index, target in enumerate(config.targets(route)):
+            provider = providers.get(target.provider)
+            if provider is None:
+                raise ConfigurationError(
+                    f"routes.{model}.providers[{index}]: unknown provider "
+                    f"{target.provider!r}; declared: {', '.join(providers)}"
+                )
+            upstream = target.model or (model if model in provider.models else None)
+            upstream = upstream or provider.default_model or model
+            members.append(_pinned(provider, upstream))
+        if len(members) == 1 and route.mode == "sequential":
+            routes[model] = Route(members[0], members[0].default_model or model)
+        else:
+            group = RetryProvider(
+                members,
+                shuffle=route.shuffle,
+                hedge=route.mode == "hedged",
+                hedge_delay=route.hedge_delay,
+            )
+            routes[model] = Route(group, model)
+    serving: dict[str, list[Provider]] = {}
+    for provider in providers.values():
+        for model in provider.models:
+            if model not in routes:
+                serving.setdefault(model, []).append(_pinned(provider, model))
+    for model, members in serving.items():
+        one = members[0] if len(members) == 1 else RetryProvider(members, shuffle=False)
+        routes[model] = Route(one, model)
+    if not routes:
+        if len(providers) == 1:
+            return None, next(iter(providers.values()))
+        raise ConfigurationError(
+            "routes: no model is served; list models under a provider or add [routes.NAME]"
+        )
+    return routes, None
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "configuration") -> GatewayConfig:
+    """Check a configuration mapping (as from TOML); errors name the field."""
+    try:
+        return GatewayConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigurationError(validation_message(exc, what=source)) from None
+
+
+def load_config(path: str | os.PathLike[str]) -> GatewayConfig:
+    """Read and check a TOML configuration file."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigurationError(f"cannot read {file.name}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigurationError(f"{file.name} is not UTF-8 text") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigurationError(f"{file.name} is not valid TOML: {error}") from None
+    return parse_config(data, source=f"configuration in {file.name}")

@@ -1,0 +1,89 @@
+"""Running the gateway: ``asyncprov serve`` and ``serve()`` for embedding it."""
+
+from __future__ import annotations
+
+import logging
+import signal
+from collections.abc import Callable
+
+import anyio
+from aiohttp import web
+
+from .._client import AsyncClient
+from .._errors import ConfigurationError
+from ._app import create_app
+from ._config import GatewayConfig, build_routes
+
+__all__ = ["serve"]
+
+log = logging.getLogger("asyncprov.server")
+
+
+async def serve(
+    config: GatewayConfig,
+    *,
+    ready: Callable[[str], None] | None = None,
+    stop: anyio.Event | None = None,
+    handle_signals: bool = True,
+) -> None:
+    """Run the gateway described by ``config`` until SIGINT/SIGTERM (or ``stop`` is set),
+    then shut down gracefully: no new requests, in-flight ones get the grace period.
+
+    Args:
+        config: a checked configuration (``load_config`` or ``parse_config``).
+        ready: called with the API root URL once listening (the port is real when
+            ``config.server.port`` is 0).
+        stop: set it to shut down (in addition to the signals).
+        handle_signals: shut down on SIGINT and SIGTERM (main thread only).
+
+    Raises:
+        ConfigurationError: the configuration cannot be acted on (a missing key
+            variable, an unknown provider in a route, a port in use); the message
+            names the field.
+    """
+    routes, fallback = build_routes(config)
+    settings = config.server
+    keys = settings.keys()
+    stop = stop or anyio.Event()
+    async with AsyncClient(fallback, timeout=config.timeouts) as client:
+        app = create_app(
+            client,
+            routes=routes,
+            api_keys=keys,
+            max_body_size=settings.max_body_size,
+            grace_period=settings.grace_period,
+        )
+        # handler_cancellation: a client that disconnects cancels its upstream call.
+        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5)
+        await runner.setup()
+        try:
+            site = web.TCPSite(runner, settings.host, settings.port)
+            try:
+                await site.start()
+            except OSError as error:
+                raise ConfigurationError(
+                    f"server.port: cannot listen on {settings.host}:{settings.port}: "
+                    f"{error.strerror or error}"
+                ) from None
+            host, port = runner.addresses[0][:2]
+            url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/v1"
+            served = ", ".join(routes) if routes is not None else "any (passed through)"
+            log.info("listening on %s; models: %s", url, served)
+            if ready is not None:
+                ready(url)
+            async with anyio.create_task_group() as tg:
+
+                async def on_signal() -> None:
+                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                        async for signum in signals:
+                            log.info("%s: shutting down", signal.Signals(signum).name)
+                            stop.set()
+                            return
+
+                if handle_signals:
+                    tg.start_soon(on_signal)
+                await stop.wait()
+                tg.cancel_scope.cancel()
+        finally:
+            await runner.cleanup()
+        log.info("stopped")

@@ -1,0 +1,360 @@
+"""`asyncprov serve`: configuration, routes, graceful shutdown, and the command itself."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import openai
+import pytest
+from aiohttp import web
+
+from asyncprov import AsyncClient, ConfigurationError
+from asyncprov.providers import RetryProvider
+from asyncprov.server import build_routes, create_app, load_config, parse_config, serve
+from asyncprov.testing import OpenAITestServer, Reply, instant_retries
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "gateway.toml"
+
+
+def config_error(data: dict[str, Any]) -> str:
+    with pytest.raises(ConfigurationError) as caught:
+        build_routes(parse_config(data))
+    return str(caught.value)
+
+
+def upstream(url: str = "http://127.0.0.1:9/v1", **more: Any) -> dict[str, Any]:
+    return {"type": "OpenAICompatible", "base_url": url, **more}
+
+
+@pytest.mark.parametrize(
+    ("data", "names"),
+    [
+        ({"providers": {}}, "providers"),
+        ({"providers": {"a": upstream()}, "server": {"prot": 1}}, "server.prot"),
+        ({"providers": {"a": upstream()}, "server": {"port": 70000}}, "server.port"),
+        ({"providers": {"a": {"type": "Nope", "base_url": "http://x/v1"}}}, "providers.a.type"),
+        ({"providers": {"a": {"type": "OpenAICompatible"}}}, "providers.a.base_url"),
+        ({"providers": {"a": upstream("ftp://x")}}, "providers.a"),
+        ({"providers": {"a": upstream(api_key_env="GW_TEST_UNSET")}}, "providers.a.api_key_env"),
+        ({"providers": {"a": {"type": "OpenaiChat"}}}, "providers.a.api_key_env"),
+        ({"providers": {"a": upstream()}, "timeouts": {"idle": -1}}, "timeouts.idle"),
+        (
+            {"providers": {"a": upstream()}, "routes": {"m": {"providers": ["a", "b"]}}},
+            "routes.m.providers[1]",
+        ),
+        ({"providers": {"a": upstream()}, "routes": {"m": {"providers": []}}}, "routes.m"),
+        (
+            {"providers": {"a": upstream()}, "routes": {"m": {"providers": ["a"], "mode": "x"}}},
+            "routes.m.mode",
+        ),
+        ({"providers": {"a": upstream(), "b": upstream()}}, "routes"),
+    ],
+)
+def test_invalid_configuration_names_the_field(data: dict[str, Any], names: str) -> None:
+    """Every configuration mistake is a ConfigurationError naming where it is."""
+    message = config_error(data)
+    assert names in message, message
+
+
+def test_client_keys_variable_must_be_set() -> None:
+    config = parse_config({"providers": {"a": upstream()}, "server": {"client_keys_env": "GW_X"}})
+    with pytest.raises(ConfigurationError, match=r"server\.client_keys_env: .* GW_X is not set"):
+        config.server.keys()
+
+
+def test_configuration_errors_never_show_key_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GW_TEST_KEY", "sk-secret-value")
+    message = config_error({"providers": {"a": upstream("ftp://x", api_key_env="GW_TEST_KEY")}})
+    assert "sk-secret-value" not in message
+
+
+def test_file_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "gw.toml"
+    bad.write_text("[server\nport = 1\n")
+    with pytest.raises(ConfigurationError, match=r"gw\.toml is not valid TOML"):
+        load_config(bad)
+    with pytest.raises(ConfigurationError, match=r"cannot read missing\.toml"):
+        load_config(tmp_path / "missing.toml")
+    bad.write_text('[server]\nhost = "127.0.0.1"\nport = "eighty"\n')
+    with pytest.raises(ConfigurationError, match=r"gw.toml: server.port"):
+        load_config(bad)
+
+
+def test_example_configuration_builds(monkeypatch: pytest.MonkeyPatch) -> None:
+    """examples/gateway.toml is valid: a hedged group, a sequential one, implicit routes."""
+    for name in ("OPENAI_API_KEY", "GROQ_API_KEY", "ASYNCPROV_GATEWAY_KEYS"):
+        monkeypatch.setenv(name, "k1,k2")
+    config = load_config(EXAMPLE)
+    routes, fallback = build_routes(config)
+    assert fallback is None and routes is not None
+    assert set(routes) == {
+        "chat",
+        "cheap",
+        "gpt-4o-mini",
+        "gpt-4o",
+        "llama-3.3-70b-versatile",
+        "llama3.2",
+    }
+    chat = routes["chat"].provider
+    assert isinstance(chat, RetryProvider) and chat.hedge and chat.hedge_delay == 1.5
+    assert [p.name for p in chat.providers] == ["openai", "groq", "local"]
+    assert [p.default_model for p in chat.providers] == [
+        "gpt-4o-mini",
+        "llama-3.3-70b-versatile",
+        "llama3.2",
+    ]
+    assert config.server.keys() == ["k1", "k2"] and config.server.host == "127.0.0.1"
+    assert config.timeouts.first_chunk == 60
+
+
+def test_a_lone_provider_without_models_passes_everything_through() -> None:
+    routes, fallback = build_routes(parse_config({"providers": {"up": upstream()}}))
+    assert routes is None and fallback is not None and fallback.name == "up"
+
+
+@pytest.fixture
+async def pair() -> AsyncIterator[tuple[OpenAITestServer, OpenAITestServer]]:
+    first, second = OpenAITestServer(), OpenAITestServer()
+    async with first, second:
+        yield first, second
+
+
+@contextlib.asynccontextmanager
+async def serving(config: dict[str, Any]) -> AsyncIterator[str]:
+    """`serve` running in the background; yields its API root URL."""
+    stop, listening, urls = anyio.Event(), anyio.Event(), []
+
+    def ready(url: str) -> None:
+        urls.append(url)
+        listening.set()
+
+    run = functools.partial(
+        serve, parse_config(config), ready=ready, stop=stop, handle_signals=False
+    )
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            await listening.wait()
+        try:
+            yield urls[0]
+        finally:
+            stop.set()
+
+
+async def test_serve_routes_models_with_failover_and_keys(
+    pair: tuple[OpenAITestServer, OpenAITestServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Through `serve`: /v1/models lists the routes; a route fails over and sends each
+    provider its own model; unknown models are 404; client keys are enforced."""
+    broken, good = pair
+    broken.default = Reply(status=503)
+    monkeypatch.setenv("GW_CLIENT_KEYS", "key-one, key-two")
+    monkeypatch.setenv("GW_UPSTREAM_KEY", "sk-upstream-secret")
+    config = {
+        "server": {"port": 0, "client_keys_env": "GW_CLIENT_KEYS"},
+        "providers": {
+            "broken": upstream(broken.base_url, models=["b-model"]),
+            "good": upstream(good.base_url, api_key_env="GW_UPSTREAM_KEY", models=["g-model"]),
+        },
+        "routes": {"smart": {"providers": ["broken", "good"]}},
+    }
+    async with serving(config) as url:
+        oa = openai.AsyncOpenAI(base_url=url, api_key="key-two", max_retries=0)
+        try:
+            models = await oa.models.list()
+            assert {m.id for m in models.data} == {"smart", "b-model", "g-model"}
+            with instant_retries():
+                reply = await oa.chat.completions.create(
+                    model="smart", messages=[{"role": "user", "content": "hi"}]
+                )
+            assert reply.choices[0].message.content == "You said: hi"
+            assert broken.requests[-1].json["model"] == "b-model"
+            assert good.requests[-1].json["model"] == "g-model"
+            assert good.requests[-1].headers["Authorization"] == "Bearer sk-upstream-secret"
+            with pytest.raises(openai.NotFoundError) as missing:
+                await oa.chat.completions.create(model="nope", messages=[])
+            assert missing.value.code == "model_not_found"
+            bad_key = openai.AsyncOpenAI(base_url=url, api_key="key-three", max_retries=0)
+            with pytest.raises(openai.AuthenticationError):
+                await bad_key.models.list()
+            await bad_key.close()
+        finally:
+            await oa.close()
+
+
+async def test_upstream_keys_are_never_echoed_or_logged(
+    server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    secret = "sk-upstream-very-secret"
+    monkeypatch.setenv("GW_UPSTREAM_KEY", secret)
+    server.api_key = "something-else"  # the upstream refuses the key: a 401 comes back
+    config = {
+        "server": {"port": 0},
+        "providers": {"up": upstream(server.base_url, api_key_env="GW_UPSTREAM_KEY")},
+    }
+    caplog.set_level(logging.DEBUG)
+    async with serving(config) as url, aiohttp.ClientSession() as session:
+        body = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
+        async with session.post(url + "/chat/completions", json=body) as response:
+            text = await response.text()
+            assert response.status == 401
+        body["stream"] = True
+        async with session.post(url + "/chat/completions", json=body) as response:
+            text += await response.text()
+    assert secret not in text
+    assert secret not in caplog.text
+    assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"
+
+
+async def start(app: web.Application) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
+
+
+async def read_events(response: aiohttp.ClientResponse) -> list[str]:
+    return [
+        line.decode().removeprefix("data: ").strip()
+        async for line in response.content
+        if line.startswith(b"data: ")
+    ]
+
+
+@pytest.mark.parametrize("grace", [5.0, 0.2])
+async def test_graceful_shutdown(server: OpenAITestServer, grace: float) -> None:
+    """At shutdown an in-flight stream finishes within the grace period; past it, the
+    stream ends with an error event (never a fake [DONE]); new requests get 503."""
+    if grace > 1:
+        server.add_reply(Reply(content="one two three four five", chunk_delay=0.05))
+    else:  # stalls after its first word: cut off by the 0.2 s grace period
+        server.add_reply(Reply(content="one two three", fault="stall", fault_after=1))
+    async with AsyncClient(base_url=server.base_url) as client:
+        app = create_app(client, grace_period=grace)
+        runner, url = await start(app)
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        async with aiohttp.ClientSession() as session:
+            response = await session.post(url + "/chat/completions", json=body)
+            first = await response.content.readline()
+            assert first.startswith(b"data: ")
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(runner.cleanup)
+                with anyio.fail_after(10):
+                    events = await read_events(response)
+            response.release()
+    if grace > 1:
+        assert events[-1] == "[DONE]"
+        text = "".join(
+            (json.loads(e)["choices"] or [{}])[0].get("delta", {}).get("content", "")
+            for e in [first.decode()[6:], *events[:-1]]
+        )
+        assert text == "one two three four five"
+    else:
+        assert "[DONE]" not in events
+        error = json.loads(events[-1])["error"]
+        assert error["code"] == 503 and "shutting down" in error["message"]
+        with anyio.fail_after(10):
+            await server.wait_for_disconnect()  # the upstream call was closed
+
+
+async def test_draining_gateway_refuses_new_requests(server: OpenAITestServer) -> None:
+    """Once shutdown has begun, new chat requests get 503 and /healthz says so."""
+    async with AsyncClient(base_url=server.base_url) as client:
+        app = create_app(client)
+        runner, url = await start(app)
+        try:
+            await app.shutdown()  # what the runner's cleanup does first (the site stays up)
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            async with aiohttp.ClientSession() as session:
+                async with session.post(url + "/chat/completions", json=body) as r:
+                    assert r.status == 503
+                    assert "shutting down" in (await r.json())["error"]["message"]
+                async with session.get(url.removesuffix("/v1") + "/healthz") as r:
+                    assert r.status == 503
+        finally:
+            await runner.cleanup()
+    assert server.requests == []
+
+
+def run_cli(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REKA_"))}
+    return subprocess.Popen(
+        [sys.executable, "-m", "asyncprov", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env | kwargs.get("env", {}),
+    )
+
+
+def test_serve_command_runs_and_stops_on_sigterm() -> None:
+    """`asyncprov serve --base-url ... --port 0` prints its URL, answers, and exits 0 on
+    SIGTERM."""
+    upstream_server = OpenAITestServer(default=Reply(content="through the CLI gateway"))
+    with upstream_server.run_in_thread():
+        process = run_cli("serve", "--base-url", upstream_server.base_url, "--port", "0")
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("asyncprov gateway: http://127.0.0.1:"), line
+            url = line.split()[2]
+            import openai as sync_openai
+
+            oa = sync_openai.OpenAI(base_url=url, api_key="none", max_retries=0)
+            reply = oa.chat.completions.create(
+                model="whatever", messages=[{"role": "user", "content": "hi"}]
+            )
+            oa.close()
+            assert reply.choices[0].message.content == "through the CLI gateway"
+            assert upstream_server.requests[-1].json["model"] == "whatever"
+            process.send_signal(signal.SIGTERM)
+            _, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, err
+    assert "Traceback" not in err and "shutting down" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["serve"], "serve needs --config FILE"),
+        (["serve", "--config", "missing.toml"], "cannot read missing.toml"),
+        (["serve", "--config", str(EXAMPLE)], "providers.openai.api_key_env"),
+        (["serve", "--config", str(EXAMPLE), "--base-url", "http://x/v1"], "--base-url"),
+        (["serve", "--provider", "Nope"], "providers.Nope.type"),
+        (["serve", "--base-url", "http://127.0.0.1:9/v1", "--port", "-1"], "server.port"),
+    ],
+)
+def test_serve_command_fails_at_start_with_one_line(args: list[str], expected: str) -> None:
+    process = run_cli(*args)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode in (1, 2)
+    assert expected in err and "Traceback" not in err
+    assert err.count("\n") == 1, err
+
+
+def test_demo_command() -> None:
+    """`asyncprov demo` runs offline and reports who answered, failovers, hedges, TTFT."""
+    process = run_cli("demo", "--requests", "9", "--seed", "4")
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert "9/9 answered" in out
+    rows = [line.split() for line in out.splitlines() if line[:4].strip().isdigit()]
+    assert [int(row[0]) for row in rows] == list(range(1, 10))
+    assert {row[1] for row in rows} <= {"healthy", "flaky", "slow"}
+    assert "retries:" in out and "time to first token: p50" in out

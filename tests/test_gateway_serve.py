@@ -358,3 +358,20 @@ def test_demo_command() -> None:
     assert [int(row[0]) for row in rows] == list(range(1, 10))
     assert {row[1] for row in rows} <= {"healthy", "flaky", "slow"}
     assert "retries:" in out and "time to first token: p50" in out
+
+
+async def test_client_image_urls_are_passed_on_not_fetched(server: OpenAITestServer) -> None:
+    """An image URL in a client's message reaches the upstream as it is; the gateway makes
+    no request to it (it points at a port where nothing listens)."""
+    image = {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}
+    message = {"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}
+    async with AsyncClient(base_url=server.base_url) as client:
+        runner, url = await start(create_app(client))
+        try:
+            async with aiohttp.ClientSession() as session:
+                body = {"model": "m", "messages": [message]}
+                async with session.post(url + "/chat/completions", json=body) as r:
+                    assert r.status == 200
+        finally:
+            await runner.cleanup()
+    assert server.requests[-1].json["messages"][0]["content"][1] == image

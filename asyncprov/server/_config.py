@@ -46,7 +46,18 @@ from .._registry import provider_class, registered_names
 from .._timeouts import Timeout
 from ..providers.base import Provider
 
-__all__ = ["GatewayConfig", "Route", "load_config"]
+__all__ = [
+    "DEFAULT_MAX_BODY_SIZE",
+    "GatewayConfig",
+    "ProviderConfig",
+    "Route",
+    "RouteConfig",
+    "ServerConfig",
+    "Target",
+    "build_routes",
+    "load_config",
+    "parse_config",
+]
 
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 """The largest request body accepted (413 above it): room for a few inline images."""

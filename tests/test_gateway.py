@@ -9,28 +9,20 @@ import aiohttp
 import anyio
 import openai
 import pytest
-from aiohttp import web
 
 from asyncprov import AsyncClient
 from asyncprov.providers import OpenAICompatible, RetryProvider
 from asyncprov.server import create_app
 from asyncprov.testing import OpenAITestServer, Reply, instant_retries
+from tests.helpers import start_app
 
 KEY = "gw-test-key"
-
-
-async def start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
 
 
 @pytest.fixture
 async def gateway(server: OpenAITestServer) -> AsyncIterator[str]:
     async with AsyncClient(base_url=server.base_url) as client:
-        runner, url = await start(create_app(client, models=["m1", "m2"], api_keys=[KEY]))
+        runner, url = await start_app(create_app(client, models=["m1", "m2"], api_keys=[KEY]))
         try:
             yield url
         finally:
@@ -151,7 +143,7 @@ async def test_failover_behind_the_gateway() -> None:
         )
         with instant_retries():
             async with AsyncClient(group) as client:
-                runner, url = await start(create_app(client, models=["m"]))
+                runner, url = await start_app(create_app(client, models=["m"]))
                 try:
                     async with openai.AsyncOpenAI(base_url=url, api_key="x", max_retries=0) as oa:
                         reply = await oa.chat.completions.create(

@@ -18,12 +18,12 @@ import aiohttp
 import anyio
 import openai
 import pytest
-from aiohttp import web
 
 from asyncprov import AsyncClient, ConfigurationError
 from asyncprov.providers import RetryProvider
 from asyncprov.server import build_routes, create_app, load_config, parse_config, serve
 from asyncprov.testing import OpenAITestServer, Reply, instant_retries
+from tests.helpers import start_app
 
 EXAMPLE = Path(__file__).parent.parent / "examples" / "gateway.toml"
 
@@ -218,14 +218,6 @@ async def test_upstream_keys_are_never_echoed_or_logged(
     assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"
 
 
-async def start(app: web.Application) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/v1"
-
-
 async def read_events(response: aiohttp.ClientResponse) -> list[str]:
     return [
         line.decode().removeprefix("data: ").strip()
@@ -244,7 +236,7 @@ async def test_graceful_shutdown(server: OpenAITestServer, grace: float) -> None
         server.add_reply(Reply(content="one two three", fault="stall", fault_after=1))
     async with AsyncClient(base_url=server.base_url) as client:
         app = create_app(client, grace_period=grace)
-        runner, url = await start(app)
+        runner, url = await start_app(app)
         body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
         async with aiohttp.ClientSession() as session:
             response = await session.post(url + "/chat/completions", json=body)
@@ -274,7 +266,7 @@ async def test_draining_gateway_refuses_new_requests(server: OpenAITestServer) -
     """Once shutdown has begun, new chat requests get 503 and /healthz says so."""
     async with AsyncClient(base_url=server.base_url) as client:
         app = create_app(client)
-        runner, url = await start(app)
+        runner, url = await start_app(app)
         try:
             await app.shutdown()  # what the runner's cleanup does first (the site stays up)
             body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
@@ -366,7 +358,7 @@ async def test_client_image_urls_are_passed_on_not_fetched(server: OpenAITestSer
     image = {"type": "image_url", "image_url": {"url": "http://127.0.0.1:9/cat.png"}}
     message = {"role": "user", "content": [{"type": "text", "text": "what is it?"}, image]}
     async with AsyncClient(base_url=server.base_url) as client:
-        runner, url = await start(create_app(client))
+        runner, url = await start_app(create_app(client))
         try:
             async with aiohttp.ClientSession() as session:
                 body = {"model": "m", "messages": [message]}

@@ -4,6 +4,7 @@ Built on the public API only; expected failures print one line, never a tracebac
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 from collections.abc import Sequence
@@ -115,8 +116,9 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     )
 
     def ready(url: str) -> None:
-        out.write(f"asyncprov gateway: {url} (Ctrl-C to stop)\n")
-        out.flush()
+        with contextlib.suppress(OSError):  # stdout may be a closed pipe; keep serving
+            out.write(f"asyncprov gateway: {url} (Ctrl-C to stop)\n")
+            out.flush()
 
     anyio.run(lambda: serve(config, ready=ready))
     return 0

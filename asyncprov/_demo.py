@@ -8,6 +8,8 @@ and ``asyncprov.testing`` only.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import random
 import time
 from collections import Counter
@@ -36,21 +38,22 @@ class _Outcome:
     error: str | None = None
 
 
-def _flaky_replies(count: int, rng: random.Random) -> list[Reply]:
-    """About half of the flaky provider's answers are failures before any content."""
-    failures = [
-        Reply(status=503, error={"message": "overloaded", "type": "server_error"}),
-        Reply(status=500),
-        Reply(fault="reset"),
-        Reply(status=429, headers={"Retry-After": "0"}),
-    ]
-    return [
-        rng.choice(failures) if rng.random() < 0.5 else Reply(chunk_delay=0.005)
-        for _ in range(count)
-    ]
+_FAILURES: dict[str, Reply] = {
+    "503": Reply(status=503, error={"message": "overloaded", "type": "server_error"}),
+    "500": Reply(status=500),
+    "reset": Reply(fault="reset"),
+    "429": Reply(status=429, headers={"Retry-After": "0"}),
+}
 
 
-async def _one(client: AsyncClient, group: RetryProvider, number: int) -> _Outcome:
+async def _one(
+    client: AsyncClient, group: RetryProvider, number: int, limiter: anyio.CapacityLimiter
+) -> _Outcome:
+    async with limiter:
+        return await _stream(client, group, number)
+
+
+async def _stream(client: AsyncClient, group: RetryProvider, number: int) -> _Outcome:
     started = time.perf_counter()
     try:
         stream = await client.chat.completions.create(
@@ -118,41 +121,68 @@ def _report(outcomes: list[_Outcome], wall: float, out: TextIO) -> None:
         )
 
 
-async def run_demo(out: TextIO, *, requests: int = 24, seed: int | None = None) -> int:
-    """Run the demo, writing the report to ``out``; returns the exit status."""
+async def run_demo(
+    out: TextIO, *, requests: int = 24, seed: int | None = None, concurrency: int = 32
+) -> int:
+    """Run the demo, writing the report to ``out``; returns the exit status.
+
+    ``seed`` fixes which requests the flaky provider fails and each request's provider
+    order; timing (who wins a hedge) can still differ a little between runs.
+    """
     rng = random.Random(seed)
     healthy = OpenAITestServer(default=Reply(chunk_delay=0.005))
-    flaky = OpenAITestServer(replies=_flaky_replies(requests * 3, rng))
     slow = OpenAITestServer(default=Reply(delay=SLOW_DELAY, chunk_delay=0.005))
-    async with healthy, flaky, slow:
-        group = RetryProvider(
-            [
-                OpenAICompatible(base_url=healthy.base_url, name="healthy"),
-                OpenAICompatible(base_url=flaky.base_url, name="flaky"),
-                OpenAICompatible(base_url=slow.base_url, name="slow"),
-            ],
-            hedge=True,
-            hedge_delay=HEDGE_DELAY,
-        )
-        out.write(
-            f"asyncprov demo: {requests} concurrent streaming requests, offline, to three "
-            "local providers\n"
-            f"  healthy: answers at once   flaky: fails about half the time   "
-            f"slow: {SLOW_DELAY:.0f} s before the first byte\n"
-            f"through RetryProvider (random order per request, hedged after "
-            f"{HEDGE_DELAY * 1000:.0f} ms without content)\n"
-        )
-        out.flush()
-        outcomes: list[_Outcome] = []
-        timeout = Timeout(connect=2, first_chunk=5, idle=5, total=20)
-        started = time.perf_counter()
-        async with AsyncClient(timeout=timeout) as client:
+    # "flaky" is one provider to the client; behind it, one server per behaviour, so a
+    # seed decides which requests fail, however the concurrent requests interleave.
+    flaky = {"ok": OpenAITestServer(default=Reply(chunk_delay=0.005))}
+    flaky.update({kind: OpenAITestServer(default=reply) for kind, reply in _FAILURES.items()})
+    servers = [healthy, slow, *flaky.values()]
+    plans = []
+    for _ in range(requests):
+        order = rng.sample(["healthy", "flaky", "slow"], 3)
+        behaviour = rng.choice(list(_FAILURES)) if rng.random() < 0.5 else "ok"
+        plans.append((order, behaviour))
+    quiet = logging.getLogger("aiohttp.server")  # a hedge loser's disconnect is expected
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
+    try:
+        async with contextlib.AsyncExitStack() as stack:
+            for server in servers:
+                await stack.enter_async_context(server)
+            members = {
+                "healthy": OpenAICompatible(base_url=healthy.base_url, name="healthy"),
+                "slow": OpenAICompatible(base_url=slow.base_url, name="slow"),
+            }
 
-            async def run(number: int) -> None:
-                outcomes.append(await _one(client, group, number))
+            def group(order: list[str], behaviour: str) -> RetryProvider:
+                flaky_one = OpenAICompatible(base_url=flaky[behaviour].base_url, name="flaky")
+                chosen = [members.get(name, flaky_one) for name in order]
+                return RetryProvider(chosen, shuffle=False, hedge=True, hedge_delay=HEDGE_DELAY)
 
-            async with anyio.create_task_group() as tg:
-                for number in range(1, requests + 1):
-                    tg.start_soon(run, number)
-        _report(outcomes, time.perf_counter() - started, out)
+            out.write(
+                f"asyncprov demo: {requests} concurrent streaming requests, offline, to "
+                "three local providers\n"
+                f"  healthy: answers at once   flaky: fails about half the time   "
+                f"slow: {SLOW_DELAY:.0f} s before the first byte\n"
+                f"through RetryProvider (random order per request, hedged after "
+                f"{HEDGE_DELAY * 1000:.0f} ms without content, {concurrency} at a time)\n"
+            )
+            out.flush()
+            outcomes: list[_Outcome] = []
+            limiter = anyio.CapacityLimiter(concurrency)
+            timeout = Timeout(connect=2, first_chunk=5, idle=5, total=20)
+            started = time.perf_counter()
+            async with AsyncClient(timeout=timeout) as client:
+
+                async def run(number: int) -> None:
+                    order, behaviour = plans[number - 1]
+                    outcome = await _one(client, group(order, behaviour), number, limiter)
+                    outcomes.append(outcome)
+
+                async with anyio.create_task_group() as tg:
+                    for number in range(1, requests + 1):
+                        tg.start_soon(run, number)
+            _report(outcomes, time.perf_counter() - started, out)
+    finally:
+        quiet.setLevel(level)
     return 0 if all(o.provider for o in outcomes) else 1

@@ -60,6 +60,19 @@ def upstream(url: str = "http://127.0.0.1:9/v1", **more: Any) -> dict[str, Any]:
             "routes.m.mode",
         ),
         ({"providers": {"a": upstream(), "b": upstream()}}, "routes"),
+        ({"providers": {"a": upstream("http://u:pw@127.0.0.1:9/v1")}}, "providers.a.base_url"),
+        ({"providers": {"a": upstream(models=["x", "x"])}}, "providers.a.models"),
+        ({"providers": {"a": upstream(models=[""])}}, "providers.a.models.0"),
+        ({"providers": {"a": upstream()}, "server": {"host": ""}}, "server.host"),
+        ({"providers": {"a": upstream()}, "server": {"port": True}}, "server.port"),
+        ({"providers": {"a": upstream()}, "server": {"grace_period": float("inf")}}, "grace"),
+        (
+            {
+                "providers": {"a": upstream()},
+                "routes": {"m": {"providers": ["a"], "hedge_delay": 1}},
+            },
+            "routes.m",
+        ),
     ],
 )
 def test_invalid_configuration_names_the_field(data: dict[str, Any], names: str) -> None:
@@ -71,6 +84,25 @@ def test_invalid_configuration_names_the_field(data: dict[str, Any], names: str)
 def test_client_keys_variable_must_be_set() -> None:
     config = parse_config({"providers": {"a": upstream()}, "server": {"client_keys_env": "GW_X"}})
     with pytest.raises(ConfigurationError, match=r"server\.client_keys_env: .* GW_X is not set"):
+        config.server.keys()
+
+
+@pytest.mark.parametrize(
+    ("server", "value"),
+    [
+        ({"client_keys_env": "GW_KEYS"}, ", ,"),
+        ({"client_keys_env": "GW_KEYS"}, ""),
+        ({"client_keys": ["good", " "]}, None),
+    ],
+)
+def test_blank_client_keys_never_open_the_gateway(
+    server: dict[str, Any], value: str | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keys asked for but blank stop the gateway at start instead of leaving it open."""
+    if value is not None:
+        monkeypatch.setenv("GW_KEYS", value)
+    config = parse_config({"providers": {"a": upstream()}, "server": server})
+    with pytest.raises(ConfigurationError, match=r"server\.client_keys"):
         config.server.keys()
 
 
@@ -197,22 +229,34 @@ async def test_serve_routes_models_with_failover_and_keys(
 async def test_upstream_keys_are_never_echoed_or_logged(
     server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
+    """An upstream that refuses the gateway's key, and echoes it back in its message, gets
+    a 502 to the client (whose own key is fine), with the key masked everywhere."""
     secret = "sk-upstream-very-secret"
     monkeypatch.setenv("GW_UPSTREAM_KEY", secret)
-    server.api_key = "something-else"  # the upstream refuses the key: a 401 comes back
+    echo = {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error"}
+    server.default = Reply(status=401, error=echo)
+    content = {"choices": [{"index": 0, "delta": {"content": "first words"}}]}
+    midstream = f"data: {json.dumps(content)}\n\ndata: {json.dumps({'error': echo})}\n\n"
+    server.add_reply(Reply(raw=midstream.encode(), content_type="text/event-stream"))
     config = {
         "server": {"port": 0},
         "providers": {"up": upstream(server.base_url, api_key_env="GW_UPSTREAM_KEY")},
     }
     caplog.set_level(logging.DEBUG)
+    body: dict[str, Any] = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
     async with serving(config) as url, aiohttp.ClientSession() as session:
-        body = {"model": "any", "messages": [{"role": "user", "content": "hi"}]}
+        body["stream"] = True  # the mid-stream error event, scripted first
         async with session.post(url + "/chat/completions", json=body) as response:
             text = await response.text()
-            assert response.status == 401
-        body["stream"] = True
-        async with session.post(url + "/chat/completions", json=body) as response:
-            text += await response.text()
+        assert "first words" in text and "Incorrect API key provided: ***" in text
+        for stream in (False, True):
+            body["stream"] = stream
+            async with session.post(url + "/chat/completions", json=body) as response:
+                assert response.status == 502
+                error = (await response.json())["error"]
+                assert error["message"].startswith("an upstream provider refused the gateway")
+                assert "Incorrect API key provided: ***" in error["message"]
+                text += json.dumps(error)
     assert secret not in text
     assert secret not in caplog.text
     assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"
@@ -367,3 +411,123 @@ async def test_client_image_urls_are_passed_on_not_fetched(server: OpenAITestSer
         finally:
             await runner.cleanup()
     assert server.requests[-1].json["messages"][0]["content"][1] == image
+
+
+async def test_unknown_paths_and_bad_auth_headers_answer_in_openai_json(
+    server: OpenAITestServer,
+) -> None:
+    async with AsyncClient(base_url=server.base_url) as client:
+        runner, url = await start_app(create_app(client, api_keys=["right-key"]))
+        try:
+            async with aiohttp.ClientSession() as session:
+                async with session.get(url + "/nothing-here") as r:
+                    assert r.status == 404 and "error" in await r.json()
+                async with session.get(url + "/chat/completions") as r:
+                    assert r.status == 405 and "error" in await r.json()
+                for header in (b"right-key", b"Bearer \xff\xfe", b"Basic right-key"):
+                    async with session.get(
+                        url + "/models", headers={"Authorization": header.decode("latin-1")}
+                    ) as r:
+                        assert r.status == 401, header
+                        assert (await r.json())["error"]["type"] == "authentication_error"
+        finally:
+            await runner.cleanup()
+
+
+async def test_shutdown_answers_a_request_whose_body_is_still_arriving(
+    server: OpenAITestServer,
+) -> None:
+    """A request still sending its body at shutdown gets a 503 at once, not a dropped
+    connection after the grace period."""
+    async with AsyncClient(base_url=server.base_url) as client:
+        runner, _ = await start_app(create_app(client, grace_period=30))
+        port = runner.addresses[0][1]
+        stream = await anyio.connect_tcp("127.0.0.1", port)
+        try:
+            head = (
+                "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n"
+                'Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"model":'
+            )
+            await stream.send(head.encode())
+            with anyio.fail_after(5):
+                while not app_inflight(runner):  # noqa: ASYNC110 (no event to wait on)
+                    await anyio.sleep(0.01)
+            with anyio.fail_after(5):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(runner.cleanup)
+                    reply = b""
+                    with contextlib.suppress(anyio.EndOfStream, anyio.BrokenResourceError):
+                        while b"shutting down" not in reply:
+                            reply += await stream.receive()
+        finally:
+            await stream.aclose()
+    assert reply.startswith(b"HTTP/1.1 503")
+
+
+def app_inflight(runner: aiohttp.web.AppRunner) -> list[object]:
+    from asyncprov.server._app import _GATEWAY_KEY
+
+    assert runner.app is not None
+    return list(runner.app[_GATEWAY_KEY].inflight)
+
+
+async def test_client_disconnects_mid_stream_log_no_errors(
+    server: OpenAITestServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Clients dropping a fast stream are routine: no ERROR log (a failed write to a gone
+    client is not a server error)."""
+    server.default = Reply(content="word " * 5000, chunks=5000)
+    async with AsyncClient(base_url=server.base_url) as client:
+        runner, url = await start_app(create_app(client))
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+        try:
+            for _ in range(20):
+                async with aiohttp.ClientSession() as session:
+                    response = await session.post(url + "/chat/completions", json=body)
+                    await response.content.readline()
+                    response.close()  # drop the connection mid-stream
+            with anyio.fail_after(5):
+                while app_inflight(runner):  # noqa: ASYNC110 (no event to wait on)
+                    await anyio.sleep(0.01)
+        finally:
+            await runner.cleanup()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert errors == [], [r.getMessage() for r in errors]
+
+
+def test_second_signal_ends_the_grace_period_at_once(tmp_path: Path) -> None:
+    """SIGTERM starts a 60 s grace period; a second SIGTERM ends a stalled stream now, with
+    an error event, and the process exits 0."""
+    stalled = OpenAITestServer(default=Reply(content="a b c", fault="stall", fault_after=1))
+    with stalled.run_in_thread():
+        config = tmp_path / "gw.toml"
+        config.write_text(
+            f'[server]\nport = 0\ngrace_period = 60\n[providers.up]\ntype = "OpenAICompatible"'
+            f'\nbase_url = "{stalled.base_url}"\n'
+        )
+        process = run_cli("serve", "--config", str(config))
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split()[2]
+            body = json.dumps({"model": "m", "messages": "hi", "stream": True}).encode()
+            import urllib.request
+
+            request = urllib.request.Request(
+                url + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
+            )
+            with urllib.request.urlopen(request, timeout=30) as response:
+                assert response.readline().startswith(b"data: ")
+                process.send_signal(signal.SIGTERM)
+                assert process.stderr is not None
+                for _ in range(100):  # the log line saying the first signal was seen
+                    line = process.stderr.readline()
+                    if not line or "shutting down" in line:
+                        break
+                process.send_signal(signal.SIGTERM)
+                rest = response.read().decode()
+            _, err = process.communicate(timeout=30)
+        finally:
+            process.kill()
+            process.wait(timeout=10)
+    assert process.returncode == 0, err
+    assert "shutting down" in rest and "[DONE]" not in rest

@@ -12,6 +12,7 @@ from typing import Any
 
 import anyio
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from .. import (
     APIConnectionError,
@@ -27,6 +28,7 @@ from .. import (
     RetryProviderError,
     StreamInterruptedError,
 )
+from ..providers.base import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
@@ -36,6 +38,7 @@ log = logging.getLogger("asyncprov.server")
 _SHUTTING_DOWN = "the gateway is shutting down"
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
+_GATEWAY_KEY: web.AppKey[_Gateway] = web.AppKey("gateway")
 # `create()` keywords that configure the gateway's own call (where it connects, with which
 # key, how long it waits). A remote client must never set them; every other body field
 # is OpenAI's and goes upstream as it is.
@@ -74,9 +77,23 @@ def _error_event(message: str, kind: str, status: int) -> bytes:
     return _event(json.dumps({"error": {"message": message, "type": kind, "code": status}}))
 
 
+def _upstream_keys(provider: Provider | None) -> list[str]:
+    """Every key ``provider`` (or its failover members) would send upstream."""
+    if provider is None:
+        return []
+    members: list[Provider] = list(getattr(provider, "providers", ())) or [provider]
+    keys = []
+    for member in members:
+        with contextlib.suppress(AsyncProvError):
+            if (key := member.get_api_key()) and len(key) >= 4:
+                keys.append(key)
+    return keys
+
+
 class _Gateway:
     def __init__(
         self,
+        client: AsyncClient,
         models: Iterable[str],
         api_keys: Iterable[str],
         routes: Mapping[str, Route] | None,
@@ -87,16 +104,40 @@ class _Gateway:
         self.api_keys = [key.encode() for key in api_keys]
         self.grace_period = grace_period
         self.draining = False
-        self.inflight: set[anyio.CancelScope] = set()
+        self.inflight: dict[anyio.CancelScope, _Answer] = {}
         self.idle: anyio.Event | None = None  # made by drain(), inside the loop
+        self.hurry: anyio.Event | None = None
+        # Upstream keys never reach a client or a log line, even when an upstream echoes
+        # one back in an error message.
+        providers = [client.provider, *(r.provider for r in (self.routes or {}).values())]
+        self.secrets = sorted({k for p in providers for k in _upstream_keys(p)}, key=len)[::-1]
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
             return True
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return False
+        given = header.removeprefix("Bearer ").strip().encode("utf-8", "surrogateescape")
         # Compare against every key, in constant time, so timing reveals nothing.
         matches = [hmac.compare_digest(given, key) for key in self.api_keys]
         return any(matches)
+
+    def failure(self, error: AsyncProvError) -> tuple[int, str, str]:
+        """The status, OpenAI error type and scrubbed message a client gets for ``error``."""
+        status, kind = _status_for(error)
+        message = self.scrub(str(error))
+        if isinstance(error, HTTPStatusError) and status in (401, 403):
+            # The upstream refused the gateway's own credentials: the client's key is
+            # fine, so it must not look like a 401 to it.
+            status, kind = 502, "upstream_error"
+            message = "an upstream provider refused the gateway's credentials: " + message
+        return status, kind, message
 
     async def health(self, request: web.Request) -> web.Response:
         if self.draining:
@@ -118,12 +159,78 @@ class _Gateway:
             return _error(401, "invalid or missing API key", "authentication_error")
         if self.draining:
             return _error(503, _SHUTTING_DOWN, "server_error")
+        # Registered before the first await, so a shutdown sees every started request.
+        answer = _Answer(self, request)
+        scope = anyio.CancelScope()
+        self.inflight[scope] = answer
         try:
-            body = await request.json()
+            with scope:
+                return await answer.run()
+            # Cancelled by a shutdown: its grace period ran out, or the body never came.
+            return await answer.cut_off()
+        except Exception as error:  # a bug, not an expected failure: no internals shown
+            log.error("unexpected %s while answering", type(error).__name__)
+            return _error(500, "the gateway failed unexpectedly", "server_error")
+        finally:
+            del self.inflight[scope]
+            if not self.inflight and self.idle is not None:
+                self.idle.set()
+
+    async def drain(self, app: web.Application) -> None:
+        """At shutdown: refuse new requests, let in-flight ones finish for up to the grace
+        period, then end the rest (streams get an error event, never a fake [DONE])."""
+        self.draining = True
+        self.idle = idle = anyio.Event()
+        self.hurry = self.hurry or anyio.Event()
+        # Bodies still arriving never complete: the server stops reading at shutdown.
+        for scope, answer in list(self.inflight.items()):
+            if answer.reading:
+                scope.cancel()
+        if not self.inflight:
+            return
+        log.info("waiting up to %s s for %d requests", self.grace_period, len(self.inflight))
+        async with anyio.create_task_group() as tg:
+
+            async def hurried() -> None:
+                assert self.hurry is not None
+                await self.hurry.wait()
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(hurried)
+            with anyio.move_on_after(self.grace_period):
+                await idle.wait()
+            tg.cancel_scope.cancel()
+        if self.inflight:
+            log.warning("ending %d requests still in flight", len(self.inflight))
+            for scope in list(self.inflight):
+                scope.cancel()
+            with anyio.move_on_after(5):
+                await idle.wait()
+
+    def stop_now(self) -> None:
+        """End the grace period now (a second Ctrl-C)."""
+        if self.hurry is None:
+            self.hurry = anyio.Event()
+        self.hurry.set()
+
+
+class _Answer:
+    """One chat request's reply, as far as it has got."""
+
+    def __init__(self, gateway: _Gateway, request: web.Request) -> None:
+        self.gateway = gateway
+        self.request = request
+        self.reading = True
+        self.response: web.StreamResponse | None = None
+
+    async def run(self) -> web.StreamResponse:
+        try:
+            body = await self.request.json()
         except web.HTTPRequestEntityTooLarge:
             return _error(413, "the request body is too large", "invalid_request_error")
         except ValueError:
             return _error(400, "the request body is not valid JSON", "invalid_request_error")
+        self.reading = False
         if not isinstance(body, dict):
             return _error(400, "the request body must be a JSON object", "invalid_request_error")
         options: dict[str, Any] = {
@@ -132,65 +239,24 @@ class _Gateway:
             if key not in CALLER_ONLY and key not in ("model", "messages", "stream")
         }
         model = body.get("model")
-        if self.routes is not None:
-            route = self.routes.get(model) if isinstance(model, str) else None
+        routes = self.gateway.routes
+        if routes is not None:
+            route = routes.get(model) if isinstance(model, str) else None
             if route is None:
                 message = f"the model {model!r} does not exist; GET /v1/models lists them"
                 return _error(404, message, "invalid_request_error", "model_not_found")
             options["provider"] = route.provider
             model = route.model
-        state = _Answer(request, stream=bool(body.get("stream")))
-        scope = anyio.CancelScope()
-        self.inflight.add(scope)
-        try:
-            with scope:
-                return await state.run(
-                    request.app[_CLIENT_KEY], model, body.get("messages"), options
-                )
-            # Cancelled by a shutdown whose grace period ran out.
-            return await state.cut_off()
-        finally:
-            self.inflight.discard(scope)
-            if not self.inflight and self.idle is not None:
-                self.idle.set()
-
-    async def drain(self, app: web.Application) -> None:
-        """At shutdown: refuse new requests, let in-flight ones finish for up to the grace
-        period, then end the rest (streams get an error event, never a fake [DONE])."""
-        self.draining = True
-        if not self.inflight:
-            return
-        log.info("waiting up to %s s for %d requests", self.grace_period, len(self.inflight))
-        idle = self.idle = anyio.Event()
-        with anyio.move_on_after(self.grace_period):
-            await idle.wait()
-        if self.inflight:
-            log.warning("grace period over: ending %d requests", len(self.inflight))
-            for scope in list(self.inflight):
-                scope.cancel()
-            with anyio.move_on_after(5):
-                await idle.wait()
-
-
-class _Answer:
-    """One chat request's reply, as far as it has got."""
-
-    def __init__(self, request: web.Request, *, stream: bool) -> None:
-        self.request = request
-        self.stream = stream
-        self.response: web.StreamResponse | None = None
-
-    async def run(
-        self, client: AsyncClient, model: Any, messages: Any, options: dict[str, Any]
-    ) -> web.StreamResponse:
+        stream = bool(body.get("stream"))
+        client = self.request.app[_CLIENT_KEY]
         try:
             result = await client.chat.completions.create(
-                model=model, messages=messages, stream=self.stream, **options
+                model=model, messages=body.get("messages"), stream=stream, **options
             )
         except AsyncProvError as error:
-            status, kind = _status_for(error)
+            status, kind, message = self.gateway.failure(error)
             log.info("request failed before streaming: %s", type(error).__name__)
-            return _error(status, str(error), kind)
+            return _error(status, message, kind)
         if isinstance(result, ChatCompletion):
             return web.Response(
                 body=result.model_dump_json(exclude_none=True), content_type="application/json"
@@ -198,28 +264,49 @@ class _Answer:
         response = self.response = web.StreamResponse(
             headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
         )
-        await response.prepare(self.request)
-        # A client disconnect cancels this handler; leaving `async with` then closes the
-        # upstream connection at once.
+        # A client disconnect cancels this handler (or fails a write); leaving
+        # `async with` then closes the upstream connection at once.
         async with result:
             try:
+                await response.prepare(self.request)
                 async for chunk in result:
                     await response.write(_event(chunk.model_dump_json(exclude_none=True)))
             except AsyncProvError as error:
                 # Never a fake [DONE]: the client must see that the stream broke off.
-                status, kind = _status_for(error)
-                await response.write(_error_event(str(error), kind, status))
+                status, kind, message = self.gateway.failure(error)
+                with contextlib.suppress(ConnectionError):
+                    await response.write(_error_event(message, kind, status))
                 return response
-        await response.write(b"data: [DONE]\n\n")
-        await response.write_eof()
+            except ConnectionError:  # the client went away mid-write
+                log.info("client disconnected mid-stream")
+                return response
+        with contextlib.suppress(ConnectionError):
+            await response.write(b"data: [DONE]\n\n")
+            await response.write_eof()
         return response
 
     async def cut_off(self) -> web.StreamResponse:
-        if self.response is None:
+        if self.response is None or not self.response.prepared:
             return _error(503, _SHUTTING_DOWN, "server_error")
         with contextlib.suppress(ConnectionError, RuntimeError):  # the client may be gone
             await self.response.write(_error_event(_SHUTTING_DOWN, "server_error", 503))
         return self.response
+
+
+@web.middleware
+async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Unknown paths and methods answer in OpenAI's error JSON too."""
+    try:
+        return await handler(request)
+    except web.HTTPException as error:
+        if error.status < 400:
+            raise
+        return _error(error.status, error.reason, "invalid_request_error")
+
+
+def stop_now(app: web.Application) -> None:
+    """Cut a graceful shutdown short: in-flight requests end now (a second signal)."""
+    app[_GATEWAY_KEY].stop_now()
 
 
 def create_app(
@@ -248,9 +335,10 @@ def create_app(
         >>> app = create_app(AsyncClient(base_url="http://127.0.0.1:11434/v1"))
         >>> web.run_app(app, host="127.0.0.1", port=8000)
     """
-    gateway = _Gateway(models, api_keys, routes, grace_period)
-    app = web.Application(client_max_size=max_body_size)
+    gateway = _Gateway(client, models, api_keys, routes, grace_period)
+    app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
     app[_CLIENT_KEY] = client
+    app[_GATEWAY_KEY] = gateway
     app.router.add_post("/v1/chat/completions", gateway.chat)
     app.router.add_get("/v1/models", gateway.list_models)
     app.router.add_get("/healthz", gateway.health)

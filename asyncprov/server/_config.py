@@ -36,9 +36,17 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .._client import validation_message
 from .._errors import AsyncProvError, ConfigurationError
@@ -64,35 +72,44 @@ DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 
 
 class _Section(BaseModel):
-    # A misspelt key is an error, not a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # A misspelt key is an error, not a silently ignored setting; `port = true` or
+    # `shuffle = "yes"` are errors too, not coerced.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+Name = Annotated[str, Field(min_length=1)]
+Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 
 
 class ServerConfig(_Section):
     """``[server]``: where the gateway listens and whom it lets in."""
 
-    host: str = "127.0.0.1"
+    host: Name = "127.0.0.1"
     """The address to bind: loopback unless told otherwise."""
     port: int = Field(default=8000, ge=0, le=65535)
-    client_keys: list[str] = []
+    client_keys: list[Name] = Field(default=[], repr=False)
     """Bearer keys clients must present (prefer ``client_keys_env``)."""
-    client_keys_env: str | None = None
+    client_keys_env: Name | None = None
     """An environment variable holding comma-separated client keys."""
     max_body_size: int = Field(default=DEFAULT_MAX_BODY_SIZE, gt=0)
-    grace_period: float = Field(default=10.0, ge=0)
+    grace_period: Seconds = 10.0
     """Seconds in-flight requests may take to finish at shutdown."""
 
     def keys(self) -> list[str]:
-        """Every client key: the listed ones and those in ``client_keys_env``."""
-        keys = [key.strip() for key in self.client_keys if key.strip()]
+        """Every client key: the listed ones and those in ``client_keys_env``. Keys asked
+        for but empty are an error, never a silently open gateway."""
+        keys = [key.strip() for key in self.client_keys]
+        if any(not key for key in keys):
+            raise ConfigurationError("server.client_keys: a key is blank")
         if self.client_keys_env:
-            value = os.environ.get(self.client_keys_env, "")
-            if not value.strip():
-                raise ConfigurationError(
-                    f"server.client_keys_env: the environment variable "
-                    f"{self.client_keys_env} is not set"
-                )
-            keys.extend(key.strip() for key in value.split(",") if key.strip())
+            where = f"server.client_keys_env: the environment variable {self.client_keys_env}"
+            value = os.environ.get(self.client_keys_env)
+            if value is None:
+                raise ConfigurationError(f"{where} is not set")
+            found = [key.strip() for key in value.split(",") if key.strip()]
+            if not found:
+                raise ConfigurationError(f"{where} holds no keys (comma-separated)")
+            keys.extend(found)
         return keys
 
 
@@ -101,11 +118,25 @@ class ProviderConfig(_Section):
 
     type: str
     """A provider class name, e.g. ``OpenAICompatible``, ``OpenaiChat``, ``Reka``."""
-    base_url: str | None = None
-    api_key_env: str | None = None
+    base_url: Name | None = None
+    api_key_env: Name | None = None
     """The *name* of the environment variable holding the key (never the key)."""
-    models: list[str] = []
+    models: list[Name] = []
     """Models it serves; the first is sent when a route names another model."""
+
+    @field_validator("base_url")
+    @classmethod
+    def _no_credentials(cls, value: str | None) -> str | None:
+        if value is not None and "@" in urlsplit(value).netloc:
+            raise ValueError("credentials in the URL are not supported; use api_key_env")
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("a model is listed twice")
+        return value
 
     @field_validator("type")
     @classmethod
@@ -119,8 +150,8 @@ class ProviderConfig(_Section):
 class Target(_Section):
     """One member of a route's failover group, with the model to ask it for."""
 
-    provider: str
-    model: str | None = None
+    provider: Name
+    model: Name | None = None
 
 
 class RouteConfig(_Section):
@@ -130,8 +161,15 @@ class RouteConfig(_Section):
     """Provider names (or ``{provider = ..., model = ...}``), tried in this order."""
     mode: Literal["sequential", "hedged"] = "sequential"
     """``hedged`` also starts the next provider when one shows no content in time."""
-    hedge_delay: float = Field(default=2.0, gt=0)
+    hedge_delay: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    """Seconds without content before hedging (2 when not given; ``hedged`` only)."""
     shuffle: bool = False
+
+    @model_validator(mode="after")
+    def _hedge_delay_needs_hedging(self) -> Self:
+        if self.hedge_delay is not None and self.mode != "hedged":
+            raise ValueError('hedge_delay is only used with mode = "hedged"')
+        return self
 
 
 class GatewayConfig(_Section):
@@ -139,8 +177,8 @@ class GatewayConfig(_Section):
 
     server: ServerConfig = ServerConfig()
     timeouts: Timeout = Timeout()
-    providers: dict[str, ProviderConfig] = Field(min_length=1)
-    routes: dict[str, RouteConfig] = {}
+    providers: dict[Name, ProviderConfig] = Field(min_length=1)
+    routes: dict[Name, RouteConfig] = {}
 
     def targets(self, route: RouteConfig) -> list[Target]:
         """The route's members as ``Target``s."""
@@ -228,7 +266,7 @@ def build_routes(config: GatewayConfig) -> tuple[dict[str, Route] | None, Provid
                 members,
                 shuffle=route.shuffle,
                 hedge=route.mode == "hedged",
-                hedge_delay=route.hedge_delay,
+                hedge_delay=route.hedge_delay or 2.0,
             )
             routes[model] = Route(group, model)
     serving: dict[str, list[Provider]] = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import signal
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from .._client import AsyncClient
 from .._errors import ConfigurationError
-from ._app import create_app
+from ._app import create_app, stop_now
 from ._config import GatewayConfig, build_routes
 
 __all__ = ["serve"]
@@ -44,6 +45,10 @@ async def serve(
     routes, fallback = build_routes(config)
     settings = config.server
     keys = settings.keys()
+    if not keys and not _is_loopback(settings.host):
+        log.warning(
+            "listening on %s with no client keys: anyone who can reach it may use it", settings.host
+        )
     stop = stop or anyio.Event()
     async with AsyncClient(fallback, timeout=config.timeouts) as client:
         app = create_app(
@@ -62,8 +67,8 @@ async def serve(
                 await site.start()
             except OSError as error:
                 raise ConfigurationError(
-                    f"server.port: cannot listen on {settings.host}:{settings.port}: "
-                    f"{error.strerror or error}"
+                    f"server.host/server.port: cannot listen on {settings.host}:"
+                    f"{settings.port}: {error.strerror or error}"
                 ) from None
             host, port = runner.addresses[0][:2]
             url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/v1"
@@ -72,18 +77,33 @@ async def serve(
             if ready is not None:
                 ready(url)
             async with anyio.create_task_group() as tg:
-
-                async def on_signal() -> None:
-                    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                        async for signum in signals:
-                            log.info("%s: shutting down", signal.Signals(signum).name)
-                            stop.set()
-                            return
-
                 if handle_signals:
-                    tg.start_soon(on_signal)
+                    tg.start_soon(_on_signals, stop, app)
                 await stop.wait()
+                await runner.cleanup()  # graceful: see create_app's grace_period
                 tg.cancel_scope.cancel()
         finally:
-            await runner.cleanup()
+            if runner.server is not None:  # not cleaned up yet (an error on the way)
+                await runner.cleanup()
         log.info("stopped")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+async def _on_signals(stop: anyio.Event, app: web.Application) -> None:
+    """The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends the
+    grace period at once (in-flight streams get their error event)."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if not stop.is_set():
+                log.info("%s: shutting down (again to stop now)", name)
+                stop.set()
+            else:
+                log.warning("%s again: ending in-flight requests now", name)
+                stop_now(app)

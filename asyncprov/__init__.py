@@ -1,5 +1,9 @@
 """asyncprov: one async-first, OpenAI-shaped client over many LLM chat providers."""
 
+from ._batch import AsyncBatch as AsyncBatch
+from ._batch import BatchProgress as BatchProgress
+from ._batch import BatchRequest as BatchRequest
+from ._batch import BatchResult as BatchResult
 from ._client import AsyncClient as AsyncClient
 from ._errors import APIConnectionError as APIConnectionError
 from ._errors import APIError as APIError
@@ -36,7 +40,11 @@ from ._errors import StreamNotSupportedError as StreamNotSupportedError
 from ._errors import StreamTimeoutError as StreamTimeoutError
 from ._errors import TotalTimeoutError as TotalTimeoutError
 from ._errors import UnprocessableEntityError as UnprocessableEntityError
+from ._ratelimit import RateLimit as RateLimit
+from ._ratelimit import RateLimits as RateLimits
+from ._ratelimit import RateLimitStats as RateLimitStats
 from ._streaming import AsyncStream as AsyncStream
+from ._sync import Batch as Batch
 from ._sync import Client as Client
 from ._sync import Stream as Stream
 from ._timeouts import Timeout as Timeout
@@ -61,12 +69,17 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AsyncBatch",
     "AsyncClient",
     "AsyncProvError",
     "AsyncStream",
     "Attempt",
     "AuthenticationError",
     "BadRequestError",
+    "Batch",
+    "BatchProgress",
+    "BatchRequest",
+    "BatchResult",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -98,7 +111,10 @@ __all__ = [
     "ProviderNotFoundError",
     "ProviderNotWorkingError",
     "ProxyError",
+    "RateLimit",
     "RateLimitError",
+    "RateLimitStats",
+    "RateLimits",
     "ResponseDecodeError",
     "RetryNoProviderError",
     "RetryProviderError",

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
 from typing import Any, Literal, TypeAlias, overload
 
 from pydantic import ValidationError
 
+from ._batch import DEFAULT_CONCURRENCY, AsyncBatch, BatchProgress, BatchRequest
 from ._closing import AsyncCloseable
 from ._errors import (
     ConfigurationError,
@@ -19,6 +20,7 @@ from ._health import ProviderHealth
 from ._http import HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
 from ._proxies import ProxyConfig, resolve_proxy
+from ._ratelimit import RateLimit, RateLimits
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
@@ -267,6 +269,8 @@ class AsyncCompletions:
             completion = await complete(chosen, request, http)
             attempts = http.attempts or [_one_attempt(chosen, started)]
             completion.__dict__["attempts"] = tuple(attempts)  # excluded from dumps
+            if http.charges:
+                http.settle(completion)
             return completion
         result = AsyncStream(
             chosen.stream(request, http),
@@ -278,6 +282,50 @@ class AsyncCompletions:
         await result._start()
         result.attempts = tuple(http.attempts or [_one_attempt(chosen, started)])
         return result
+
+    def batch(
+        self,
+        requests: Iterable[BatchRequest] | AsyncIterable[BatchRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        ordered: bool = False,
+        progress: Callable[[BatchProgress], object] | None = None,
+        **defaults: Any,
+    ) -> AsyncBatch:
+        """Run many non-streamed requests, at most ``concurrency`` at a time.
+
+        Use the result in ``async with`` and iterate it: one ``BatchResult`` per
+        request, carrying the completion or the typed error (a failure never stops
+        the batch). The input is read only as requests can start, so it may be a
+        generator over millions of lines. Rate limits set on the client
+        (``rate_limits``) apply to every request.
+
+        Args:
+            requests: dicts of ``create()`` arguments (``model``, ``messages``, ...),
+                each with an optional ``custom_id``; an iterable or async iterable.
+            concurrency: the most requests in flight at once.
+            ordered: yield results in input order instead of as they finish (at most
+                ``concurrency`` finished results wait for a slow one before intake
+                pauses).
+            progress: called with a ``BatchProgress`` after every result.
+            **defaults: ``create()`` arguments for every request (a request's own
+                values win), e.g. ``model="gpt-4o-mini"`` or ``timeout=60``.
+
+        Example:
+            >>> requests = ({"custom_id": str(i), "messages": f"Say {i}"} for i in range(1000))
+            >>> async with client.chat.completions.batch(
+            ...         requests, model="gpt-4o-mini", concurrency=64) as results:
+            ...     async for result in results:
+            ...         print(result.custom_id, result.completion or result.error_type)
+        """
+        return AsyncBatch(
+            self,
+            requests,
+            concurrency=concurrency,
+            ordered=ordered,
+            progress=progress,
+            defaults=defaults,
+        )
 
 
 class AsyncChat:
@@ -303,6 +351,9 @@ class AsyncClient(AsyncCloseable):
         max_event_size: the largest single streamed event accepted, in bytes.
         max_image_bytes: the largest image accepted, in bytes.
         connection_limit: the most connections open at once.
+        rate_limits: ``{provider name: RateLimit(rpm=..., tpm=..., concurrency=...)}``
+            shared by every call of this client (``"*"``: each provider without its
+            own); see ``rate_limits``.
 
     Example:
         >>> async with AsyncClient(base_url="http://127.0.0.1:8000/v1") as client:
@@ -323,6 +374,7 @@ class AsyncClient(AsyncCloseable):
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = 10_000,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         chosen: Provider | None = None
         if provider is not None:
@@ -342,6 +394,10 @@ class AsyncClient(AsyncCloseable):
             headers=headers,
             connect_timeout=self.timeout.connect,
         )
+        if rate_limits is not None:
+            self._http.rate_limits = (
+                rate_limits if isinstance(rate_limits, RateLimits) else RateLimits(rate_limits)
+            )
         self._warned_not_working: set[str] = set()
         self.health = ProviderHealth()
         """Recent failures per provider, used by failover to cool providers down."""
@@ -351,6 +407,14 @@ class AsyncClient(AsyncCloseable):
     def provider(self) -> Provider | None:
         """The client's provider, if it has one."""
         return self._provider
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The per-provider rate limits, a mutable mapping of provider name to
+        ``RateLimit``; ``rate_limits.stats(name)`` tells how often each paced or waited."""
+        if self._http.rate_limits is None:
+            self._http.rate_limits = RateLimits()
+        return self._http.rate_limits
 
     def __repr__(self) -> str:
         return f"AsyncClient(provider={self._provider!r}, proxy={self.proxy!r})"

@@ -24,6 +24,7 @@ from ._errors import (
     ProxyError,
     ResponseDecodeError,
     error_for_status,
+    parse_retry_after,
 )
 from ._health import ProviderHealth
 from ._http_errors import error_fields, scrub, translate
@@ -33,7 +34,8 @@ from ._timeouts import Deadline
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._types import Attempt
+    from ._ratelimit import Limiter, RateLimits
+    from ._types import Attempt, ChatCompletion
     from .providers.base import Provider
 
 __all__ = ["HttpCall", "HttpClient", "HttpResponse"]
@@ -228,6 +230,7 @@ class HttpCall:
         "_client",
         "_raw",
         "attempts",
+        "charges",
         "deadline",
         "health",
         "max_event_size",
@@ -259,6 +262,8 @@ class HttpCall:
         self.streaming = True
         self.attempts: list[Attempt] = []
         """Failover attempts made so far for this call (shared with its siblings)."""
+        self.charges: list[tuple[Limiter, int]] = []
+        """Tokens charged to rate limiters by this call's requests (shared likewise)."""
 
     def attempt(self, *, provider: Provider) -> HttpCall:
         """A sibling call for one failover attempt: a fresh deadline for its phases,
@@ -272,8 +277,19 @@ class HttpCall:
             model=self.model,
         )
         child.attempts = self.attempts
+        child.charges = self.charges
         self._children.append(child)
         return child
+
+    def settle(self, completion: ChatCompletion) -> None:
+        """Correct the tokens charged for the request that answered by its usage."""
+        usage = completion.usage
+        if usage is None:
+            return
+        for limiter, charged in reversed(self.charges):
+            if limiter.name == completion.provider or len(self.charges) == 1:
+                limiter.settle(charged, usage.total_tokens)
+                return
 
     def abort(self) -> None:
         """Close this call's connections now, from outside the task reading them (a reader
@@ -351,7 +367,16 @@ class HttpCall:
 class _Post:
     """The ``async with`` of ``HttpCall.post`` (a plain class: it runs per request)."""
 
-    __slots__ = ("_body", "_call", "_headers", "_raw", "_response", "_stream", "_url")
+    __slots__ = (
+        "_body",
+        "_call",
+        "_headers",
+        "_limiter",
+        "_raw",
+        "_response",
+        "_stream",
+        "_url",
+    )
 
     def __init__(
         self, call: HttpCall, url: str, body: Any, headers: Mapping[str, str], stream: bool
@@ -363,13 +388,52 @@ class _Post:
         self._stream = stream
         self._raw: aiohttp.ClientResponse | None = None
         self._response: HttpResponse | None = None
+        self._limiter: Limiter | None = None
 
     async def __aenter__(self) -> HttpResponse:
         call = self._call
-        raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
+        limits = call._client.rate_limits
+        if limits is not None and (limiter := limits.limiter(call.provider)) is not None:
+            raw = self._raw = await self._send_limited(limiter)
+        else:
+            raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
         call._raw = raw
         response = self._response = HttpResponse(raw, call)
         return response
+
+    async def _send_limited(self, limiter: Limiter) -> aiohttp.ClientResponse:
+        """Send within the provider's budgets; a 429 pauses the provider and is sent
+        again (up to ``max_429_waits`` times) instead of failing the attempt."""
+        import anyio
+
+        call = self._call
+        tokens = limiter.estimate(self._body) if limiter.counts_tokens else 0
+        waits = 0
+        while True:
+            with anyio.CancelScope(deadline=call.deadline.total_at) as scope:
+                await limiter.acquire(tokens)
+            if scope.cancelled_caught:
+                raise call.deadline.expired(provider=call.provider, model=call.model)
+            try:
+                raw = await call._send(self._url, self._body, self._headers, self._stream)
+            except BaseException:
+                limiter.release()
+                raise
+            if raw.status != 429:
+                limiter.answered()
+                break
+            if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
+                parse_retry_after(raw.headers)
+            ):
+                break
+            waits += 1
+            raw.close()
+            limiter.release()
+            limiter.settle(tokens, 0)
+            log.info("%s: 429, pausing the provider and sending again", call.provider)
+        self._limiter = limiter
+        call.charges.append((limiter, tokens))
+        return raw
 
     async def __aexit__(
         self,
@@ -377,6 +441,9 @@ class _Post:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if self._limiter is not None:
+            self._limiter.release()
+            self._limiter = None
         raw, response = self._raw, self._response
         if raw is None or response is None:
             return
@@ -407,6 +474,8 @@ class HttpClient:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
+        self.rate_limits: RateLimits | None = None
+        """Per-provider limits, consulted before every request when set."""
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use in the running loop."""

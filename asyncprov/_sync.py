@@ -13,21 +13,23 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 from typing import Any, Literal, Self, overload
 
+from ._batch import DEFAULT_CONCURRENCY, AsyncBatch, BatchProgress, BatchRequest, BatchResult
 from ._client import AsyncClient, MessagesInput
 from ._errors import ClientClosedError
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput
 from ._portal import End, LoopThread, Pump, close_pump, shutdown
+from ._ratelimit import RateLimit, RateLimits
 from ._registry import ProviderInput
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
 from ._timeouts import TimeoutInput
 from ._types import Attempt, ChatCompletion, ChatCompletionChunk
 
-__all__ = ["Client", "Stream"]
+__all__ = ["Batch", "Client", "Stream"]
 
 
 class Stream(Iterator[ChatCompletionChunk]):
@@ -113,6 +115,128 @@ class Stream(Iterator[ChatCompletionChunk]):
         self._done = True
         self._finalizer.detach()
         return self._loop.call(self._stream.collect)
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class _BatchRunner:
+    """Runs an ``AsyncBatch`` on the loop thread, handing results over one at a time."""
+
+    def __init__(self, batch: AsyncBatch) -> None:
+        self.batch = batch
+        self.error: BaseException | None = None
+        self.finished = threading.Event()
+
+    def open(self) -> None:
+        import anyio
+
+        self.send, self.receive = anyio.create_memory_object_stream[BatchResult]()
+
+    async def run(self) -> None:
+        try:
+            async with self.send, self.batch as results:
+                async for result in results:
+                    await self.send.send(result)
+        except Exception as exc:
+            self.error = exc
+        finally:
+            self.finished.set()
+
+    async def cancel(self) -> None:
+        self.batch.cancel()
+        self.receive.close()  # a runner blocked on send ends at once
+
+    async def stop(self) -> None:
+        self.batch.stop()
+
+
+def _close_batch(loop: LoopThread, runner: _BatchRunner, started: bool) -> None:
+    if not started or not loop.is_usable:
+        return
+    if loop.is_current():  # collected on the loop thread itself
+        loop.schedule(runner.cancel)
+        return
+    try:
+        loop.call(runner.cancel)
+    except (RuntimeError, ClientClosedError):
+        return
+    runner.finished.wait(5)
+
+
+class Batch(Iterator[BatchResult]):
+    """A batch run for sync code: an iterator of ``BatchResult``, run on the client's
+    loop thread (the input is read there too, and ``progress`` is called there).
+
+    Use ``with`` or ``close()`` to drop the requests still in flight when you stop
+    early; breaking out and dropping the object also does.
+    """
+
+    def __init__(self, loop: LoopThread, batch: AsyncBatch) -> None:
+        self._loop = loop
+        self._runner = _BatchRunner(batch)
+        self._done = False
+        self._started = False
+        self._done = False
+        self._finalizer = weakref.finalize(self, _close_batch, loop, self._runner, False)
+
+    @property
+    def progress(self) -> BatchProgress:
+        """The counters now."""
+        return self._runner.batch.progress
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether closing dropped requests that were in flight."""
+        return self._runner.batch.cancelled
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> BatchResult:
+        import anyio
+
+        if self._done:
+            raise StopIteration
+        loop = self._loop
+        if not self._started:
+            self._started = True
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _close_batch, loop, self._runner, True)
+            self._runner.open()
+            try:
+                loop.portal.start_task_soon(self._runner.run)
+            except RuntimeError:
+                self._done = True
+                raise ClientClosedError("the client is closed") from None
+        try:
+            return loop.call(self._runner.receive.receive)
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            self.close()
+            error, self._runner.error = self._runner.error, None
+            if error is not None:
+                raise error from None
+            raise StopIteration from None
+
+    def stop(self) -> None:
+        """Take no new requests; those in flight finish and are still yielded."""
+        if self._started:
+            self._loop.call(self._runner.stop)
+        else:
+            self._runner.batch.stop()
+
+    def close(self) -> None:
+        """Drop the requests still in flight and end the iteration."""
+        self._done = True
+        self._finalizer()
 
     def __enter__(self) -> Self:
         return self
@@ -266,6 +390,29 @@ class Completions:
             return Stream(loop, result)
         return result
 
+    def batch(
+        self,
+        requests: Iterable[BatchRequest] | AsyncIterable[BatchRequest],
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+        ordered: bool = False,
+        progress: Callable[[BatchProgress], object] | None = None,
+        **defaults: Any,
+    ) -> Batch:
+        """Run many non-streamed requests, at most ``concurrency`` at a time; the
+        arguments are those of ``AsyncClient``'s ``chat.completions.batch``.
+
+        Example:
+            >>> with client.chat.completions.batch(requests, model="m") as results:
+            ...     for result in results:
+            ...         print(result.custom_id, result.ok)
+        """
+        loop = self._client._running_loop()
+        batch = self._client._async.chat.completions.batch(
+            requests, concurrency=concurrency, ordered=ordered, progress=progress, **defaults
+        )
+        return Batch(loop, batch)
+
 
 class Chat:
     """``client.chat`` (sync)."""
@@ -297,7 +444,10 @@ class Client:
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = 10_000,
+        rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
+        if rate_limits is not None and not isinstance(rate_limits, RateLimits):
+            rate_limits = RateLimits(rate_limits)  # one registry, kept across a fork
         self._options: dict[str, Any] = {
             "api_key": api_key,
             "base_url": base_url,
@@ -308,6 +458,7 @@ class Client:
             "max_event_size": max_event_size,
             "max_image_bytes": max_image_bytes,
             "connection_limit": connection_limit,
+            "rate_limits": rate_limits,
         }
         self._provider = provider
         self._async = AsyncClient(provider, **self._options)
@@ -316,6 +467,13 @@ class Client:
         self._closed = False
         self._finalizer: weakref.finalize[Any, Any] | None = None
         self.chat = Chat(self)
+
+    @property
+    def rate_limits(self) -> RateLimits:
+        """The per-provider rate limits (see ``AsyncClient.rate_limits``)."""
+        limits = self._async.rate_limits
+        self._options["rate_limits"] = limits
+        return limits
 
     def __repr__(self) -> str:
         return "Client" + repr(self._async).removeprefix("AsyncClient")

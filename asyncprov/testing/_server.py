@@ -129,6 +129,10 @@ class OpenAITestServer:
         self.models = tuple(models)
         self.requests: list[RecordedRequest] = []
         self.disconnects = 0
+        self.in_flight = 0
+        """Chat requests being answered now."""
+        self.max_in_flight = 0
+        """The most chat requests answered at once since the server started."""
         self._disconnected: anyio.Event | None = None
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -194,6 +198,14 @@ class OpenAITestServer:
         return web.json_response({"error": {"message": message, "type": kind}}, status=status)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            return await self._answer(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _answer(self, request: web.Request) -> web.StreamResponse:
         try:
             body = await request.json()
         except ValueError:

@@ -1,4 +1,4 @@
-"""The ``asyncprov`` command line: ``chat``, ``providers``, ``serve`` and ``demo``.
+"""The ``asyncprov`` command line: ``chat``, ``providers``, ``batch``, ``serve`` and ``demo``.
 Built on the public API only; expected failures print one line, never a traceback."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from . import AsyncProvError, Client, __version__
+from . import AsyncProvError, Client, __version__, _batch_cli
 from . import providers as provider_module
 from .providers import Provider
 
@@ -151,6 +151,7 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--json", action="store_true", help="print raw chunks as JSON lines")
 
     commands.add_parser("providers", help="list providers, their models and keys")
+    _batch_cli.add_parser(commands)
 
     serve = commands.add_parser(
         "serve",
@@ -193,6 +194,8 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
             return _serve(args, out)
         if args.command == "demo":
             return _demo(args, out)
+        if args.command == "batch":
+            return _batch_cli.run(args, out)
         return _chat(args, out)
     except _UsageError as error:
         sys.stderr.write(f"asyncprov: {error}\n")

@@ -6,6 +6,9 @@
 - ``asyncprov``: ``asyncprov.AsyncClient``.
 - ``asyncprov_sync``: ``asyncprov.Client``, the sync facade (streaming only).
 
+The ``batch`` scenario compares ``client.chat.completions.batch`` with a hand-written
+aiohttp + anyio loop (``floor_batch``) over the same lazily made input.
+
 Every stream is read to its end and every chunk becomes a pydantic model; the text of
 choice 0 is collected the same way for all of them (``_Collector``), so the worker can
 check what arrived. Each library is imported only by its own client, so a worker's
@@ -15,12 +18,20 @@ memory and CPU figures contain nothing of the others.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from .common import MESSAGES
 
-__all__ = ["ASYNC_CLIENTS", "SYNC_CLIENTS", "StreamResult", "make_async_client"]
+__all__ = [
+    "ASYNC_CLIENTS",
+    "BATCH_RUNNERS",
+    "SYNC_CLIENTS",
+    "StreamResult",
+    "batch_requests",
+    "make_async_client",
+]
 
 
 @dataclass
@@ -305,3 +316,98 @@ async def failover_ttft(
                 collector.add(chunk)
         collector.result.provider = stream.provider
         return collector.result
+
+
+def batch_requests(count: int) -> Iterator[dict[str, Any]]:
+    """The batch scenario's input: ``count`` requests, made one at a time as asked for."""
+    for index in range(count):
+        yield {"custom_id": f"req-{index}", "model": "json", "messages": MESSAGES}
+
+
+async def floor_batch(
+    base_url: str, requests: Iterator[dict[str, Any]], concurrency: int, on_text: Any
+) -> None:
+    """The hand-written batch loop: aiohttp + anyio, a ``CapacityLimiter`` bounding the
+    requests in flight, the input pulled only as slots free up, each body validated as
+    a ``ChatCompletion`` and every failure kept as a result (never raised)."""
+    import aiohttp
+    import anyio
+
+    from asyncprov import ChatCompletion
+
+    validate = ChatCompletion.model_validate_json
+    url = base_url + "/chat/completions"
+    limiter = anyio.CapacityLimiter(concurrency)
+
+    async def one(session: aiohttp.ClientSession, body: dict[str, Any], token: object) -> None:
+        try:
+            async with session.post(url, json=body) as resp:
+                data = await resp.read()
+                if resp.status != 200:
+                    raise RuntimeError(f"HTTP {resp.status}")
+            on_text(body["custom_id"], validate(data).choices[0].message.content)
+        except Exception as exc:  # a batch keeps going: the failure is the result
+            on_text(body["custom_id"], exc)
+        finally:
+            limiter.release_on_behalf_of(token)
+
+    connector = aiohttp.TCPConnector(limit=1000)
+    session = aiohttp.ClientSession(connector=connector)
+    async with session, anyio.create_task_group() as group:
+        for body in requests:
+            token = object()
+            await limiter.acquire_on_behalf_of(token)
+            group.start_soon(one, session, body, token)
+
+
+async def asyncprov_batch(
+    base_url: str, requests: Iterator[dict[str, Any]], concurrency: int, on_text: Any
+) -> None:
+    """``client.chat.completions.batch(...)`` over the same input."""
+    import asyncprov
+
+    async with asyncprov.AsyncClient(base_url=base_url) as client:
+        batch = client.chat.completions.batch(requests, concurrency=concurrency)
+        async with batch as results:
+            async for result in results:
+                if result.completion is not None:
+                    on_text(result.custom_id, result.completion.choices[0].message.content)
+                else:
+                    on_text(result.custom_id, result.error)
+
+
+async def floor_pool_batch(
+    base_url: str, requests: Iterator[dict[str, Any]], concurrency: int, on_text: Any
+) -> None:
+    """The cheapest hand-written shape: ``concurrency`` worker tasks sharing one input
+    iterator (no task and no limiter per request), otherwise as ``floor_batch``."""
+    import aiohttp
+    import anyio
+
+    from asyncprov import ChatCompletion
+
+    validate = ChatCompletion.model_validate_json
+    url = base_url + "/chat/completions"
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        for body in requests:
+            try:
+                async with session.post(url, json=body) as resp:
+                    data = await resp.read()
+                    if resp.status != 200:
+                        raise RuntimeError(f"HTTP {resp.status}")
+                on_text(body["custom_id"], validate(data).choices[0].message.content)
+            except Exception as exc:  # a batch keeps going: the failure is the result
+                on_text(body["custom_id"], exc)
+
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
+    async with session, anyio.create_task_group() as group:
+        for _ in range(concurrency):
+            group.start_soon(worker, session)
+
+
+BATCH_RUNNERS = {
+    "floor": floor_batch,
+    "floor_pool": floor_pool_batch,
+    "asyncprov": asyncprov_batch,
+}

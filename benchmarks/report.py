@@ -55,6 +55,16 @@ METRICS = [
     Metric("ttft", "ttft_p50_ms", "time to first token, one request: median ms", False, 1.25),
     Metric("ttft_256", "ttft_p50_ms", "TTFT, 256 concurrent paced streams: p50 ms", False, 1.25),
     Metric("ttft_256", "ttft_p99_ms", "TTFT p99 ms", False),
+    Metric(
+        "batch",
+        "req_per_s",
+        f"batch, 10,000 requests {TIMES} concurrency 256: req/s (floor: aiohttp + anyio loop)",
+        True,
+        1.3,
+    ),
+    Metric("batch", "cpu_us_per_req", "CPU µs per request", False),
+    Metric("batch", "peak_rss_mib", "peak RSS MiB (imports included)", False, 1.3),
+    Metric("batch", "rss_growth_after_1k_mib", "RSS growth after the first 1,000, MiB", False),
     Metric("import", "import_ms", "cold import ms (floor: `import aiohttp, pydantic`)", False, 1.3),
     Metric(
         "import",
@@ -200,6 +210,16 @@ def _asyncprov_table(
             f"| | sequential (`Timeout(first_chunk={first:g})`): TTFT ms | lower | {sequential} "
             f"| ≈ {first * 1000:.0f} + one request | info |"
         )
+    batch = scenarios.get("batch", {})
+    if batch.get("floor_pool"):
+        pool_cell, pool = _cell(batch.get("floor_pool"), "req_per_s")
+        _, ours = _cell(batch.get("asyncprov"), "req_per_s")
+        ratio = f"{pool / ours:.2f}{TIMES}" if pool and ours else "—"
+        lines.append(
+            f"| `batch` | hand-written worker pool (no task per request): req/s | higher "
+            f"| {pool_cell} | info | |"
+        )
+        lines.append(f"| | asyncprov cost {TIMES}worker pool | lower | {ratio} | info | |")
     return lines
 
 

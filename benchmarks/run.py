@@ -38,6 +38,7 @@ SCENARIO_CLIENTS: dict[str, list[str]] = {
     "import": ["floor", "floor_basemodel", "openai", "asyncprov"],
     "sync_vs_async": ["asyncprov", "asyncprov_sync"],
     "failover": ["asyncprov"],
+    "batch": ["floor", "floor_pool", "asyncprov"],
 }
 
 IMPORTS = {
@@ -82,6 +83,7 @@ FULL = Config(
         "nonstream_c64": {"count": 3000, "concurrency": 64},
         "ttft": {"count": 50},
         "failover": {"count": 5, "hedge_delay": 0.1, "first_chunk": 0.5},
+        "batch": {"count": 10_000, "concurrency": 256},
     },
     import_reps=10,
     capacity_seconds=2.0,
@@ -99,6 +101,7 @@ QUICK = Config(
         "nonstream_c64": {"count": 1000, "concurrency": 64},
         "ttft": {"count": 20},
         "failover": {"count": 2, "hedge_delay": 0.1, "first_chunk": 0.5},
+        "batch": {"count": 10_000, "concurrency": 256},
     },
     import_reps=3,
     capacity_seconds=1.0,
@@ -173,7 +176,7 @@ def _rotated(items: list[str], by: int) -> list[str]:
 
 def available_clients() -> list[str]:
     """Client kinds whose library is installed (openai is an optional extra)."""
-    names = ["floor", "floor_lines", "floor_basemodel", "asyncprov", "asyncprov_sync"]
+    names = ["floor", "floor_lines", "floor_basemodel", "floor_pool", "asyncprov", "asyncprov_sync"]
     if importlib.util.find_spec("openai") is not None:
         names.append("openai")
     return names

@@ -289,9 +289,49 @@ async def _failover(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+async def _batch(spec: dict[str, Any]) -> dict[str, Any]:
+    """``count`` non-streamed requests through a batch runner, ``concurrency`` in flight;
+    every result checked. RSS is sampled after the first 1,000 results and at the end:
+    with the input made lazily, the growth between the two stays flat."""
+    from .clients import BATCH_RUNNERS, batch_requests
+
+    p = spec.get("params", {})
+    count, concurrency = p.get("count", 10_000), p.get("concurrency", 256)
+    runner = BATCH_RUNNERS[spec["client"]]
+    seen: set[str] = set()
+    rss_early = 0
+
+    def on_text(custom_id: str, text: Any) -> None:
+        nonlocal rss_early
+        if not isinstance(text, str):
+            raise CheckFailed(f"{custom_id} failed: {text!r}")
+        _check_completion(text, custom_id)
+        seen.add(custom_id)
+        if len(seen) == min(1000, count):
+            rss_early = _rss_kib()
+
+    await runner(spec["base_url"], batch_requests(1), 1, lambda *_: None)  # warm-up
+    with _Span() as span:
+        await runner(spec["base_url"], batch_requests(count), concurrency, on_text)
+    rss_end = _rss_kib()
+    if len(seen) != count:
+        raise CheckFailed(f"{len(seen)} distinct results, expected {count}")
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "req_per_s": count / span.wall,
+        "cpu_us_per_req": span.cpu / count * 1e6,
+        "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "rss_growth_after_1k_mib": max(0, rss_end - rss_early) / 1024,
+        "checked": {"requests": count},
+    }
+
+
 async def _run_async(spec: dict[str, Any]) -> dict[str, Any]:
     if spec["scenario"] == "failover":
         return await _failover(spec)
+    if spec["scenario"] == "batch":
+        return await _batch(spec)
     from .clients import make_async_client
 
     client = make_async_client(spec["client"], spec["base_url"])

@@ -1,0 +1,320 @@
+"""`asyncprov batch IN OUT`: the Batch API file format, resume, torn lines, malformed
+input, and a crash and Ctrl-C of the real process."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncprov._batch_cli import add_parser, run
+from asyncprov.testing import OpenAITestServer, Reply
+
+ROOT = Path(__file__).resolve().parent.parent
+# The command as the other CLI commands will run it: `asyncprov batch ...`.
+RUN_CLI = (
+    "import argparse, sys\n"
+    "from asyncprov._batch_cli import add_parser, run\n"
+    "parser = argparse.ArgumentParser(prog='asyncprov')\n"
+    "add_parser(parser.add_subparsers(dest='command', required=True))\n"
+    "sys.exit(run(parser.parse_args(['batch', *sys.argv[1:]]), sys.stdout))\n"
+)
+
+
+def cli(*argv: str | Path) -> tuple[int, str]:
+    parser = argparse.ArgumentParser(prog="asyncprov")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    out = io.StringIO()
+    code = run(parser.parse_args(["batch", *map(str, argv)]), out)
+    return code, out.getvalue()
+
+
+@pytest.fixture
+def threaded_server() -> Iterator[OpenAITestServer]:
+    server = OpenAITestServer()
+    with server.run_in_thread():
+        yield server
+
+
+def line(custom_id: str, text: str, **body: Any) -> str:
+    request = {
+        "custom_id": custom_id,
+        "method": "POST",
+        "url": "/v1/chat/completions",
+        "body": {"model": "m", "messages": [{"role": "user", "content": text}], **body},
+    }
+    return json.dumps(request)
+
+
+def write_input(path: Path, count: int) -> Path:
+    path.write_text("".join(line(f"req-{i}", f"prompt {i}") + "\n" for i in range(count)))
+    return path
+
+
+def results(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(text) for text in path.read_text().splitlines()]
+
+
+def test_runs_a_batch_file(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Every request gets one Batch API output line; the summary counts them."""
+    source = write_input(tmp_path / "in.jsonl", 5)
+    target = tmp_path / "out.jsonl"
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--progress", "none")
+    assert code == 0
+    records = results(target)
+    assert sorted(r["custom_id"] for r in records) == [f"req-{i}" for i in range(5)]
+    first = next(r for r in records if r["custom_id"] == "req-3")
+    assert first["id"].startswith("batch_req_") and first["error"] is None
+    assert first["response"]["status_code"] == 200
+    body = first["response"]["body"]
+    assert body["object"] == "chat.completion" and body["provider"] == "OpenAICompatible"
+    assert body["choices"][0]["message"]["content"] == "You said: prompt 3"
+    assert len({r["id"] for r in records}) == 5
+    assert "batch: 5 done, 0 failed, 0 already in OUT" in out
+    assert "providers: OpenAICompatible 5 done" in out and "requests/s" in out
+
+
+def test_failures_are_result_lines(
+    threaded_server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A failed request is an output line with the upstream status and a typed error."""
+    threaded_server.add_reply(Reply(status=400, error={"message": "no", "type": "invalid"}))
+    source = write_input(tmp_path / "in.jsonl", 1)
+    target = tmp_path / "out.jsonl"
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--progress", "log")
+    assert code == 1 and "0 done, 1 failed" in out
+    (record,) = results(target)
+    assert record["response"] == {
+        "status_code": 400,
+        "body": {"error": {"message": "no", "type": "invalid"}},
+    }
+    assert record["error"]["code"] == "bad_request_error" and "no" in record["error"]["message"]
+    assert "asyncprov batch: 0 done, 1 failed" in capsys.readouterr().err  # the log line
+
+
+def test_malformed_lines_are_reported_and_skipped(
+    threaded_server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Bad lines are reported with their line numbers and never stop the rest."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        "\n".join(
+            [
+                line("a", "one"),
+                "{not json",
+                json.dumps({"method": "POST", "url": "/v1/chat/completions", "body": {}}),
+                "",
+                line("a", "again"),
+                json.dumps({"custom_id": "emb", "url": "/v1/embeddings", "body": {}}),
+                json.dumps({"custom_id": "nobody", "url": "/v1/chat/completions"}),
+                "[1, 2]",
+                line("b", "two"),
+            ]
+        )
+        + "\n"
+    )
+    target = tmp_path / "out.jsonl"
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--progress", "none")
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f"{source} line 2: not valid JSON" in err
+    assert f"{source} line 3: no custom_id" in err
+    assert f"{source} line 5: duplicate custom_id 'a' (first on line 1); skipped" in err
+    assert f"{source} line 6: url must be /v1/chat/completions" in err
+    assert f"{source} line 7: body must be a JSON object; recorded as failed" in err
+    assert f"{source} line 8: not a JSON object" in err
+    assert "Traceback" not in err
+    by_id = {r["custom_id"]: r for r in results(target)}
+    assert sorted(by_id) == ["a", "b", "emb", "nobody"]
+    assert by_id["emb"]["error"]["code"] == "invalid_request" and by_id["emb"]["response"] is None
+    assert by_id["a"]["response"]["body"]["choices"][0]["message"]["content"] == "You said: one"
+    assert len(threaded_server.requests) == 2
+    assert "2 done, 2 failed, 0 already in OUT, 4 malformed line(s) skipped" in out
+
+
+def test_resume_skips_finished_and_repairs_a_torn_line(
+    threaded_server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A re-run sends only what OUT lacks, after dropping a last line cut off mid-write."""
+    source = write_input(tmp_path / "in.jsonl", 6)
+    target = tmp_path / "out.jsonl"
+    assert cli(source, target, "--base-url", threaded_server.base_url, "--progress", "none")[0] == 0
+    kept = target.read_text().splitlines()[:3]
+    torn = target.read_text().splitlines()[3][:40]
+    target.write_text("\n".join(kept) + "\n" + torn)
+    threaded_server.requests.clear()
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--progress", "none")
+    assert code == 0 and "3 done, 0 failed, 3 already in OUT" in out
+    assert f"{target} line 4 was cut off" in capsys.readouterr().err
+    ids = [r["custom_id"] for r in results(target)]
+    assert sorted(ids) == [f"req-{i}" for i in range(6)]  # each exactly once
+    assert len(threaded_server.requests) == 3
+
+    # A complete last line that only lacks its newline is kept and finished.
+    target.write_text(target.read_text().rstrip("\n"))
+    assert cli(source, target, "--base-url", threaded_server.base_url)[1].count("6 already") == 1
+    assert len(results(target)) == 6 and target.read_text().endswith("}\n")
+
+
+def test_unusable_files_are_one_line_errors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing IN, or an OUT broken before its last line, exits 2 with one line."""
+    assert cli(tmp_path / "nope.jsonl", tmp_path / "out.jsonl")[0] == 2
+    err = capsys.readouterr().err
+    assert err == f"asyncprov: cannot read {tmp_path / 'nope.jsonl'}: no such file\n"
+    source = write_input(tmp_path / "in.jsonl", 1)
+    target = tmp_path / "out.jsonl"
+    target.write_text('garbage\n{"custom_id": "x"}\n')
+    assert cli(source, target, "--base-url", "http://127.0.0.1:9/v1")[0] == 2
+    err = capsys.readouterr().err
+    assert "line 1 is not a result line" in err and err.count("\n") == 1
+    assert cli(source, tmp_path / "o2.jsonl", "--provider", "Nope")[0] == 1
+    assert capsys.readouterr().err.startswith("asyncprov: ProviderNotFoundError")
+    assert cli(source, tmp_path / "o3.jsonl", "--rpm", "0")[0] == 2
+    assert capsys.readouterr().err == "asyncprov: --rpm must be a positive number\n"
+
+
+def test_model_override_and_rate_limit(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """--model replaces the file's model; --rpm paces the requests (counted, not slept)."""
+    from asyncprov.testing import instant_retries
+
+    source = write_input(tmp_path / "in.jsonl", 3)
+    with instant_retries():
+        code, out = cli(
+            source,
+            tmp_path / "out.jsonl",
+            "--base-url",
+            threaded_server.base_url,
+            "--model",
+            "other",
+            "--rpm",
+            "60",
+            "--concurrency",
+            "1",
+            "--progress",
+            "none",
+        )
+    assert code == 0
+    assert {r.json["model"] for r in threaded_server.requests} == {"other"}
+    assert "rate limit OpenAICompatible: paced 2 time(s) (2.0 s), 0 429(s)" in out
+
+
+# --- the real process: crash and Ctrl-C -------------------------------------------------
+
+
+def start(
+    source: Path, target: Path, server: OpenAITestServer, *extra: str
+) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = [str(source), str(target), "--base-url", server.base_url, "--concurrency", "4"]
+    return subprocess.Popen(
+        [sys.executable, "-c", RUN_CLI, *command, *extra],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def wait_for_lines(path: Path, count: int, proc: subprocess.Popen[str]) -> None:
+    """Until OUT holds ``count`` lines (a file another process writes: polled)."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().count("\n") >= count:
+            return
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.01)
+    raise AssertionError(f"{path} never reached {count} lines")
+
+
+def test_resume_after_a_crash(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Killed mid-run and run again, every custom_id is in OUT exactly once."""
+    threaded_server.add_reply(*[Reply() for _ in range(10)])
+    threaded_server.default = Reply(delay=30)  # the rest hang until the kill
+    source = write_input(tmp_path / "in.jsonl", 30)
+    target = tmp_path / "out.jsonl"
+    proc = start(source, target, threaded_server)
+    wait_for_lines(target, 10, proc)
+    proc.kill()
+    proc.communicate()
+    assert len(results(target)) == 10
+    threaded_server.default = Reply()
+    proc = start(source, target, threaded_server)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "20 done, 0 failed, 10 already in OUT" in out
+    ids = [r["custom_id"] for r in results(target)]
+    assert sorted(ids) == sorted(f"req-{i}" for i in range(30))
+
+
+@pytest.mark.parametrize("grace", ["30", "0.2"])
+def test_ctrl_c_leaves_out_consistent(
+    threaded_server: OpenAITestServer, tmp_path: Path, grace: str
+) -> None:
+    """SIGINT takes no new requests; those in flight finish within the grace period or
+    are dropped; OUT stays valid and a re-run completes it."""
+    threaded_server.add_reply(*[Reply() for _ in range(5)])
+    threaded_server.default = Reply(delay=1.0 if grace == "30" else 30)
+    source = write_input(tmp_path / "in.jsonl", 20)
+    target = tmp_path / "out.jsonl"
+    proc = start(source, target, threaded_server, "--grace", grace)
+    wait_for_lines(target, 5, proc)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "interrupted: taking no new requests" in err and "Traceback" not in err
+    records = results(target)  # every line is whole JSON
+    assert len(threaded_server.requests) == 9  # nothing new after the signal
+    if grace == "30":
+        assert len(records) == 9 and "dropped" not in out
+    else:
+        assert len(records) == 5 and "interrupted: 4 request(s) in flight were dropped" in out
+    threaded_server.default = Reply()
+    proc = start(source, target, threaded_server)
+    proc.communicate(timeout=30)
+    assert sorted(r["custom_id"] for r in results(target)) == sorted(f"req-{i}" for i in range(20))
+
+
+def test_progress_bar_with_tqdm(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """--progress bar draws a tqdm bar (on stderr) counting every request."""
+    pytest.importorskip("tqdm")
+    source = write_input(tmp_path / "in.jsonl", 4)
+    err = io.StringIO()
+    original, sys.stderr = sys.stderr, err
+    try:
+        code, _ = cli(source, tmp_path / "out.jsonl", "--base-url", threaded_server.base_url,
+                      "--progress", "bar")  # fmt: skip
+    finally:
+        sys.stderr = original
+    assert code == 0
+    assert "4/4" in err.getvalue() and "100%" in err.getvalue()
+
+
+def test_the_batch_example_runs() -> None:
+    """examples/batch_example.py runs examples/batch.jsonl offline, in input order."""
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "examples" / "batch_example.py")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    answers = [text for text in result.stdout.splitlines() if not text.startswith("  ...")]
+    assert answers[0] == "capital-fr   OpenAICompatible: You said: What is the capital of France?"
+    assert [a.split()[0] for a in answers[:6]] == [
+        "capital-fr", "capital-jp", "haiku-sea", "translate-1", "sum-1", "define-1"
+    ]  # fmt: skip
+    assert answers[6].startswith("done 6, failed 0, tokens ")

@@ -1,11 +1,11 @@
-"""The close protocol shared by async objects holding connections."""
+"""The close protocols shared by objects holding connections, async and sync."""
 
 from __future__ import annotations
 
 from types import TracebackType
 from typing import Self
 
-__all__ = ["AsyncCloseable"]
+__all__ = ["AsyncCloseable", "Closeable"]
 
 
 class AsyncCloseable:
@@ -29,3 +29,22 @@ class AsyncCloseable:
         tb: TracebackType | None,
     ) -> None:
         await self.aclose()
+
+
+class Closeable:
+    """``with`` over one ``close()``, for the sync objects."""
+
+    def close(self) -> None:
+        """Release what this object holds."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -14,11 +14,11 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
-from types import TracebackType
 from typing import Any, Literal, Self, overload
 
 from ._batch import DEFAULT_CONCURRENCY, AsyncBatch, BatchProgress, BatchRequest, BatchResult
 from ._client import AsyncClient, MessagesInput
+from ._closing import Closeable
 from ._errors import ClientClosedError
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput
 from ._portal import End, LoopThread, Pump, close_pump, shutdown
@@ -32,7 +32,7 @@ from ._types import Attempt, ChatCompletion, ChatCompletionChunk
 __all__ = ["Batch", "Client", "Stream"]
 
 
-class Stream(Iterator[ChatCompletionChunk]):
+class Stream(Closeable, Iterator[ChatCompletionChunk]):
     """A streamed chat completion for sync code: an iterator of ``ChatCompletionChunk``.
 
     Chunks are read on the client's loop thread and handed over in batches, so the
@@ -116,17 +116,6 @@ class Stream(Iterator[ChatCompletionChunk]):
         self._finalizer.detach()
         return self._loop.call(self._stream.collect)
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
-
 
 class _BatchRunner:
     """Runs an ``AsyncBatch`` on the loop thread, handing results over one at a time."""
@@ -172,7 +161,7 @@ def _close_batch(loop: LoopThread, runner: _BatchRunner, started: bool) -> None:
     runner.finished.wait(5)
 
 
-class Batch(Iterator[BatchResult]):
+class Batch(Closeable, Iterator[BatchResult]):
     """A batch run for sync code: an iterator of ``BatchResult``, run on the client's
     loop thread (the input is read there too, and ``progress`` is called there).
 
@@ -237,17 +226,6 @@ class Batch(Iterator[BatchResult]):
         """Drop the requests still in flight and end the iteration."""
         self._done = True
         self._finalizer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class Completions:
@@ -421,7 +399,7 @@ class Chat:
         self.completions = Completions(client)
 
 
-class Client:
+class Client(Closeable):
     """A synchronous client, the twin of ``AsyncClient`` (same arguments).
 
     Example:
@@ -501,14 +479,3 @@ class Client:
             finalizer, self._finalizer = self._finalizer, None
         if finalizer is not None:
             finalizer()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -324,6 +324,20 @@ def batch_requests(count: int) -> Iterator[dict[str, Any]]:
         yield {"custom_id": f"req-{index}", "model": "json", "messages": MESSAGES}
 
 
+async def _post_one(
+    session: Any, url: str, body: dict[str, Any], validate: Any, on_text: Any
+) -> None:
+    """One hand-written batch request: post, validate, and keep any failure as the result."""
+    try:
+        async with session.post(url, json=body) as resp:
+            data = await resp.read()
+            if resp.status != 200:
+                raise RuntimeError(f"HTTP {resp.status}")
+        on_text(body["custom_id"], validate(data).choices[0].message.content)
+    except Exception as exc:  # a batch keeps going: the failure is the result
+        on_text(body["custom_id"], exc)
+
+
 async def floor_batch(
     base_url: str, requests: Iterator[dict[str, Any]], concurrency: int, on_text: Any
 ) -> None:
@@ -341,13 +355,7 @@ async def floor_batch(
 
     async def one(session: aiohttp.ClientSession, body: dict[str, Any], token: object) -> None:
         try:
-            async with session.post(url, json=body) as resp:
-                data = await resp.read()
-                if resp.status != 200:
-                    raise RuntimeError(f"HTTP {resp.status}")
-            on_text(body["custom_id"], validate(data).choices[0].message.content)
-        except Exception as exc:  # a batch keeps going: the failure is the result
-            on_text(body["custom_id"], exc)
+            await _post_one(session, url, body, validate, on_text)
         finally:
             limiter.release_on_behalf_of(token)
 
@@ -391,14 +399,7 @@ async def floor_pool_batch(
 
     async def worker(session: aiohttp.ClientSession) -> None:
         for body in requests:
-            try:
-                async with session.post(url, json=body) as resp:
-                    data = await resp.read()
-                    if resp.status != 200:
-                        raise RuntimeError(f"HTTP {resp.status}")
-                on_text(body["custom_id"], validate(data).choices[0].message.content)
-            except Exception as exc:  # a batch keeps going: the failure is the result
-                on_text(body["custom_id"], exc)
+            await _post_one(session, url, body, validate, on_text)
 
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
     async with session, anyio.create_task_group() as group:

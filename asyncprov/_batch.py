@@ -5,12 +5,13 @@ generator). Inside it ``concurrency`` workers each pull the next request from th
 only when they are free, so the input is never materialised (and no task is spawned per
 request: a pool is measurably cheaper at thousands of requests a second). Each request
 ends as one ``BatchResult``, error or not. With ``ordered=True`` finished results wait
-in a reorder buffer of at most ``concurrency`` entries, and intake pauses while it is
-full. anyio is imported on first use, keeping ``import asyncprov`` light.
+in a reorder buffer; intake pauses while requests in flight plus waiting results reach
+twice ``concurrency``. anyio is imported on first use, keeping ``import asyncprov`` light.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import (
     AsyncIterable,
@@ -292,6 +293,8 @@ class AsyncBatch:
         self._next_out = 0
         self._flushing = False
         self._window: anyio.Semaphore | None = None
+        self._pool: TaskGroup | None = None
+        self._workers = 0
         self.cancelled = False
         """Whether ``cancel()`` dropped requests that were in flight."""
 
@@ -327,7 +330,7 @@ class AsyncBatch:
 
         if self._group is not None:
             raise ConfigurationError("a batch runs once; make a new one to run again")
-        if self.ordered:  # the reorder buffer: `concurrency` results beside those in flight
+        if self.ordered:  # in flight + waiting in the reorder buffer <= 2 x concurrency
             self._window = anyio.Semaphore(self.concurrency * 2)
         self._results = _Results(self.concurrency)
         self._work_scope = anyio.CancelScope()
@@ -388,10 +391,18 @@ class AsyncBatch:
         try:
             with self._work_scope:
                 async with anyio.create_task_group() as group:
-                    for _ in range(self.concurrency):
-                        group.start_soon(self._worker)
+                    # One worker to begin with; each that takes a request adds another
+                    # until `concurrency` run, so a short input never starts them all.
+                    self._pool = group
+                    self._workers = 1
+                    group.start_soon(self._worker)
         finally:
+            self._pool = None
             self._results.close()  # the caller's iteration ends once it has taken the rest
+            aclose = getattr(self._async_input, "aclose", None)
+            if aclose is not None:  # an async generator given as input is finalized here
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await aclose()
 
     def _input_failed(self, error: Exception) -> None:
         """The caller's input (or progress callback) failed: take no more requests;
@@ -442,6 +453,9 @@ class AsyncBatch:
                 if window is not None:
                     window.release()
                 return
+            if self._workers < self.concurrency and self._pool is not None:
+                self._workers += 1
+                self._pool.start_soon(self._worker)
             index = self._next_index
             self._next_index += 1
             self._in_flight += 1
@@ -492,8 +506,13 @@ class AsyncBatch:
                 )
             arguments = {**self._defaults, **request} if self._defaults else dict(request)
             raw_id = arguments.pop("custom_id", None)
-            if raw_id is not None:
-                custom_id = raw_id if isinstance(raw_id, str) else str(raw_id)
+            if isinstance(raw_id, int) and not isinstance(raw_id, bool):
+                raw_id = str(raw_id)
+            if raw_id is not None and not isinstance(raw_id, str):
+                raise InvalidRequestError(
+                    f"custom_id must be a string, not {type(raw_id).__name__}"
+                )
+            custom_id = raw_id
             if arguments.pop("stream", False):
                 raise InvalidRequestError("batch requests cannot stream (stream=True)")
             completion: ChatCompletion = await self._completions.create(**arguments)

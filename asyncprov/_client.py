@@ -304,9 +304,9 @@ class AsyncCompletions:
             requests: dicts of ``create()`` arguments (``model``, ``messages``, ...),
                 each with an optional ``custom_id``; an iterable or async iterable.
             concurrency: the most requests in flight at once.
-            ordered: yield results in input order instead of as they finish (at most
-                ``concurrency`` finished results wait for a slow one before intake
-                pauses).
+            ordered: yield results in input order instead of as they finish (intake
+                pauses while requests in flight plus finished results waiting for a
+                slow one reach twice ``concurrency``).
             progress: called with a ``BatchProgress`` after every result.
             **defaults: ``create()`` arguments for every request (a request's own
                 values win), e.g. ``model="gpt-4o-mini"`` or ``timeout=60``.

@@ -177,7 +177,10 @@ class _Race(Generic[_T]):
         hedge = self.request.hedge_delay
         if hedge is None and self.owner.hedge:
             hedge = self.owner.hedge_delay
-        with anyio.CancelScope(deadline=self.http.deadline.total_at) as deadline_scope:
+        deadline = self.http.deadline
+        with anyio.CancelScope(deadline=deadline.total_at) as deadline_scope:
+            # Rate-limit queueing suspends and then extends the total (Deadline.shift).
+            deadline.watchers = [*(deadline.watchers or ()), deadline_scope]
             async with anyio.create_task_group() as tg:
                 launch = True
                 while True:

@@ -30,7 +30,7 @@ from ._health import ProviderHealth
 from ._http_errors import error_fields, scrub, translate
 from ._proxies import ProxyConfig, redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE
-from ._timeouts import Deadline
+from ._timeouts import Deadline, clock
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -270,7 +270,9 @@ class HttpCall:
         sharing this call's total; the provider's own proxy wins over the call's."""
         child = HttpCall(
             self._client,
-            deadline=Deadline(self.deadline.timeout, total_at=self.deadline.total_at),
+            deadline=Deadline(
+                self.deadline.timeout, total_at=self.deadline.total_at, parent=self.deadline
+            ),
             proxy=provider.proxy or self.proxy,
             health=self.health,
             provider=provider.name,
@@ -404,16 +406,18 @@ class _Post:
     async def _send_limited(self, limiter: Limiter) -> aiohttp.ClientResponse:
         """Send within the provider's budgets; a 429 pauses the provider and is sent
         again (up to ``max_429_waits`` times) instead of failing the attempt."""
-        import anyio
-
         call = self._call
         tokens = limiter.estimate(self._body) if limiter.counts_tokens else 0
         waits = 0
         while True:
-            with anyio.CancelScope(deadline=call.deadline.total_at) as scope:
+            # Time queued here is not the call's: its timeouts start when it is sent.
+            queued = clock()
+            call.deadline.suspend()
+            try:
                 await limiter.acquire(tokens)
-            if scope.cancelled_caught:
-                raise call.deadline.expired(provider=call.provider, model=call.model)
+            finally:
+                call.deadline.shift(clock() - queued)
+            sent = limiter.now()
             try:
                 raw = await call._send(self._url, self._body, self._headers, self._stream)
             except BaseException:
@@ -421,9 +425,12 @@ class _Post:
                 raise
             if raw.status != 429:
                 limiter.answered()
+                if raw.status >= 400 and tokens:  # an error answer uses no tokens
+                    limiter.settle(tokens, 0)
+                    tokens = 0
                 break
             if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
-                parse_retry_after(raw.headers)
+                parse_retry_after(raw.headers), sent_at=sent
             ):
                 break
             waits += 1

@@ -12,6 +12,7 @@ use, keeping ``import asyncprov`` light.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, MutableMapping
 from typing import Any
 
@@ -97,11 +98,16 @@ class Limiter:
         self._skew = 0.0  # how far the testing switch has moved this limiter's clock
         self._updated = self._now()
         self._paused_until = 0.0
+        self._pause_began = -math.inf
         self._backoff = 0
         self.requests = self.paced = self.rate_limited = self.in_flight = self.tokens = 0
         self.paced_seconds = self.paused_seconds = 0.0
 
     def _now(self) -> float:
+        return clock() + self._skew
+
+    def now(self) -> float:
+        """This limiter's clock (moved ahead by waits under the testing switch)."""
         return clock() + self._skew
 
     def stats(self) -> RateLimitStats:
@@ -204,18 +210,23 @@ class Limiter:
         """The provider answered with something other than 429."""
         self._backoff = 0
 
-    def rate_limited_for(self, retry_after: float | None) -> bool:
-        """A 429 arrived: pause every caller and say whether to send again (``False``
-        when the provider asks for longer than ``retry_after_max``)."""
+    def rate_limited_for(self, retry_after: float | None, *, sent_at: float) -> bool:
+        """A 429 arrived for a request sent at ``sent_at`` (``now()``): pause every
+        caller and say whether to send again (``False`` when the provider asks for
+        longer than ``retry_after_max``). Requests sent before the current pause began
+        are the same burst: their 429s do not lengthen the backoff."""
         limit = self.limit
         if retry_after is not None and retry_after > limit.retry_after_max:
             return False
-        self._backoff += 1
-        pause = retry_after
-        if pause is None:  # no Retry-After: back off 1, 2, 4... seconds
-            pause = min(limit.retry_after_max, 2.0 ** (self._backoff - 1))
-        self._paused_until = max(self._paused_until, self._now() + pause)
         self.rate_limited += 1
+        now = self._now()
+        if retry_after is None and sent_at < self._pause_began:
+            return True  # already paced by the pause this burst started
+        if retry_after is None:  # no Retry-After: back off 1, 2, 4... seconds
+            self._backoff += 1
+            retry_after = min(limit.retry_after_max, 2.0 ** (self._backoff - 1))
+        self._pause_began = now
+        self._paused_until = max(self._paused_until, now + retry_after)
         return True
 
 

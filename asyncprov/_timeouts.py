@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -84,17 +85,22 @@ class Deadline:
     """
 
     __slots__ = (
+        "_suspended",
         "_total_at",
         "away_since",
         "has_content",
         "held_since",
         "idle",
         "listener",
+        "parent",
         "progress_at",
         "timeout",
+        "watchers",
     )
 
-    def __init__(self, timeout: Timeout, *, total_at: float | None = None) -> None:
+    def __init__(
+        self, timeout: Timeout, *, total_at: float | None = None, parent: Deadline | None = None
+    ) -> None:
         now = clock()
         self.timeout = timeout
         self.idle = timeout.idle if timeout.idle is not None else math.inf
@@ -109,11 +115,39 @@ class Deadline:
         self.listener: Callable[[], None] | None = None
         """Told when the deadline moves earlier (the read watchdog re-arms)."""
         self.has_content = False
+        self.parent = parent
+        """The whole call's deadline, for one failover attempt's."""
+        self.watchers: list[Any] | None = None
+        """Cancel scopes bounding the whole call at ``total_at`` (the failover race)."""
+        self._suspended = 0
 
     @property
     def total_at(self) -> float:
         """When the whole call must end (shared by every attempt of one call)."""
         return self._total_at
+
+    def suspend(self) -> None:
+        """A wait that is not the call's own begins (queueing in a rate limiter): the
+        call's total stops being enforced on it until ``shift``."""
+        root = self.parent or self
+        root._suspended += 1
+        for scope in root.watchers or ():
+            scope.deadline = math.inf
+
+    def shift(self, seconds: float) -> None:
+        """The wait begun by ``suspend`` took ``seconds``: move this attempt's clocks
+        (total and, before content, first_chunk) and the call's total by as much."""
+        seconds = max(0.0, seconds)
+        self._total_at += seconds
+        if not self.has_content:
+            self.progress_at += seconds
+        root = self.parent or self
+        if root is not self:
+            root._total_at = max(root._total_at, self._total_at)
+        root._suspended -= 1
+        if root._suspended == 0:
+            for scope in root.watchers or ():
+                scope.deadline = root._total_at
 
     def at(self, *, streaming: bool = True) -> float:
         """The clock value the current network wait must end by. While the caller is

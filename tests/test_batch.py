@@ -313,3 +313,49 @@ def test_sync_client_batch() -> None:
         slow.close()
         with pytest.raises(StopIteration):
             next(slow)
+
+
+async def test_a_short_input_starts_few_workers(client: AsyncClient) -> None:
+    """Workers start as requests are taken: three requests at concurrency 100,000 run at
+    once without starting 100,000 tasks."""
+    batch = client.chat.completions.batch(
+        [{"model": "m", "messages": f"n{i}"} for i in range(3)], concurrency=100_000
+    )
+    async with batch as results:
+        assert sorted([r.completion.choices[0].message.content async for r in results]) == [  # type: ignore[union-attr]
+            "You said: n0",
+            "You said: n1",
+            "You said: n2",
+        ]
+    assert batch._workers <= 4
+
+
+async def test_custom_ids_must_be_strings(client: AsyncClient) -> None:
+    """Numbers are taken as their text; any other custom_id is that request's error."""
+    requests = [
+        {"model": "m", "messages": "a", "custom_id": 7},
+        {"model": "m", "messages": "b", "custom_id": {"nested": 1}},
+    ]
+    async with client.chat.completions.batch(requests, ordered=True) as results:
+        first, second = [r async for r in results]
+    assert first.ok and first.custom_id == "7"
+    assert not second.ok and second.error_type == "InvalidRequestError"
+    assert "custom_id must be a string" in (second.error_message or "")
+
+
+async def test_an_async_generator_input_is_closed_when_the_batch_ends(
+    client: AsyncClient,
+) -> None:
+    closed = anyio.Event()
+
+    async def requests() -> AsyncGenerator[dict[str, Any], None]:
+        try:
+            for i in range(1000):
+                yield {"model": "m", "messages": f"n{i}"}
+        finally:
+            closed.set()
+
+    async with client.chat.completions.batch(requests(), concurrency=2) as results:
+        async for _ in results:
+            break  # leave early: the rest of the input is never read
+    assert closed.is_set()

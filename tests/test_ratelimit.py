@@ -9,6 +9,8 @@ import pytest
 
 from asyncprov import (
     AsyncClient,
+    BadRequestError,
+    ChatCompletion,
     ConfigurationError,
     RateLimit,
     RateLimitError,
@@ -158,15 +160,30 @@ async def test_wildcard_limits_each_provider_separately(
         assert client.rate_limits.stats("two").paced == 1
 
 
-async def test_waiting_is_bounded_by_the_total_timeout(server: OpenAITestServer) -> None:
-    """A request that would wait past its total timeout fails with TotalTimeoutError."""
-    async with limited(server, rpm=1) as client:
-        await client.chat.completions.create(model="m", messages="first")
-        with pytest.raises(TotalTimeoutError):
-            await client.chat.completions.create(
-                model="m", messages="second", timeout=Timeout(total=0.1)
+@pytest.mark.parametrize("failover", [False, True])
+async def test_time_queued_in_the_limiter_does_not_count_toward_timeouts(
+    server: OpenAITestServer, failover: bool
+) -> None:
+    """rpm=120 lets two requests through at once, then one each half second. A third
+    request with 0.2 s timeouts queues about 0.5 s and still succeeds, directly and in a
+    failover race; a slow answer after queueing still times out."""
+    fast = Timeout(connect=1, first_chunk=0.2, idle=0.2, total=0.2)
+    upstream = OpenAICompatible(base_url=server.base_url)
+    provider = RetryProvider([upstream], shuffle=False) if failover else upstream
+    async with AsyncClient(provider, rate_limits={NAME: RateLimit(rpm=120)}) as client:
+        for stream in (False, False, True):
+            reply = await client.chat.completions.create(
+                model="m", messages="hi", stream=stream, timeout=fast
             )
-    assert len(server.requests) == 1
+            if not isinstance(reply, ChatCompletion):
+                reply = await reply.collect()
+            assert reply.choices[0].message.content == "You said: hi"
+        stats = client.rate_limits.stats(NAME)
+        assert stats.paced == 1 and stats.paced_seconds > 0.3
+        server.add_reply(Reply(delay=1.0))
+        with pytest.raises(TotalTimeoutError):
+            await client.chat.completions.create(model="m", messages="slow", timeout=fast)
+    assert len(server.requests) == 4
 
 
 def test_registry_is_a_mapping() -> None:
@@ -181,3 +198,31 @@ def test_registry_is_a_mapping() -> None:
     client = AsyncClient(rate_limits=limits)
     assert client.rate_limits is limits
     assert AsyncClient().rate_limits == {}
+
+
+@pytest.mark.usefixtures("testing_switch")
+async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
+    """Eight requests in flight all answered 429 (no Retry-After) are one burst: one
+    1 s pause, not a backoff doubled eight times."""
+    server.add_reply(*[Reply(status=429) for _ in range(8)])
+    async with limited(server) as client:
+        batch = client.chat.completions.batch(
+            [{"model": "m", "messages": "hi"}] * 8, concurrency=8
+        )
+        async with batch as results:
+            assert all([r.ok async for r in results])
+        stats = client.rate_limits.stats(NAME)
+    assert stats.rate_limited == 8
+    assert stats.paused_seconds == pytest.approx(1.0, abs=0.1)
+
+
+@pytest.mark.usefixtures("testing_switch")
+async def test_error_answers_give_their_tokens_back(server: OpenAITestServer) -> None:
+    """A request answered with an error used no tokens: its estimate is returned."""
+    server.add_reply(*[Reply(status=400) for _ in range(5)])
+    async with limited(server, tpm=6000) as client:
+        for _ in range(5):
+            with pytest.raises(BadRequestError):
+                await client.chat.completions.create(model="m", messages="hi", max_tokens=500)
+        stats = client.rate_limits.stats(NAME)
+    assert stats.tokens == 0 and stats.paced == 0

@@ -11,7 +11,10 @@ drops a last line an earlier crash cut off.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import math
+import os
 import re
 import signal
 import sys
@@ -63,7 +66,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--provider", help="provider name for every request (default: by model)")
     parser.add_argument("--model", help="model for every request, replacing the file's")
     parser.add_argument("--base-url", help="an OpenAI-compatible server to send to")
-    parser.add_argument("--api-key", help="the key (default: the provider's env variable)")
+    parser.add_argument(
+        "--api-key",
+        help="the key (default, and better: the provider's env variable; a key given here "
+        "shows in the process list)",
+    )
     parser.add_argument("--rpm", type=float, help="requests per minute, per provider")
     parser.add_argument("--tpm", type=float, help="tokens per minute, per provider")
     parser.add_argument("--timeout", type=float, help="seconds each request may take in all")
@@ -81,6 +88,11 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     parser.add_argument(
         "--log-every", type=float, default=10.0, help="seconds between progress log lines"
+    )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="run again the requests whose results in OUT are failures (their lines are replaced)",
     )
 
 
@@ -145,48 +157,83 @@ class _Report:
         self.err.flush()
 
 
-def load_output(path: Path, report: _Report) -> set[str]:
-    """The ``custom_id``s already in OUT; a last line cut off by a crash is removed.
+def load_output(
+    path: Path, report: _Report, *, retry_failed: bool = False
+) -> tuple[set[str], int, bool]:
+    """The ``custom_id``s already in OUT, how many of them failed, and whether OUT was
+    rewritten. A last line an earlier crash cut off (no newline) is removed. With
+    ``retry_failed`` the failed lines are removed too (OUT is rewritten into a new
+    file), so their requests run again.
 
     Raises:
-        UsageError: a line other than the last is not a result line (not ours to fix).
+        UsageError: a line other than a torn last one is not a result line (not ours
+            to fix).
     """
     done: set[str] = set()
+    failed: dict[int, str] = {}  # offset of each failed result line -> its custom_id
     if not path.exists():
-        return done
+        return done, 0, False
     try:
         handle = path.open("r+b")
     except OSError as exc:
         raise UsageError(f"cannot open {path}: {exc.strerror}") from None
     with handle:
         offset = 0
-        bad: tuple[int, int] | None = None  # (line number, offset) of a broken line
-        missing_newline = False
+        torn: tuple[int, int] | None = None  # (line number, offset) of a cut-off line
         for number, raw in enumerate(handle, 1):
-            if bad is not None:
+            if torn is not None and raw.strip():
                 raise UsageError(
-                    f"{path} line {bad[0]} is not a result line; fix or remove it to resume"
+                    f"{path} line {torn[0]} is not a result line; fix or remove it to resume"
                 )
             try:
                 record = json.loads(raw)
                 custom_id = record.get("custom_id") if isinstance(record, dict) else None
-            except ValueError:
-                custom_id = None
+            except (ValueError, RecursionError):
+                record, custom_id = None, None
             if isinstance(custom_id, str):
                 done.add(custom_id)
-                missing_newline = not raw.endswith(b"\n")
+                if isinstance(record, dict) and record.get("error") is not None:
+                    failed[offset] = custom_id
             elif raw.strip():
-                bad = (number, offset)
+                if raw.endswith(b"\n"):  # whole, yet not ours: a person must look
+                    raise UsageError(
+                        f"{path} line {number} is not a result line; fix or remove it to resume"
+                    )
+                torn = (number, offset)
             offset += len(raw)
-        if bad is not None:
-            handle.truncate(bad[1])
+        if torn is not None:
+            handle.truncate(torn[1])
             report.problem(
-                f"{path} line {bad[0]} was cut off (an earlier run stopped mid-write); "
+                f"{path} line {torn[0]} was cut off (an earlier run stopped mid-write); "
                 "removed it, its request runs again"
             )
-        elif missing_newline:
+        elif offset and not _ends_with_newline(handle, offset):
             handle.write(b"\n")
-    return done
+    if retry_failed and failed:
+        _drop_lines(path, set(failed))
+        report.problem(f"{len(failed):,} failed request(s) in {path} will run again")
+        return done - set(failed.values()), 0, True
+    return done, len(failed), False
+
+
+def _ends_with_newline(handle: IO[bytes], size: int) -> bool:
+    handle.seek(size - 1)
+    return handle.read(1) == b"\n"
+
+
+def _drop_lines(path: Path, offsets: set[int]) -> None:
+    """Rewrite OUT without the lines starting at ``offsets`` (atomically: a crash
+    leaves the old OUT)."""
+    temporary = path.with_name(path.name + ".tmp")
+    with path.open("rb") as source, temporary.open("wb") as target:
+        offset = 0
+        for raw in source:
+            if offset not in offsets:
+                target.write(raw)
+            offset += len(raw)
+        target.flush()
+        os.fsync(target.fileno())
+    os.replace(temporary, path)
 
 
 class _Input:
@@ -230,12 +277,16 @@ class _Input:
             reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8"
             self._problem(number, f"not valid JSON ({reason}); skipped")
             return None
+        except RecursionError:
+            self._problem(number, "not valid JSON (nested too deeply); skipped")
+            return None
         if not isinstance(item, dict):
             self._problem(number, "not a JSON object; skipped")
             return None
         custom_id = item.get("custom_id")
         if not isinstance(custom_id, str) or not custom_id:
-            self._problem(number, "no custom_id (a non-empty string is required); skipped")
+            what = "no custom_id" if custom_id is None else "custom_id is not a string"
+            self._problem(number, f"{what} (a non-empty string is required); skipped")
             return None
         first = self.first_line.get(custom_id)
         if first == 0:
@@ -334,20 +385,59 @@ def _count_lines(path: Path) -> int:
 
 
 class _Output:
-    """OUT, opened for appending: one line per result, flushed as it is written."""
+    """OUT, opened for appending and locked against a second run: one line per result,
+    flushed as it is written, with known keys masked."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, secrets: list[str]) -> None:
+        self.path = path
+        self.secrets = secrets
+        self.handle = self._open()
+
+    def _open(self) -> IO[bytes]:
         try:
-            self.handle: IO[bytes] = path.open("ab")
+            handle = self.path.open("ab")
         except OSError as exc:
-            raise UsageError(f"cannot write {path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+        try:
+            import fcntl
+
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except ImportError:  # no fcntl (Windows): no lock
+            pass
+        except OSError:
+            handle.close()
+            raise UsageError(f"{self.path} is in use by another asyncprov batch run") from None
+        return handle
+
+    def reopen(self) -> None:
+        """OUT was rewritten (a new file): append to, and lock, that one."""
+        self.close()
+        self.handle = self._open()
 
     def write(self, line: str) -> None:
-        self.handle.write(line.encode())
-        self.handle.flush()
+        for secret in self.secrets:  # an upstream may echo the key in its error
+            line = line.replace(secret, "***")
+        try:
+            self.handle.write(line.encode())
+            self.handle.flush()
+        except OSError as exc:
+            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
 
     def close(self) -> None:
-        self.handle.close()
+        with contextlib.suppress(OSError):  # a failed write has been reported already
+            self.handle.close()
+
+
+def _known_keys(args: argparse.Namespace) -> list[str]:
+    """Every key this run may send: --api-key and the providers' key variables."""
+    from ._registry import provider_class, registered_names
+
+    keys = [args.api_key] if args.api_key else []
+    for name in registered_names():
+        env = provider_class(name).api_key_env
+        if env and (value := os.environ.get(env, "").strip()):
+            keys.append(value)
+    return sorted({k for k in keys if len(k) >= 4}, key=len, reverse=True)
 
 
 class _Interrupt:
@@ -433,26 +523,37 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
-    for option in ("rpm", "tpm", "timeout"):
+    for option in ("rpm", "tpm", "timeout", "log_every"):
         value = getattr(args, option)
-        if value is not None and not value > 0:
-            raise UsageError(f"--{option} must be a positive number")
-    if not args.input.is_file():
+        if value is not None and not (value > 0 and math.isfinite(value)):
+            raise UsageError(f"--{option.replace('_', '-')} must be a positive number")
+    if not (args.grace >= 0 and math.isfinite(args.grace)):
+        raise UsageError("--grace must be a number of seconds, 0 or more")
+    if not args.input.exists():
         raise UsageError(f"cannot read {args.input}: no such file")
-    report = _Report(err)
-    done = load_output(args.output, report)
-    output = _Output(args.output)
+    if not args.input.is_file():
+        raise UsageError(f"cannot read {args.input}: not a file")
+    if args.output.exists() and args.input.resolve() == args.output.resolve():
+        raise UsageError("IN and OUT are the same file; results need a file of their own")
     limits = None
     if args.rpm is not None or args.tpm is not None:
         limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm)}
+    # Checked before OUT is touched: a bad --provider leaves no empty OUT behind.
+    client = AsyncClient(
+        args.provider,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        timeout=args.timeout,
+        rate_limits=limits,
+    )
+    report = _Report(err)
+    output = _Output(args.output, _known_keys(args))
     try:
-        client = AsyncClient(
-            args.provider,
-            base_url=args.base_url,
-            api_key=args.api_key,
-            timeout=args.timeout,
-            rate_limits=limits,
+        done, earlier_failures, rewritten = load_output(
+            args.output, report, retry_failed=args.retry_failed
         )
+        if rewritten:
+            output.reopen()
         source = _Input(
             args.input,
             done=done,
@@ -488,9 +589,15 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     dropped = progress.in_flight if batch.cancelled else 0
     limited = {name: client.rate_limits.stats(name) for name in providers} if limits else {}
     _summary(out, progress, providers, source, time.monotonic() - started, dropped, limited)
+    if earlier_failures:
+        out.write(
+            f"OUT already held {earlier_failures:,} failed request(s): --retry-failed runs "
+            "them again\n"
+        )
     if interrupt.signalled:
         return 130
-    return 1 if (progress.failed or source.invalid or source.malformed) else 0
+    failures = progress.failed + source.invalid + source.malformed + earlier_failures
+    return 1 if failures else 0
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -501,7 +608,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
     err = sys.stderr
     try:
-        return anyio.run(_run, args, out, err)
+        try:
+            return anyio.run(_run, args, out, err)
+        except BaseExceptionGroup as group:  # one error from inside a task group
+            if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
+                raise group.exceptions[0] from None
+            raise
     except UsageError as error:
         err.write(f"asyncprov: {error}\n")
         return 2

@@ -3,7 +3,6 @@ input, and a crash and Ctrl-C of the real process."""
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -17,25 +16,15 @@ from typing import Any
 
 import pytest
 
-from asyncprov._batch_cli import add_parser, run
+from asyncprov._cli import main
 from asyncprov.testing import OpenAITestServer, Reply
 
 ROOT = Path(__file__).resolve().parent.parent
-# The command as the other CLI commands will run it: `asyncprov batch ...`.
-RUN_CLI = (
-    "import argparse, sys\n"
-    "from asyncprov._batch_cli import add_parser, run\n"
-    "parser = argparse.ArgumentParser(prog='asyncprov')\n"
-    "add_parser(parser.add_subparsers(dest='command', required=True))\n"
-    "sys.exit(run(parser.parse_args(['batch', *sys.argv[1:]]), sys.stdout))\n"
-)
 
 
 def cli(*argv: str | Path) -> tuple[int, str]:
-    parser = argparse.ArgumentParser(prog="asyncprov")
-    add_parser(parser.add_subparsers(dest="command", required=True))
     out = io.StringIO()
-    code = run(parser.parse_args(["batch", *map(str, argv)]), out)
+    code = main(["batch", *map(str, argv)], out=out)
     return code, out.getvalue()
 
 
@@ -181,6 +170,7 @@ def test_unusable_files_are_one_line_errors(
     assert "line 1 is not a result line" in err and err.count("\n") == 1
     assert cli(source, tmp_path / "o2.jsonl", "--provider", "Nope")[0] == 1
     assert capsys.readouterr().err.startswith("asyncprov: ProviderNotFoundError")
+    assert not (tmp_path / "o2.jsonl").exists()  # checked before OUT is made
     assert cli(source, tmp_path / "o3.jsonl", "--rpm", "0")[0] == 2
     assert capsys.readouterr().err == "asyncprov: --rpm must be a positive number\n"
 
@@ -219,7 +209,7 @@ def start(
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     command = [str(source), str(target), "--base-url", server.base_url, "--concurrency", "4"]
     return subprocess.Popen(
-        [sys.executable, "-c", RUN_CLI, *command, *extra],
+        [sys.executable, "-m", "asyncprov", "batch", *command, *extra],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -318,3 +308,145 @@ def test_the_batch_example_runs() -> None:
         "capital-fr", "capital-jp", "haiku-sea", "translate-1", "sum-1", "define-1"
     ]  # fmt: skip
     assert answers[6].startswith("done 6, failed 0, tokens ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--grace", "-1"], "--grace must be a number of seconds, 0 or more"),
+        (["--rpm", "inf"], "--rpm must be a positive number"),
+        (["--log-every", "0"], "--log-every must be a positive number"),
+    ],
+)
+def test_option_values_are_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", 1)
+    assert cli(source, tmp_path / "out.jsonl", *args)[0] == 2
+    assert capsys.readouterr().err == f"asyncprov: {message}\n"
+
+
+def test_in_and_out_must_differ_and_in_must_be_a_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = write_input(tmp_path / "in.jsonl", 2)
+    assert cli(source, source)[0] == 2
+    assert "IN and OUT are the same file" in capsys.readouterr().err
+    assert cli(tmp_path, tmp_path / "out.jsonl")[0] == 2
+    assert capsys.readouterr().err.endswith(": not a file\n")
+    assert len(source.read_text().splitlines()) == 2
+
+
+def test_deep_nesting_and_odd_custom_ids_are_malformed_lines(
+    threaded_server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line nested too deeply for the JSON parser is one more malformed line."""
+    source = tmp_path / "in.jsonl"
+    nested = "[" * 100_000 + "]" * 100_000
+    odd = json.dumps({"custom_id": 5, "url": "/v1/chat/completions", "body": {}})
+    source.write_text(f"{nested}\n{odd}\n{line('ok', 'fine')}\n")
+    code, _ = cli(source, tmp_path / "out.jsonl", "--base-url", threaded_server.base_url)
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    assert "line 1: not valid JSON (nested too deeply)" in err
+    assert "line 2: custom_id is not a string" in err
+    assert [r["custom_id"] for r in results(tmp_path / "out.jsonl")] == ["ok"]
+
+
+def test_upstream_echoes_of_the_key_are_masked_in_out(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    secret = "sk-batch-secret-123"
+    echo = {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error"}
+    threaded_server.add_reply(Reply(status=401, error=echo))
+    source = write_input(tmp_path / "in.jsonl", 1)
+    target = tmp_path / "out.jsonl"
+    cli(source, target, "--base-url", threaded_server.base_url, "--api-key", secret)
+    text = target.read_text()
+    assert secret not in text and "Incorrect API key provided: ***" in text
+
+
+def test_out_torn_lines_and_foreign_lines(
+    threaded_server: OpenAITestServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cut-off last line (no newline: a write a crash interrupted) is repaired; a
+    whole line that is not a result (it ends with a newline) is left for a person."""
+    source = write_input(tmp_path / "in.jsonl", 2)
+    target = tmp_path / "out.jsonl"
+    assert cli(source, target, "--base-url", threaded_server.base_url)[0] == 0
+    first = target.read_text().splitlines()[0]
+    target.write_text(first + "\n" + '{"id": "batch_req_x", "cust')
+    code, out = cli(source, target, "--base-url", threaded_server.base_url)
+    assert code == 0 and "1 done" in out and len(results(target)) == 2
+    target.write_text(first + "\n" + "not a result\n")
+    assert cli(source, target, "--base-url", threaded_server.base_url)[0] == 2
+    assert "line 2 is not a result line" in capsys.readouterr().err
+
+
+def test_retry_failed_runs_failures_again(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    """A resume over failures exits 1 and says so; --retry-failed replaces them."""
+    threaded_server.add_reply(Reply(status=500), Reply(status=500))
+    source = write_input(tmp_path / "in.jsonl", 3)
+    target = tmp_path / "out.jsonl"
+    from asyncprov.testing import instant_retries
+
+    with instant_retries():
+        assert (
+            cli(source, target, "--base-url", threaded_server.base_url, "--concurrency", "1")[0]
+            == 1
+        )
+    assert sum(r["error"] is not None for r in results(target)) == 2
+    code, out = cli(source, target, "--base-url", threaded_server.base_url)
+    assert code == 1 and "OUT already held 2 failed request(s)" in out
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--retry-failed")
+    assert code == 0 and "2 done" in out
+    records = results(target)
+    assert sorted(r["custom_id"] for r in records) == ["req-0", "req-1", "req-2"]
+    assert all(r["error"] is None for r in records)
+
+
+def test_a_second_run_on_the_same_out_is_refused(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    threaded_server.default = Reply(delay=0.5)
+    source = write_input(tmp_path / "in.jsonl", 20)
+    target = tmp_path / "out.jsonl"
+    first = start(source, target, threaded_server)
+    try:
+        wait_for_lines(target, 1, first)
+        second = start(source, target, threaded_server)
+        _, err = second.communicate(timeout=30)
+        assert second.returncode == 2 and "is in use by another asyncprov batch run" in err
+    finally:
+        first.kill()
+        first.communicate(timeout=10)
+
+
+def test_a_failed_write_to_out_is_one_line(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    """OUT hitting the file size limit ends the run with one line, exit 2."""
+    import resource
+
+    source = write_input(tmp_path / "in.jsonl", 20)
+    target = tmp_path / "out.jsonl"
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (600, 600))
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    command = ["batch", str(source), str(target), "--base-url", threaded_server.base_url]
+    result = subprocess.run(
+        [sys.executable, "-m", "asyncprov", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        preexec_fn=small_files,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"cannot write {target}" in result.stderr

@@ -1,9 +1,7 @@
 """asyncprov: one async-first, OpenAI-shaped client over many LLM chat providers."""
 
-from ._batch import AsyncBatch as AsyncBatch
-from ._batch import BatchProgress as BatchProgress
-from ._batch import BatchRequest as BatchRequest
-from ._batch import BatchResult as BatchResult
+from typing import TYPE_CHECKING
+
 from ._client import AsyncClient as AsyncClient
 from ._errors import APIConnectionError as APIConnectionError
 from ._errors import APIError as APIError
@@ -40,11 +38,7 @@ from ._errors import StreamNotSupportedError as StreamNotSupportedError
 from ._errors import StreamTimeoutError as StreamTimeoutError
 from ._errors import TotalTimeoutError as TotalTimeoutError
 from ._errors import UnprocessableEntityError as UnprocessableEntityError
-from ._ratelimit import RateLimit as RateLimit
-from ._ratelimit import RateLimits as RateLimits
-from ._ratelimit import RateLimitStats as RateLimitStats
 from ._streaming import AsyncStream as AsyncStream
-from ._sync import Batch as Batch
 from ._sync import Client as Client
 from ._sync import Stream as Stream
 from ._timeouts import Timeout as Timeout
@@ -64,6 +58,44 @@ from ._types import ToolCall as ToolCall
 from ._types import ToolCallDelta as ToolCallDelta
 from ._types import Usage as Usage
 from ._version import __version__ as __version__
+
+if TYPE_CHECKING:
+    from ._batch import AsyncBatch as AsyncBatch
+    from ._batch import BatchProgress as BatchProgress
+    from ._batch import BatchRequest as BatchRequest
+    from ._batch import BatchResult as BatchResult
+    from ._ratelimit import RateLimit as RateLimit
+    from ._ratelimit import RateLimits as RateLimits
+    from ._ratelimit import RateLimitStats as RateLimitStats
+    from ._sync_batch import Batch as Batch
+
+# Batch jobs and rate limits load on first use, keeping `import asyncprov` light.
+_LAZY = {
+    "AsyncBatch": "._batch",
+    "BatchProgress": "._batch",
+    "BatchRequest": "._batch",
+    "BatchResult": "._batch",
+    "RateLimit": "._ratelimit",
+    "RateLimits": "._ratelimit",
+    "RateLimitStats": "._ratelimit",
+    "Batch": "._sync_batch",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'asyncprov' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "APIConnectionError",

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._client import BATCH_CONCURRENCY
 from ._errors import ConfigurationError, InvalidRequestError
 from ._timeouts import clock
 from ._types import Attempt, ChatCompletion, Usage
@@ -42,7 +43,6 @@ BatchRequest: TypeAlias = Mapping[str, Any]
 """One request of a batch: the keyword arguments of ``create()``, plus an optional
 ``custom_id`` that its result carries back."""
 
-DEFAULT_CONCURRENCY = 64
 
 
 class BatchResult(BaseModel):
@@ -255,7 +255,7 @@ class AsyncBatch:
         completions: AsyncCompletions,
         requests: Iterable[BatchRequest] | AsyncIterable[BatchRequest],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = BATCH_CONCURRENCY,
         ordered: bool = False,
         progress: Callable[[BatchProgress], object] | None = None,
         defaults: Mapping[str, Any] | None = None,

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import Any, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
 
 from pydantic import ValidationError
 
-from ._batch import DEFAULT_CONCURRENCY, AsyncBatch, BatchProgress, BatchRequest
 from ._closing import AsyncCloseable
 from ._errors import (
     ConfigurationError,
@@ -20,7 +19,6 @@ from ._health import ProviderHealth
 from ._http import HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
 from ._proxies import ProxyConfig, resolve_proxy
-from ._ratelimit import RateLimit, RateLimits
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
@@ -36,7 +34,20 @@ from ._types import (
 )
 from .providers.base import Provider
 
-__all__ = ["AsyncClient", "MessagesInput", "build_request", "validation_message"]
+if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
+    from ._batch import AsyncBatch, BatchProgress, BatchRequest
+    from ._ratelimit import RateLimit, RateLimits
+
+__all__ = [
+    "BATCH_CONCURRENCY",
+    "AsyncClient",
+    "MessagesInput",
+    "build_request",
+    "validation_message",
+]
+
+BATCH_CONCURRENCY = 64
+"""How many requests of a batch are in flight at once unless told otherwise."""
 
 log = logging.getLogger("asyncprov")
 
@@ -287,7 +298,7 @@ class AsyncCompletions:
         self,
         requests: Iterable[BatchRequest] | AsyncIterable[BatchRequest],
         *,
-        concurrency: int = DEFAULT_CONCURRENCY,
+        concurrency: int = BATCH_CONCURRENCY,
         ordered: bool = False,
         progress: Callable[[BatchProgress], object] | None = None,
         **defaults: Any,
@@ -318,6 +329,8 @@ class AsyncCompletions:
             ...     async for result in results:
             ...         print(result.custom_id, result.completion or result.error_type)
         """
+        from ._batch import AsyncBatch
+
         return AsyncBatch(
             self,
             requests,
@@ -395,6 +408,8 @@ class AsyncClient(AsyncCloseable):
             connect_timeout=self.timeout.connect,
         )
         if rate_limits is not None:
+            from ._ratelimit import RateLimits
+
             self._http.rate_limits = (
                 rate_limits if isinstance(rate_limits, RateLimits) else RateLimits(rate_limits)
             )
@@ -413,6 +428,8 @@ class AsyncClient(AsyncCloseable):
         """The per-provider rate limits, a mutable mapping of provider name to
         ``RateLimit``; ``rate_limits.stats(name)`` tells how often each paced or waited."""
         if self._http.rate_limits is None:
+            from ._ratelimit import RateLimits
+
             self._http.rate_limits = RateLimits()
         return self._http.rate_limits
 

@@ -136,6 +136,10 @@ IMPORT_CHECK = textwrap.dedent(
         from asyncprov.providers import NoSuchProvider
     except ImportError:
         print("ImportError")
+    lazy = ("asyncprov._batch", "asyncprov._ratelimit", "asyncprov._sync_batch")
+    print([m for m in lazy if m in sys.modules])
+    from asyncprov import Batch, RateLimit
+    print(RateLimit.__name__, Batch.__name__, "RateLimits" in dir(asyncprov))
     """
 )
 
@@ -154,4 +158,6 @@ def test_import_loads_no_concrete_provider() -> None:
         "asyncprov.providers,asyncprov.providers.base",
         "asyncprov.providers.openai OpenaiChat",
         "ImportError",
+        "[]",  # batch jobs and rate limits load on first use
+        "RateLimit Batch True",
     ]

@@ -29,6 +29,7 @@ from ._errors import ProviderError as ProviderError
 from ._errors import ProviderNotFoundError as ProviderNotFoundError
 from ._errors import ProviderNotWorkingError as ProviderNotWorkingError
 from ._errors import ProxyError as ProxyError
+from ._errors import QueueTimeoutError as QueueTimeoutError
 from ._errors import RateLimitError as RateLimitError
 from ._errors import ResponseDecodeError as ResponseDecodeError
 from ._errors import RetryNoProviderError as RetryNoProviderError
@@ -82,19 +83,20 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> object:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'asyncprov' has no attribute {name!r}")
-    import importlib
+if not TYPE_CHECKING:  # type checkers see the imports above, and flag misspelt names
 
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
+    def __getattr__(name: str) -> object:
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'asyncprov' has no attribute {name!r}")
+        import importlib
 
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
 
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
 
 
 __all__ = [
@@ -143,6 +145,7 @@ __all__ = [
     "ProviderNotFoundError",
     "ProviderNotWorkingError",
     "ProxyError",
+    "QueueTimeoutError",
     "RateLimit",
     "RateLimitError",
     "RateLimitStats",

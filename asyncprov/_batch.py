@@ -44,7 +44,6 @@ BatchRequest: TypeAlias = Mapping[str, Any]
 ``custom_id`` that its result carries back."""
 
 
-
 class BatchResult(BaseModel):
     """The outcome of one batch request: its completion, or the error that ended it.
 

@@ -16,12 +16,13 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -109,16 +110,27 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def result_line(result: BatchResult) -> str:
-    """The OpenAI Batch API output line for ``result`` (with its newline)."""
+def _masked(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def result_line(result: BatchResult, secrets: Sequence[str] = ()) -> str:
+    """The OpenAI Batch API output line for ``result`` (with its newline). ``secrets``
+    are masked in a failure's message and upstream body, where a provider may echo the
+    key back (ids and completions are never touched)."""
     head = f'{{"id":{_dumps(_new_id())},"custom_id":{_dumps(result.custom_id)},'
     if result.completion is not None:
         body = result.completion.model_dump_json(exclude_none=True)
         return head + f'"response":{{"status_code":200,"body":{body}}},"error":null}}\n'
-    error = {"code": _code(result.error_type), "message": result.error_message or ""}
+    message = _masked(result.error_message or "", secrets)
+    error = {"code": _code(result.error_type), "message": message}
     response = None
     if result.status is not None:
         upstream = getattr(result.error, "body", None)
+        if isinstance(upstream, str):
+            upstream = _masked(upstream, secrets)
         parsed: Any = None
         if isinstance(upstream, str) and upstream:
             try:
@@ -224,6 +236,7 @@ def _ends_with_newline(handle: IO[bytes], size: int) -> bool:
 def _drop_lines(path: Path, offsets: set[int]) -> None:
     """Rewrite OUT without the lines starting at ``offsets`` (atomically: a crash
     leaves the old OUT)."""
+    path = path.resolve()  # rewrite a symlink's target, not the link
     temporary = path.with_name(path.name + ".tmp")
     with path.open("rb") as source, temporary.open("wb") as target:
         offset = 0
@@ -233,6 +246,7 @@ def _drop_lines(path: Path, offsets: set[int]) -> None:
             offset += len(raw)
         target.flush()
         os.fsync(target.fileno())
+    shutil.copymode(path, temporary)  # results may be private: keep OUT's permissions
     os.replace(temporary, path)
 
 
@@ -386,11 +400,10 @@ def _count_lines(path: Path) -> int:
 
 class _Output:
     """OUT, opened for appending and locked against a second run: one line per result,
-    flushed as it is written, with known keys masked."""
+    flushed as it is written."""
 
-    def __init__(self, path: Path, secrets: list[str]) -> None:
+    def __init__(self, path: Path) -> None:
         self.path = path
-        self.secrets = secrets
         self.handle = self._open()
 
     def _open(self) -> IO[bytes]:
@@ -415,8 +428,6 @@ class _Output:
         self.handle = self._open()
 
     def write(self, line: str) -> None:
-        for secret in self.secrets:  # an upstream may echo the key in its error
-            line = line.replace(secret, "***")
         try:
             self.handle.write(line.encode())
             self.handle.flush()
@@ -429,7 +440,9 @@ class _Output:
 
 
 def _known_keys(args: argparse.Namespace) -> list[str]:
-    """Every key this run may send: --api-key and the providers' key variables."""
+    """Every key this run may send: --api-key and the providers' key variables (short
+    placeholders such as "none" or "test" are not secrets, and masking them would
+    garble messages)."""
     from ._registry import provider_class, registered_names
 
     keys = [args.api_key] if args.api_key else []
@@ -437,7 +450,7 @@ def _known_keys(args: argparse.Namespace) -> list[str]:
         env = provider_class(name).api_key_env
         if env and (value := os.environ.get(env, "").strip()):
             keys.append(value)
-    return sorted({k for k in keys if len(k) >= 4}, key=len, reverse=True)
+    return sorted({k for k in keys if len(k) >= 8}, key=len, reverse=True)
 
 
 class _Interrupt:
@@ -537,7 +550,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError("IN and OUT are the same file; results need a file of their own")
     limits = None
     if args.rpm is not None or args.tpm is not None:
-        limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm)}
+        # A batch queues by design, and its waits are finite (paced, or 429 pauses).
+        limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm, max_wait=None)}
     # Checked before OUT is touched: a bad --provider leaves no empty OUT behind.
     client = AsyncClient(
         args.provider,
@@ -547,7 +561,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         rate_limits=limits,
     )
     report = _Report(err)
-    output = _Output(args.output, _known_keys(args))
+    secrets = _known_keys(args)
+    output = _Output(args.output)
     try:
         done, earlier_failures, rewritten = load_output(
             args.output, report, retry_failed=args.retry_failed
@@ -575,7 +590,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             group.start_soon(interrupt.watch, batch)
             async with batch as results:
                 async for result in results:
-                    output.write(result_line(result))
+                    output.write(result_line(result, secrets))
                     counts = providers.setdefault(result.provider or "(none)", [0, 0])
                     counts[0 if result.ok else 1] += 1
                     display.update(batch.progress)

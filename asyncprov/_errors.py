@@ -25,7 +25,8 @@ a message.
     │   │   ├── ConnectTimeoutError
     │   │   ├── FirstChunkTimeoutError
     │   │   ├── IdleTimeoutError
-    │   │   └── TotalTimeoutError
+    │   │   ├── TotalTimeoutError
+    │   │   └── QueueTimeoutError
     │   ├── HTTPStatusError                     (status, body, headers, retry_after)
     │   │   ├── BadRequestError                 400
     │   │   ├── AuthenticationError             401
@@ -79,6 +80,7 @@ __all__ = [
     "ProviderNotFoundError",
     "ProviderNotWorkingError",
     "ProxyError",
+    "QueueTimeoutError",
     "RateLimitError",
     "ResponseDecodeError",
     "RetryNoProviderError",
@@ -96,7 +98,7 @@ __all__ = [
 SNIPPET_LIMIT = 500
 """Characters of a response body kept on an error."""
 
-TimeoutPhase = Literal["connect", "first_chunk", "idle", "total"]
+TimeoutPhase = Literal["connect", "first_chunk", "idle", "total", "queue"]
 
 
 def _snippet(body: bytes | str | None) -> str:
@@ -224,6 +226,12 @@ class TotalTimeoutError(APITimeoutError):
     """Raised when the whole call, retries and failover included, exceeds ``total``."""
 
     phase: TimeoutPhase = "total"
+
+
+class QueueTimeoutError(APITimeoutError):
+    """Raised when a request waits past its rate limit's ``max_wait`` (nothing was sent)."""
+
+    phase: TimeoutPhase = "queue"
 
 
 class HTTPStatusError(APIError):

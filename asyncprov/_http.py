@@ -22,6 +22,7 @@ from ._errors import (
     InvalidRequestError,
     ProviderError,
     ProxyError,
+    QueueTimeoutError,
     ResponseDecodeError,
     error_for_status,
     parse_retry_after,
@@ -406,6 +407,8 @@ class _Post:
     async def _send_limited(self, limiter: Limiter) -> aiohttp.ClientResponse:
         """Send within the provider's budgets; a 429 pauses the provider and is sent
         again (up to ``max_429_waits`` times) instead of failing the attempt."""
+        import anyio
+
         call = self._call
         tokens = limiter.estimate(self._body) if limiter.counts_tokens else 0
         waits = 0
@@ -414,9 +417,18 @@ class _Post:
             queued = clock()
             call.deadline.suspend()
             try:
-                await limiter.acquire(tokens)
+                with anyio.move_on_after(limiter.limit.max_wait or math.inf) as waiting:
+                    await limiter.acquire(tokens)
             finally:
                 call.deadline.shift(clock() - queued)
+            if waiting.cancelled_caught:
+                raise QueueTimeoutError(
+                    f"waited over {limiter.limit.max_wait} s for a turn under the rate "
+                    f"limit of {call.provider}",
+                    provider=call.provider,
+                    model=call.model,
+                    timeout=limiter.limit.max_wait,
+                )
             sent = limiter.now()
             try:
                 raw = await call._send(self._url, self._body, self._headers, self._stream)
@@ -432,6 +444,8 @@ class _Post:
             if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
                 parse_retry_after(raw.headers), sent_at=sent
             ):
+                limiter.settle(tokens, 0)  # the 429 goes to the caller; it used no tokens
+                tokens = 0
                 break
             waits += 1
             raw.close()

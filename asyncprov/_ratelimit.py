@@ -39,6 +39,9 @@ class RateLimit(BaseModel):
             30 s); a longer one surfaces as ``RateLimitError`` (failover moves on).
         max_429_waits: how many 429 answers one request waits out before the
             ``RateLimitError`` reaches the caller (default 5).
+        max_wait: the longest one request waits for its turn (pacing, a 429 pause,
+            the concurrency cap) before ``QueueTimeoutError`` (default 600 s; ``None``:
+            no bound). Time waiting here does not count toward the call's timeouts.
 
     Example:
         >>> AsyncClient(OpenaiChat, rate_limits={"OpenaiChat": RateLimit(rpm=500, tpm=200_000)})
@@ -51,6 +54,7 @@ class RateLimit(BaseModel):
     concurrency: int | None = Field(default=None, ge=1)
     retry_after_max: float = Field(default=30.0, ge=0)
     max_429_waits: int = Field(default=5, ge=0)
+    max_wait: float | None = Field(default=600.0, gt=0)
 
 
 class RateLimitStats(BaseModel):

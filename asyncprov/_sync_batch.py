@@ -71,7 +71,6 @@ class Batch(Closeable, Iterator[BatchResult]):
     def __init__(self, loop: LoopThread, batch: AsyncBatch) -> None:
         self._loop = loop
         self._runner = _BatchRunner(batch)
-        self._done = False
         self._started = False
         self._done = False
         self._finalizer = weakref.finalize(self, _close_batch, loop, self._runner, False)
@@ -95,6 +94,9 @@ class Batch(Closeable, Iterator[BatchResult]):
         if self._done:
             raise StopIteration
         loop = self._loop
+        if not loop.is_usable:  # made before os.fork(), or its client was closed
+            self._done = True
+            raise ClientClosedError("the client is closed, or this batch was made before a fork")
         if not self._started:
             self._started = True
             self._finalizer.detach()

@@ -126,28 +126,36 @@ class Deadline:
         """When the whole call must end (shared by every attempt of one call)."""
         return self._total_at
 
+    def _chain(self) -> list[Deadline]:
+        """This deadline and those of the calls it is an attempt of, innermost first."""
+        chain = [self]
+        while chain[-1].parent is not None:
+            chain.append(chain[-1].parent)
+        return chain
+
     def suspend(self) -> None:
         """A wait that is not the call's own begins (queueing in a rate limiter): the
-        call's total stops being enforced on it until ``shift``."""
-        root = self.parent or self
-        root._suspended += 1
-        for scope in root.watchers or ():
-            scope.deadline = math.inf
+        totals of this attempt's calls (nested failover included) stop being enforced
+        on it until ``shift``."""
+        for deadline in self._chain():
+            deadline._suspended += 1
+            for scope in deadline.watchers or ():
+                scope.deadline = math.inf
 
     def shift(self, seconds: float) -> None:
         """The wait begun by ``suspend`` took ``seconds``: move this attempt's clocks
-        (total and, before content, first_chunk) and the call's total by as much."""
+        (total and, before content, first_chunk) and every enclosing call's total by as
+        much."""
         seconds = max(0.0, seconds)
-        self._total_at += seconds
         if not self.has_content:
             self.progress_at += seconds
-        root = self.parent or self
-        if root is not self:
-            root._total_at = max(root._total_at, self._total_at)
-        root._suspended -= 1
-        if root._suspended == 0:
-            for scope in root.watchers or ():
-                scope.deadline = root._total_at
+        total_at = self._total_at + seconds
+        for deadline in self._chain():
+            deadline._total_at = max(deadline._total_at, total_at)
+            deadline._suspended -= 1
+            if deadline._suspended == 0:
+                for scope in deadline.watchers or ():
+                    scope.deadline = deadline._total_at
 
     def at(self, *, streaming: bool = True) -> float:
         """The clock value the current network wait must end by. While the caller is

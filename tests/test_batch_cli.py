@@ -356,6 +356,8 @@ def test_deep_nesting_and_odd_custom_ids_are_malformed_lines(
 def test_upstream_echoes_of_the_key_are_masked_in_out(
     threaded_server: OpenAITestServer, tmp_path: Path
 ) -> None:
+    """A key an upstream echoes is masked in the failure's message and body; ids and
+    answers are never touched, and short placeholder keys are not masked at all."""
     secret = "sk-batch-secret-123"
     echo = {"message": f"Incorrect API key provided: {secret}", "type": "invalid_request_error"}
     threaded_server.add_reply(Reply(status=401, error=echo))
@@ -364,6 +366,16 @@ def test_upstream_echoes_of_the_key_are_masked_in_out(
     cli(source, target, "--base-url", threaded_server.base_url, "--api-key", secret)
     text = target.read_text()
     assert secret not in text and "Incorrect API key provided: ***" in text
+    assert results(target)[0]["response"]["body"]["error"]["message"].endswith("***")
+
+    source.write_text(line("test-1", "a test of null"))
+    placeholder = tmp_path / "placeholder.jsonl"
+    cli(source, placeholder, "--base-url", threaded_server.base_url, "--api-key", "test")
+    (record,) = results(placeholder)
+    assert record["custom_id"] == "test-1"
+    assert record["response"]["body"]["choices"][0]["message"]["content"] == (
+        "You said: a test of null"
+    )
 
 
 def test_out_torn_lines_and_foreign_lines(
@@ -400,8 +412,10 @@ def test_retry_failed_runs_failures_again(
     assert sum(r["error"] is not None for r in results(target)) == 2
     code, out = cli(source, target, "--base-url", threaded_server.base_url)
     assert code == 1 and "OUT already held 2 failed request(s)" in out
+    target.chmod(0o600)
     code, out = cli(source, target, "--base-url", threaded_server.base_url, "--retry-failed")
     assert code == 0 and "2 done" in out
+    assert target.stat().st_mode & 0o777 == 0o600  # the rewrite keeps OUT private
     records = results(target)
     assert sorted(r["custom_id"] for r in records) == ["req-0", "req-1", "req-2"]
     assert all(r["error"] is None for r in records)

@@ -66,6 +66,7 @@ def upstream(url: str = "http://127.0.0.1:9/v1", **more: Any) -> dict[str, Any]:
         ({"providers": {"a": upstream()}, "server": {"host": ""}}, "server.host"),
         ({"providers": {"a": upstream()}, "server": {"port": True}}, "server.port"),
         ({"providers": {"a": upstream()}, "server": {"grace_period": float("inf")}}, "grace"),
+        ({"providers": {"a": upstream()}, "timeouts": {"total": True}}, "timeouts.total"),
         (
             {
                 "providers": {"a": upstream()},
@@ -424,6 +425,7 @@ async def test_unknown_paths_and_bad_auth_headers_answer_in_openai_json(
                     assert r.status == 404 and "error" in await r.json()
                 async with session.get(url + "/chat/completions") as r:
                     assert r.status == 405 and "error" in await r.json()
+                    assert r.headers["Allow"] == "POST"
                 for header in (b"right-key", b"Bearer \xff\xfe", b"Basic right-key"):
                     async with session.get(
                         url + "/models", headers={"Authorization": header.decode("latin-1")}
@@ -531,3 +533,20 @@ def test_second_signal_ends_the_grace_period_at_once(tmp_path: Path) -> None:
             process.wait(timeout=10)
     assert process.returncode == 0, err
     assert "shutting down" in rest and "[DONE]" not in rest
+
+
+async def test_a_key_given_to_the_client_is_masked_too(server: OpenAITestServer) -> None:
+    secret = "sk-client-level-secret"
+    echo = {"message": f"bad key {secret}", "type": "invalid_request_error"}
+    server.default = Reply(status=401, error=echo)
+    async with AsyncClient(base_url=server.base_url, api_key=secret) as client:
+        runner, url = await start_app(create_app(client))
+        try:
+            async with aiohttp.ClientSession() as session:
+                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                async with session.post(url + "/chat/completions", json=body) as r:
+                    assert r.status == 502
+                    text = await r.text()
+        finally:
+            await runner.cleanup()
+    assert secret not in text and "bad key ***" in text

@@ -12,6 +12,7 @@ from asyncprov import (
     BadRequestError,
     ChatCompletion,
     ConfigurationError,
+    QueueTimeoutError,
     RateLimit,
     RateLimitError,
     RateLimits,
@@ -160,16 +161,20 @@ async def test_wildcard_limits_each_provider_separately(
         assert client.rate_limits.stats("two").paced == 1
 
 
-@pytest.mark.parametrize("failover", [False, True])
+@pytest.mark.parametrize("failover", ["direct", "failover", "nested failover"])
 async def test_time_queued_in_the_limiter_does_not_count_toward_timeouts(
-    server: OpenAITestServer, failover: bool
+    server: OpenAITestServer, failover: str
 ) -> None:
     """rpm=120 lets two requests through at once, then one each half second. A third
     request with 0.2 s timeouts queues about 0.5 s and still succeeds, directly and in a
     failover race; a slow answer after queueing still times out."""
     fast = Timeout(connect=1, first_chunk=0.2, idle=0.2, total=0.2)
     upstream = OpenAICompatible(base_url=server.base_url)
-    provider = RetryProvider([upstream], shuffle=False) if failover else upstream
+    provider: OpenAICompatible | RetryProvider = upstream
+    if failover != "direct":
+        provider = RetryProvider([upstream], shuffle=False)
+    if failover == "nested failover":
+        provider = RetryProvider([provider], shuffle=False)
     async with AsyncClient(provider, rate_limits={NAME: RateLimit(rpm=120)}) as client:
         for stream in (False, False, True):
             reply = await client.chat.completions.create(
@@ -206,9 +211,7 @@ async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
     1 s pause, not a backoff doubled eight times."""
     server.add_reply(*[Reply(status=429) for _ in range(8)])
     async with limited(server) as client:
-        batch = client.chat.completions.batch(
-            [{"model": "m", "messages": "hi"}] * 8, concurrency=8
-        )
+        batch = client.chat.completions.batch([{"model": "m", "messages": "hi"}] * 8, concurrency=8)
         async with batch as results:
             assert all([r.ok async for r in results])
         stats = client.rate_limits.stats(NAME)
@@ -226,3 +229,18 @@ async def test_error_answers_give_their_tokens_back(server: OpenAITestServer) ->
                 await client.chat.completions.create(model="m", messages="hi", max_tokens=500)
         stats = client.rate_limits.stats(NAME)
     assert stats.tokens == 0 and stats.paced == 0
+
+
+async def test_a_queue_wait_past_max_wait_is_a_queue_timeout(server: OpenAITestServer) -> None:
+    """With the provider's only slot held by an open stream, the next call waits max_wait
+    for a turn and fails with QueueTimeoutError, having sent nothing."""
+    limit = RateLimit(concurrency=1, max_wait=0.2)
+    async with AsyncClient(base_url=server.base_url, rate_limits={NAME: limit}) as client:
+        held = await client.chat.completions.create(model="m", messages="hold", stream=True)
+        async with held:
+            with pytest.raises(QueueTimeoutError) as caught:
+                await client.chat.completions.create(model="m", messages="next")
+        assert caught.value.phase == "queue" and isinstance(caught.value, TimeoutError)
+        assert len(server.requests) == 1
+        reply = await client.chat.completions.create(model="m", messages="after")
+        assert reply.choices[0].message.content == "You said: after"

@@ -229,7 +229,8 @@ def test_close_client_under_a_reading_thread(threaded_server: OpenAITestServer) 
 
 
 def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
-    """A Client (and the provider shim) used before os.fork() works in the child."""
+    """A Client (and the provider shim) used before os.fork() works in the child; a
+    batch made before the fork raises there instead of hanging."""
     script = tmp_path / "forked.py"
     script.write_text(
         "import os, signal, sys\n"
@@ -239,6 +240,8 @@ def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path)
         "c = Client(base_url=url)\n"
         "c.chat.completions.create(model='m', messages='parent')\n"
         "''.join(OpenAICompatible(base_url=url).create_completion(model='m', messages='p'))\n"
+        "before = c.chat.completions.batch([{'model': 'm', 'messages': 'x'}])\n"
+        "next(before)\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
         "    signal.alarm(10)\n"
@@ -246,6 +249,10 @@ def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path)
         "    a = a.choices[0].message.content\n"
         "    p = OpenAICompatible(base_url=url)\n"
         "    b = ''.join(p.create_completion(model='m', messages='s'))\n"
+        "    try:\n"
+        "        next(before)\n"
+        "    except Exception as e:\n"
+        "        b += ' | ' + type(e).__name__\n"
         "    print(a, '|', b, flush=True)\n"
         "    c.close()\n"
         "    os._exit(0)\n"
@@ -261,7 +268,10 @@ def test_client_survives_fork(threaded_server: OpenAITestServer, tmp_path: Path)
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["You said: child | You said: s", "child status 0"]
+    assert result.stdout.splitlines() == [
+        "You said: child | You said: s | ClientClosedError",  # a batch from before the fork
+        "child status 0",
+    ]
 
 
 def test_stream_after_client_close_is_typed_not_a_hang(threaded_server: OpenAITestServer) -> None:

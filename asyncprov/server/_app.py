@@ -110,7 +110,11 @@ class _Gateway:
         # Upstream keys never reach a client or a log line, even when an upstream echoes
         # one back in an error message.
         providers = [client.provider, *(r.provider for r in (self.routes or {}).values())]
-        self.secrets = sorted({k for p in providers for k in _upstream_keys(p)}, key=len)[::-1]
+        keys = {k for p in providers for k in _upstream_keys(p)}
+        if client._api_key:  # a key given to the client itself, for any provider
+            keys.add(client._api_key.strip())
+        self.secrets = sorted(k for k in keys if len(k) >= 4)[::-1]
+        self.secrets.sort(key=len, reverse=True)  # a key inside another is masked last
 
     def scrub(self, text: str) -> str:
         for secret in self.secrets:
@@ -179,6 +183,8 @@ class _Gateway:
     async def drain(self, app: web.Application) -> None:
         """At shutdown: refuse new requests, let in-flight ones finish for up to the grace
         period, then end the rest (streams get an error event, never a fake [DONE])."""
+        if self.draining:  # already draining (a second shutdown)
+            return
         self.draining = True
         self.idle = idle = anyio.Event()
         self.hurry = self.hurry or anyio.Event()
@@ -221,6 +227,7 @@ class _Answer:
         self.gateway = gateway
         self.request = request
         self.reading = True
+        self.done = False
         self.response: web.StreamResponse | None = None
 
     async def run(self) -> web.StreamResponse:
@@ -280,6 +287,7 @@ class _Answer:
             except ConnectionError:  # the client went away mid-write
                 log.info("client disconnected mid-stream")
                 return response
+        self.done = True
         with contextlib.suppress(ConnectionError):
             await response.write(b"data: [DONE]\n\n")
             await response.write_eof()
@@ -288,6 +296,8 @@ class _Answer:
     async def cut_off(self) -> web.StreamResponse:
         if self.response is None or not self.response.prepared:
             return _error(503, _SHUTTING_DOWN, "server_error")
+        if self.done:  # the stream was complete; only its last write was cut
+            return self.response
         with contextlib.suppress(ConnectionError, RuntimeError):  # the client may be gone
             await self.response.write(_error_event(_SHUTTING_DOWN, "server_error", 503))
         return self.response
@@ -301,7 +311,10 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        return _error(error.status, error.reason, "invalid_request_error")
+        response = _error(error.status, error.reason, "invalid_request_error")
+        if "Allow" in error.headers:  # 405 says which methods are
+            response.headers["Allow"] = error.headers["Allow"]
+        return response
 
 
 def stop_now(app: web.Application) -> None:

@@ -62,6 +62,7 @@ __all__ = [
     "RouteConfig",
     "ServerConfig",
     "Target",
+    "TimeoutConfig",
     "build_routes",
     "load_config",
     "parse_config",
@@ -172,11 +173,17 @@ class RouteConfig(_Section):
         return self
 
 
+class TimeoutConfig(Timeout):
+    """``[timeouts]``: ``Timeout``, read strictly (``total = true`` is an error)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+
 class GatewayConfig(_Section):
     """A whole gateway configuration, as read from TOML."""
 
     server: ServerConfig = ServerConfig()
-    timeouts: Timeout = Timeout()
+    timeouts: TimeoutConfig = TimeoutConfig()
     providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: dict[Name, RouteConfig] = {}
 

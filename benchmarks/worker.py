@@ -38,6 +38,16 @@ class CheckFailed(AssertionError):
     """A client delivered something other than what the server sent."""
 
 
+def _per_request(span: Any, count: int) -> dict[str, float]:
+    """Wall, CPU, requests/s and CPU µs per request of ``count`` requests in ``span``."""
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "req_per_s": count / span.wall,
+        "cpu_us_per_req": span.cpu / count * 1e6,
+    }
+
+
 def _check_stream(result: Any, n: int, where: str) -> None:
     if len(result.parts) != n:
         raise CheckFailed(f"{where}: {len(result.parts)} content chunks, expected {n}")
@@ -214,13 +224,7 @@ async def _nonstream_c64(client: Any, p: dict[str, Any]) -> dict[str, Any]:
         await asyncio.gather(*(loop() for _ in range(concurrency)))
     if done != count:
         raise CheckFailed(f"{done} requests completed, expected {count}")
-    return {
-        "wall_s": span.wall,
-        "cpu_s": span.cpu,
-        "req_per_s": count / span.wall,
-        "cpu_us_per_req": span.cpu / count * 1e6,
-        "checked": {"requests": count},
-    }
+    return {**_per_request(span, count), "checked": {"requests": count}}
 
 
 AsyncScenario = Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -317,10 +321,7 @@ async def _batch(spec: dict[str, Any]) -> dict[str, Any]:
     if len(seen) != count:
         raise CheckFailed(f"{len(seen)} distinct results, expected {count}")
     return {
-        "wall_s": span.wall,
-        "cpu_s": span.cpu,
-        "req_per_s": count / span.wall,
-        "cpu_us_per_req": span.cpu / count * 1e6,
+        **_per_request(span, count),
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_growth_after_1k_mib": max(0, rss_end - rss_early) / 1024,
         "checked": {"requests": count},

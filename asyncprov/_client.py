@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
 
 __all__ = [
     "BATCH_CONCURRENCY",
+    "CALL_SETTINGS",
     "AsyncClient",
     "MessagesInput",
     "build_request",
@@ -48,6 +49,13 @@ __all__ = [
 
 BATCH_CONCURRENCY = 64
 """How many requests of a batch are in flight at once unless told otherwise."""
+
+CALL_SETTINGS = frozenset(
+    {"provider", "image", "images", "proxy", "api_key", "timeout", "hedge_delay"}
+)
+"""``create()`` keywords that configure the call itself (where it goes, with which key,
+how long it waits) rather than being OpenAI body fields: a request body from elsewhere
+(a gateway client, a batch file) must never set them."""
 
 log = logging.getLogger("asyncprov")
 

@@ -173,12 +173,11 @@ async def test_openai_fields_pass_through_but_not_call_settings(
     assert "Authorization" not in sent.headers
 
 
-def test_caller_only_matches_create_signature() -> None:
-    """CALLER_ONLY names exactly the create() keywords that are not OpenAI body fields."""
+def test_call_settings_match_create_signature() -> None:
+    """CALL_SETTINGS names exactly the create() keywords that are not OpenAI body fields."""
     import inspect
 
-    from asyncprov._client import AsyncCompletions
-    from asyncprov.server._app import CALLER_ONLY
+    from asyncprov._client import CALL_SETTINGS, AsyncCompletions
 
     openai_fields = {
         "model",
@@ -195,4 +194,4 @@ def test_caller_only_matches_create_signature() -> None:
         "stream_options",
     }
     params = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "extra"}
-    assert params - openai_fields == CALLER_ONLY
+    assert params - openai_fields == CALL_SETTINGS

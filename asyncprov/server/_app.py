@@ -28,6 +28,8 @@ from .. import (
     RetryProviderError,
     StreamInterruptedError,
 )
+from .._client import CALL_SETTINGS
+from .._http_errors import KeyMask
 from ..providers.base import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
 
@@ -39,12 +41,6 @@ _SHUTTING_DOWN = "the gateway is shutting down"
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
 _GATEWAY_KEY: web.AppKey[_Gateway] = web.AppKey("gateway")
-# `create()` keywords that configure the gateway's own call (where it connects, with which
-# key, how long it waits). A remote client must never set them; every other body field
-# is OpenAI's and goes upstream as it is.
-CALLER_ONLY = frozenset(
-    {"provider", "image", "images", "proxy", "api_key", "timeout", "hedge_delay"}
-)
 
 
 def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
@@ -77,7 +73,7 @@ def _error_event(message: str, kind: str, status: int) -> bytes:
     return _event(json.dumps({"error": {"message": message, "type": kind, "code": status}}))
 
 
-def _upstream_keys(provider: Provider | None) -> list[str]:
+def _upstream_keys(provider: Provider | None) -> list[str | None]:
     """Every key ``provider`` (or its failover members) would send upstream."""
     if provider is None:
         return []
@@ -85,8 +81,7 @@ def _upstream_keys(provider: Provider | None) -> list[str]:
     keys = []
     for member in members:
         with contextlib.suppress(AsyncProvError):
-            if (key := member.get_api_key()) and len(key) >= 4:
-                keys.append(key)
+            keys.append(member.get_api_key())
     return keys
 
 
@@ -110,16 +105,8 @@ class _Gateway:
         # Upstream keys never reach a client or a log line, even when an upstream echoes
         # one back in an error message.
         providers = [client.provider, *(r.provider for r in (self.routes or {}).values())]
-        keys = {k for p in providers for k in _upstream_keys(p)}
-        if client._api_key:  # a key given to the client itself, for any provider
-            keys.add(client._api_key.strip())
-        self.secrets = sorted(k for k in keys if len(k) >= 4)[::-1]
-        self.secrets.sort(key=len, reverse=True)  # a key inside another is masked last
-
-    def scrub(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, "***")
-        return text
+        keys = [k for p in providers for k in _upstream_keys(p)]
+        self.scrub = KeyMask([*keys, client._api_key])  # the client's own key, for any provider
 
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
@@ -243,7 +230,7 @@ class _Answer:
         options: dict[str, Any] = {
             key: value
             for key, value in body.items()
-            if key not in CALLER_ONLY and key not in ("model", "messages", "stream")
+            if key not in CALL_SETTINGS and key not in ("model", "messages", "stream")
         }
         model = body.get("model")
         routes = self.gateway.routes

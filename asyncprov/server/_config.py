@@ -201,12 +201,13 @@ class Route:
     model: str
 
 
-def _pinned(provider: Provider, model: str) -> Provider:
-    """A copy of ``provider`` that sends ``model`` whatever model a route asks for (the
-    failover engine sends a provider its default model when it lists others)."""
-    pinned = copy.copy(provider)
-    vars(pinned).update(models=(model,), default_model=model)
-    return pinned
+def _serving(provider: Provider, models: list[str]) -> Provider:
+    """A copy of ``provider`` listing ``models``, the first its default. With one model
+    it sends that one whatever model a route asks for (the failover engine sends a
+    provider its default model when it lists others)."""
+    serving = copy.copy(provider)
+    vars(serving).update(models=tuple(models), default_model=models[0])
+    return serving
 
 
 def _build_provider(name: str, spec: ProviderConfig) -> Provider:
@@ -230,10 +231,8 @@ def _build_provider(name: str, spec: ProviderConfig) -> Provider:
         raise ConfigurationError(f"{where}: {spec.type} takes no base_url") from None
     except AsyncProvError as error:
         raise ConfigurationError(f"{where}: {error}") from None
-    provider = copy.copy(provider)
+    provider = _serving(provider, spec.models) if spec.models else copy.copy(provider)
     provider.name = name  # failover, health and every chunk report the configured name
-    if spec.models:
-        vars(provider).update(models=tuple(spec.models), default_model=spec.models[0])
     if provider.needs_auth and not provider.has_api_key:
         env = provider.api_key_env or "a key variable"
         raise ConfigurationError(
@@ -265,7 +264,7 @@ def build_routes(config: GatewayConfig) -> tuple[dict[str, Route] | None, Provid
                 )
             upstream = target.model or (model if model in provider.models else None)
             upstream = upstream or provider.default_model or model
-            members.append(_pinned(provider, upstream))
+            members.append(_serving(provider, [upstream]))
         if len(members) == 1 and route.mode == "sequential":
             routes[model] = Route(members[0], members[0].default_model or model)
         else:
@@ -280,7 +279,7 @@ def build_routes(config: GatewayConfig) -> tuple[dict[str, Route] | None, Provid
     for provider in providers.values():
         for model in provider.models:
             if model not in routes:
-                serving.setdefault(model, []).append(_pinned(provider, model))
+                serving.setdefault(model, []).append(_serving(provider, [model]))
     for model, members in serving.items():
         one = members[0] if len(members) == 1 else RetryProvider(members, shuffle=False)
         routes[model] = Route(one, model)

@@ -169,7 +169,29 @@ class FloorLinesClient(FloorClient):
         return collector.result
 
 
-class OpenAIClient:
+class _OpenAIShaped:
+    """The calls openai-python and asyncprov share, made the same way for both."""
+
+    _client: Any
+
+    async def stream(self, model: str) -> StreamResult:
+        collector = _Collector()
+        add = collector.add
+        stream = await self._client.chat.completions.create(
+            model=model, messages=MESSAGES, stream=True
+        )
+        async with stream:
+            async for chunk in stream:
+                add(chunk)
+        collector.result.provider = getattr(stream, "provider", None)  # asyncprov's only
+        return collector.result
+
+    async def complete(self, model: str) -> str:
+        completion = await self._client.chat.completions.create(model=model, messages=MESSAGES)
+        return completion.choices[0].message.content or ""
+
+
+class OpenAIClient(_OpenAIShaped):
     """openai-python: ``AsyncOpenAI(max_retries=0)`` over an httpx pool of 1,000
     connections (openai's default limits)."""
 
@@ -192,26 +214,11 @@ class OpenAIClient:
             base_url=base_url, api_key="x", max_retries=0, http_client=http_client
         )
 
-    async def stream(self, model: str) -> StreamResult:
-        collector = _Collector()
-        add = collector.add
-        stream = await self._client.chat.completions.create(
-            model=model, messages=MESSAGES, stream=True
-        )
-        async with stream:
-            async for chunk in stream:
-                add(chunk)
-        return collector.result
-
-    async def complete(self, model: str) -> str:
-        completion = await self._client.chat.completions.create(model=model, messages=MESSAGES)
-        return completion.choices[0].message.content or ""
-
     async def aclose(self) -> None:
         await self._client.close()
 
 
-class AsyncprovClient:
+class AsyncprovClient(_OpenAIShaped):
     """``asyncprov.AsyncClient(base_url=...)`` with its defaults."""
 
     name = "asyncprov"
@@ -220,22 +227,6 @@ class AsyncprovClient:
         import asyncprov
 
         self._client = asyncprov.AsyncClient(base_url=base_url)
-
-    async def stream(self, model: str) -> StreamResult:
-        collector = _Collector()
-        add = collector.add
-        stream = await self._client.chat.completions.create(
-            model=model, messages=MESSAGES, stream=True
-        )
-        async with stream:
-            async for chunk in stream:
-                add(chunk)
-        collector.result.provider = stream.provider
-        return collector.result
-
-    async def complete(self, model: str) -> str:
-        completion = await self._client.chat.completions.create(model=model, messages=MESSAGES)
-        return completion.choices[0].message.content or ""
 
     async def aclose(self) -> None:
         await self._client.aclose()

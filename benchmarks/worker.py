@@ -108,15 +108,20 @@ async def _stream_20k(client: Any, p: dict[str, Any]) -> dict[str, Any]:
     _check_stream(await client.stream("stream-50"), 50, "warm-up")
     with _Span() as span:
         results = [await client.stream(f"stream-{n}") for _ in range(repeat)]
+    return _long_streams(span, results, n)
+
+
+def _long_streams(span: Any, results: list[Any], n: int) -> dict[str, Any]:
+    """Check ``results`` (streams of ``n`` chunks each) and report their rates."""
     for result in results:
         _check_stream(result, n, f"stream-{n}")
-    chunks = n * repeat
+    chunks = n * len(results)
     return {
         "wall_s": span.wall,
         "cpu_s": span.cpu,
         "chunks_per_s": chunks / span.wall,
         "cpu_us_per_chunk": span.cpu / chunks * 1e6,
-        "checked": {"streams": repeat, "chunks": chunks},
+        "checked": {"streams": len(results), "chunks": chunks},
     }
 
 
@@ -247,16 +252,7 @@ def _sync_stream_20k(client: Any, p: dict[str, Any]) -> dict[str, Any]:
     _check_stream(client.stream("stream-50"), 50, "warm-up")
     with _Span() as span:
         results = [client.stream(f"stream-{n}") for _ in range(repeat)]
-    for result in results:
-        _check_stream(result, n, f"stream-{n}")
-    chunks = n * repeat
-    return {
-        "wall_s": span.wall,
-        "cpu_s": span.cpu,
-        "chunks_per_s": chunks / span.wall,
-        "cpu_us_per_chunk": span.cpu / chunks * 1e6,
-        "checked": {"streams": repeat, "chunks": chunks},
-    }
+    return _long_streams(span, results, n)
 
 
 async def _failover(spec: dict[str, Any]) -> dict[str, Any]:

@@ -437,21 +437,19 @@ class _Post:
                 raise
             if raw.status != 429:
                 limiter.answered()
-                if raw.status >= 400 and tokens:  # an error answer uses no tokens
-                    limiter.settle(tokens, 0)
-                    tokens = 0
                 break
             if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
                 parse_retry_after(raw.headers), sent_at=sent
             ):
-                limiter.settle(tokens, 0)  # the 429 goes to the caller; it used no tokens
-                tokens = 0
-                break
+                break  # this 429 goes to the caller
             waits += 1
             raw.close()
             limiter.release()
-            limiter.settle(tokens, 0)
+            limiter.settle(tokens, 0)  # charged again when it is sent again
             log.info("%s: 429, pausing the provider and sending again", call.provider)
+        if raw.status >= 400 and tokens:  # an error answer, 429 included, used no tokens
+            limiter.settle(tokens, 0)
+            tokens = 0
         self._limiter = limiter
         call.charges.append((limiter, tokens))
         return raw

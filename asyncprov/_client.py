@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, overload
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
 
 from pydantic import ValidationError
 
@@ -15,16 +15,18 @@ from ._errors import (
     InvalidRequestError,
     StreamNotSupportedError,
 )
+from ._failover import Opener, open_stream, retry_one
 from ._health import ProviderHealth
-from ._http import HttpClient
+from ._http import DEFAULT_CONNECTION_LIMIT, HttpCall, HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
+from ._options import CallOptions
 from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
+from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
-from ._timeouts import Deadline, TimeoutInput, as_timeout, clock
+from ._timeouts import TimeoutInput, as_timeout
 from ._types import (
-    Attempt,
     ChatCompletion,
     ChatRequest,
     ImagePart,
@@ -32,7 +34,7 @@ from ._types import (
     MessageInput,
     TextPart,
 )
-from .providers.base import Provider
+from .providers.base import Provider, ProviderSettings
 
 if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
     from ._batch import AsyncBatch, BatchProgress, BatchRequest
@@ -41,23 +43,42 @@ if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
 __all__ = [
     "BATCH_CONCURRENCY",
     "CALL_SETTINGS",
+    "DEFAULT_MAX_RETRIES",
     "AsyncClient",
     "MessagesInput",
     "build_request",
     "validation_message",
 ]
 
+DEFAULT_MAX_RETRIES = 2
+"""Retries after a lone provider's first attempt unless told otherwise (openai-python's)."""
+
 BATCH_CONCURRENCY = 64
 """How many requests of a batch are in flight at once unless told otherwise."""
 
 CALL_SETTINGS = frozenset(
-    {"provider", "image", "images", "proxy", "api_key", "timeout", "hedge_delay"}
+    {
+        "provider",
+        "image",
+        "images",
+        "proxy",
+        "api_key",
+        "base_url",
+        "timeout",
+        "max_retries",
+        "hedge_delay",
+        "extra_headers",
+        "extra_query",
+        "extra_body",
+    }
 )
 """``create()`` keywords that configure the call itself (where it goes, with which key,
 how long it waits) rather than being OpenAI body fields: a request body from elsewhere
 (a gateway client, a batch file) must never set them."""
 
 log = logging.getLogger("asyncprov")
+
+_T = TypeVar("_T")
 
 MessagesInput: TypeAlias = str | Sequence[MessageInput]
 """A conversation: a list of messages, or a plain string as one user message."""
@@ -92,6 +113,36 @@ def build_request(
         raise InvalidRequestError(validation_message(exc)) from None
 
 
+def _retries(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigurationError(f"max_retries must be a whole number of 0 or more, not {value!r}")
+    return value
+
+
+def _hedge_delay(value: object) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+        raise ConfigurationError(f"hedge_delay must be a number of seconds >= 0, not {value!r}")
+    return float(value)
+
+
+def _checked_mapping(
+    name: str, value: Mapping[str, Any] | None, *, headers: bool = False
+) -> Mapping[str, Any] | None:
+    """A per-call mapping, checked (header names and values: text on one line)."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping):
+        raise ConfigurationError(f"{name} must be a mapping, not {type(value).__name__}")
+    for key, item in value.items():
+        if not isinstance(key, str) or (headers and not isinstance(item, str)):
+            raise ConfigurationError(f"{name} keys{' and values' if headers else ''} must be text")
+        if headers and any(c in key + item for c in "\r\n\0"):
+            raise ConfigurationError(f"{name}[{key.strip()!r}] contains a line break")
+    return dict(value)
+
+
 def _attach_images(request: ChatRequest, urls: list[str]) -> None:
     """Add image parts to the last user message."""
     for index in range(len(request.messages) - 1, -1, -1):
@@ -104,11 +155,6 @@ def _attach_images(request: ChatRequest, urls: list[str]) -> None:
     parts: list[Any] = [TextPart(text=content)] if isinstance(content, str) else list(content or [])
     parts.extend(ImagePart(image_url=ImageURL(url=url)) for url in urls)
     request.messages[index] = message.model_copy(update={"content": parts})
-
-
-def _one_attempt(provider: Provider, started: float) -> Attempt:
-    """The record of a call that went straight to one provider and answered."""
-    return Attempt(provider=provider.name, ok=True, seconds=round(clock() - started, 6))
 
 
 class AsyncCompletions:
@@ -140,6 +186,11 @@ class AsyncCompletions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -166,6 +217,11 @@ class AsyncCompletions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> AsyncStream: ...
 
@@ -192,6 +248,11 @@ class AsyncCompletions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream: ...
 
@@ -217,6 +278,11 @@ class AsyncCompletions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | AsyncStream:
         """Create a chat completion.
@@ -250,7 +316,19 @@ class AsyncCompletions:
             ...     print(chunk.choices[0].delta.content or "", end="")
         """
         client = self._client
-        chosen = client._choose_provider(provider, model, api_key)
+        chosen, options = client._resolve_call(
+            provider,
+            model,
+            api_key=api_key,
+            base_url=base_url,
+            proxy=proxy,
+            extra_headers=extra_headers,
+            timeout=timeout,
+            max_retries=max_retries,
+            hedge_delay=hedge_delay,
+            extra_query=extra_query,
+            extra_body=extra_body,
+        )
         request = build_request(
             model=model or chosen.resolve_model(None),
             messages=messages,
@@ -264,7 +342,6 @@ class AsyncCompletions:
             tool_choice=tool_choice,
             response_format=response_format,
             include_usage=bool((stream_options or {}).get("include_usage")),
-            hedge_delay=hedge_delay,
             extra=extra or None,
         )
         if image is not None or images is not None:
@@ -275,31 +352,15 @@ class AsyncCompletions:
             raise ImagesNotSupportedError(f"{chosen.name} cannot take images")
         if stream and not chosen.supports_stream:
             raise StreamNotSupportedError(f"{chosen.name} cannot stream")
-        deadline = Deadline(as_timeout(timeout, client.timeout))
-        http = client._http.call(
-            deadline=deadline,
-            proxy=resolve_proxy(proxy, env={}) if proxy else chosen.proxy or client.proxy,
-            health=client.health,
-            provider=chosen.name,
-            model=request.model,
-        )
-        started = clock()
+        http = client._http.call(options, health=client.health, model=request.model)
         if not stream:
-            completion = await complete(chosen, request, http)
-            attempts = http.attempts or [_one_attempt(chosen, started)]
-            completion.__dict__["attempts"] = tuple(attempts)  # excluded from dumps
+            completion = await client._attempts(chosen, request, http, complete)
+            completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
             if http.charges:
                 http.settle(completion)
             return completion
-        result = AsyncStream(
-            chosen.stream(request, http),
-            deadline,
-            provider=chosen.name,
-            model=request.model,
-            abort=http.abort,
-        )
-        await result._start()
-        result.attempts = tuple(http.attempts or [_one_attempt(chosen, started)])
+        result = await client._attempts(chosen, request, http, open_stream)
+        result.attempts = tuple(http.attempts)
         return result
 
     def batch(
@@ -368,6 +429,8 @@ class AsyncClient(AsyncCloseable):
         proxies: ``{"https": url, "http": url}``; ``proxy``: one proxy URL. Credentials
             in the URL are used and never shown. Falls back to ``ASYNCPROV_PROXY``.
         timeout: a ``Timeout`` or a number of seconds for each whole call.
+        max_retries: retries after the first attempt of a call to a lone provider
+            (default 2, as in openai-python); a ``RetryProvider`` uses its own.
         headers: extra HTTP headers sent with every request.
         max_event_size: the largest single streamed event accepted, in bytes.
         max_image_bytes: the largest image accepted, in bytes.
@@ -391,12 +454,15 @@ class AsyncClient(AsyncCloseable):
         proxies: Mapping[str, str] | None = None,
         proxy: str | None = None,
         timeout: TimeoutInput = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         headers: Mapping[str, str] | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-        connection_limit: int = 10_000,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
+        self._api_key = api_key or None
+        self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
         chosen: Provider | None = None
         if provider is not None:
             chosen = resolve_provider(provider)
@@ -404,10 +470,16 @@ class AsyncClient(AsyncCloseable):
                 chosen = chosen.with_options(base_url=base_url)
         elif base_url is not None:
             chosen = provider_class("OpenAICompatible")(base_url=base_url)
+        if chosen is not None:  # resolved once against the client's own settings
+            chosen = chosen.resolved(
+                ProviderSettings(client_api_key=self._api_key, client_proxy=self.proxy)
+            )
         self._provider = chosen
-        self._api_key = api_key
-        self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
         self.timeout = as_timeout(timeout)
+        self.max_retries = _retries(max_retries)
+        """Retries after the first attempt on a lone provider (``create`` may override)."""
+        self._options = CallOptions(timeout=self.timeout, max_retries=self.max_retries)
+        self._policies: dict[int, RetryPolicy] = {}
         self.max_image_bytes = max_image_bytes
         self._http = HttpClient(
             connection_limit=connection_limit,
@@ -444,25 +516,81 @@ class AsyncClient(AsyncCloseable):
     def __repr__(self) -> str:
         return f"AsyncClient(provider={self._provider!r}, proxy={self.proxy!r})"
 
-    def _choose_provider(
-        self, provider: ProviderInput | None, model: str | None, api_key: str | None
-    ) -> Provider:
+    def _resolve_call(
+        self,
+        provider: ProviderInput | None,
+        model: str | None,
+        *,
+        api_key: str | None,
+        base_url: str | None,
+        proxy: str | None,
+        extra_headers: Mapping[str, str] | None,
+        timeout: TimeoutInput,
+        max_retries: int | None,
+        hedge_delay: float | None,
+        extra_query: Mapping[str, str] | None,
+        extra_body: Mapping[str, Any] | None,
+    ) -> tuple[Provider, CallOptions]:
+        """Every per-call setting merged once with the provider instance, the client
+        and the environment (``ProviderSettings`` holds the precedence): the provider
+        as this call uses it, and the call's options."""
         if provider is not None:
             chosen = resolve_provider(provider)
         elif self._provider is not None:
-            chosen = self._provider
+            chosen = self._provider  # already resolved against the client's settings
         elif model:
             chosen = provider_for_model(model)
         else:
             raise ConfigurationError("pass model=... or give the client a provider")
-        if api_key:
-            chosen = chosen.with_options(api_key=api_key)
-        elif self._api_key and not chosen.has_configured_key:
-            chosen = chosen.with_options(api_key=self._api_key)
+        if (
+            chosen is not self._provider
+            or api_key
+            or base_url is not None
+            or proxy
+            or extra_headers
+        ):
+            chosen = chosen.resolved(
+                ProviderSettings(
+                    api_key=api_key or None,
+                    base_url=base_url,
+                    proxy=resolve_proxy(proxy, env={}) if proxy else None,
+                    headers=_checked_mapping("extra_headers", extra_headers, headers=True),
+                    client_api_key=self._api_key,
+                    client_proxy=self.proxy,
+                )
+            )
         if not chosen.working and chosen.name not in self._warned_not_working:
             self._warned_not_working.add(chosen.name)
             log.warning("%s is marked not working; trying it because it was asked for", chosen.name)
-        return chosen
+        options = self._options
+        if (
+            timeout is not None
+            or max_retries is not None
+            or hedge_delay is not None
+            or extra_query
+            or extra_body
+        ):
+            options = CallOptions(
+                timeout=as_timeout(timeout, self.timeout),
+                max_retries=self.max_retries if max_retries is None else _retries(max_retries),
+                hedge_delay=_hedge_delay(hedge_delay),
+                extra_query=_checked_mapping("extra_query", extra_query),
+                extra_body=_checked_mapping("extra_body", extra_body),
+            )
+        return chosen, options
+
+    async def _attempts(
+        self, provider: Provider, request: ChatRequest, http: HttpCall, opener: Opener[_T]
+    ) -> _T:
+        """One call's attempts: a failover group runs its own; a lone provider is
+        retried up to the call's ``max_retries``."""
+        if provider.is_group:
+            return await opener(provider, request, http)
+        retries = http.options.max_retries
+        policy = self._policies.get(retries)
+        if policy is None:
+            policy = self._policies[retries] = RetryPolicy(max_retries=retries)
+        return await retry_one(provider, request, http, opener, policy)
 
     async def aclose(self) -> None:
         """Close every connection; the client cannot be used afterwards."""

@@ -20,7 +20,7 @@ a message.
     ├── ProviderNotWorkingError
     ├── APIError                                (provider, model)
     │   ├── APIConnectionError
-    │   │   └── ProxyError
+    │   │   └── ProxyError                      (status: 407 when it refused the credentials)
     │   ├── APITimeoutError                     (also TimeoutError; .phase)
     │   │   ├── ConnectTimeoutError
     │   │   ├── FirstChunkTimeoutError
@@ -41,8 +41,13 @@ a message.
     │   │   └── EventTooLargeError
     │   └── StreamInterruptedError              (partial_text)
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
-    └── RetryProviderError                      (exceptions)
-        └── RetryNoProviderError
+    ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
+    └── RetryNoProviderError
+
+When every attempt of a call failed the same way, the caller gets that kind's error
+(the last one), with every attempt's error in ``.exceptions``; when they failed in
+different ways, a ``RetryProviderError``, which is an ``ExceptionGroup`` so ``except*``
+and ``.subgroup`` find each kind.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import datetime
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Literal
+from typing import Literal, Self
 
 __all__ = [
     "APIConnectionError",
@@ -158,6 +163,9 @@ class APIError(AsyncProvError):
 
     partial_text: str = ""
     """Text already delivered to the caller when the error struck mid-stream."""
+    exceptions: tuple[BaseException, ...] = ()
+    """When this error ended a call after several attempts that all failed this way,
+    every attempt's error, in order (this one last); else empty."""
 
     def __init__(
         self, message: str, *, provider: str | None = None, model: str | None = None
@@ -184,7 +192,19 @@ class APIConnectionError(APIError):
 
 
 class ProxyError(APIConnectionError):
-    """Raised when the proxy refuses or cannot be reached."""
+    """Raised when the proxy refuses or cannot be reached; ``status`` is the proxy's
+    answer (407: it refused the credentials, which is not retried)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str | None = None,
+        model: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, model=model)
+        self.status = status
 
 
 class APITimeoutError(APIError, TimeoutError):
@@ -389,15 +409,25 @@ class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
         self.timeout = timeout
 
 
-class RetryProviderError(AsyncProvError):
-    """Raised when every provider attempt failed; one line per attempt, attempts kept."""
+class RetryProviderError(ExceptionGroup[Exception], AsyncProvError):
+    """Raised when the attempts of a call failed in different ways: an ``ExceptionGroup``
+    of every attempt's error (``except* RateLimitError`` finds the 429s), with one
+    ``Name: Error: message`` line per attempt in its message."""
 
-    def __init__(self, message: str, exceptions: Sequence[BaseException] = ()) -> None:
-        super().__init__(message)
-        self.exceptions = list(exceptions)
+    def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
+        return super().__new__(cls, message, list(exceptions))
+
+    def __init__(self, message: str, exceptions: Sequence[Exception]) -> None:
+        super().__init__(message, list(exceptions))
+
+    def derive(self, excs: Sequence[Exception]) -> RetryProviderError:  # type: ignore[override]
+        return RetryProviderError(self.message, excs)
+
+    def __str__(self) -> str:
+        return self.message
 
 
-class RetryNoProviderError(RetryProviderError):
+class RetryNoProviderError(AsyncProvError):
     """Raised when failover had no provider it could try at all."""
 
 

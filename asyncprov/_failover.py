@@ -21,23 +21,22 @@ from typing import Generic, TypeVar
 
 import anyio
 
-from ._errors import (
-    RetryNoProviderError,
-    RetryProviderError,
-    TotalTimeoutError,
-)
-from ._health import clock, is_testing
+from ._errors import ConfigurationError, RetryNoProviderError
+from ._health import clock
 from ._http import HttpCall
-from ._retry import Outcome, RetryPolicy, classify
+from ._retry import Outcome, RetryPolicy, classify, final_error, stop_error
 from ._streaming import AsyncStream, complete
 from ._types import Attempt, ChatCompletion, ChatCompletionChunk, ChatRequest
-from .providers.base import Provider
+from .providers.base import Provider, ProviderSettings
 
-__all__ = ["RetryProvider"]
+__all__ = ["Opener", "RetryProvider", "open_stream", "retry_one"]
 
 log = logging.getLogger("asyncprov")
 
 _T = TypeVar("_T")
+
+Opener = Callable[[Provider, ChatRequest, HttpCall], Awaitable[_T]]
+"""Makes one attempt: ``complete`` for a whole reply, ``open_stream`` for a stream."""
 
 
 @dataclass
@@ -50,8 +49,56 @@ def _message(error: BaseException) -> str:
     return getattr(error, "message", None) or str(error) or "no message"
 
 
-def _describe(provider: Provider, error: BaseException) -> str:
-    return f"{provider.name}: {type(error).__name__}: {_message(error)}"
+def _record(
+    http: HttpCall, provider: Provider, started: float, error: BaseException | None
+) -> None:
+    http.attempts.append(
+        Attempt(
+            provider=provider.name,
+            ok=error is None,
+            error_type=None if error is None else type(error).__name__,
+            error=None if error is None else _message(error),
+            seconds=round(clock() - started, 6),
+        )
+    )
+
+
+async def retry_one(
+    provider: Provider,
+    request: ChatRequest,
+    http: HttpCall,
+    opener: Opener[_T],
+    policy: RetryPolicy,
+) -> _T:
+    """Attempts on one provider, up to ``policy.attempts``, with backoff between them
+    (no task group: one attempt at a time). A lone provider's own retries never wait
+    for its cool-down; ``Retry-After`` is honoured up to ``policy.retry_after_max``."""
+    failures: list[tuple[str, Exception]] = []
+    health = http.health
+    for number in range(1, policy.attempts + 1):
+        attempt = http.attempt(provider=provider.name, proxy=provider.proxy)
+        started = clock()
+        try:
+            result = await opener(provider, request, attempt)
+        except Exception as error:
+            _record(http, provider, started, error)
+            failures.append((provider.name, error))
+            outcome = classify(error)
+            if outcome is Outcome.STOP:
+                raise stop_error(error, failures)
+            health.record_failure(provider.name, error)
+            if outcome is not Outcome.RETRY or number == policy.attempts:
+                break
+            wait = policy.wait_before_retry(error, number)
+            if wait is None or clock() + wait >= http.deadline.total_at:
+                break  # no retry can start in time: the failure itself is the answer
+            log.debug("attempt %d on %s failed (%s); retrying", number, provider.name, error)
+            await anyio.sleep(wait)
+        else:
+            _record(http, provider, started, None)
+            health.record_success(provider.name)
+            return result
+    raise final_error(failures)
 
 
 def _request_for(provider: Provider, request: ChatRequest) -> ChatRequest:
@@ -77,9 +124,9 @@ class _Race(Generic[_T]):
         self.http = http
         self.opener = opener
         self.health = http.health
-        self.failures: list[tuple[Provider, BaseException]] = []
+        self.failures: list[tuple[str, Exception]] = []
         self.winner: tuple[Provider, _T] | None = None
-        self.fatal: BaseException | None = None
+        self.fatal: Exception | None = None
         self.running = 0
         self.changed = anyio.Event()
         self.ruled_out: set[str] = set()
@@ -92,18 +139,17 @@ class _Race(Generic[_T]):
         if not usable:
             self.queue.clear()
             return None
-        cooling = {c.provider.name: self.health.cooling_until(c.provider.name) for c in usable}
-        ready = [c for c in usable if cooling[c.provider.name] is None]
-        chosen = ready[0] if ready else min(usable, key=lambda c: cooling[c.provider.name] or 0)
+        # A cooling provider is passed over while another is ready; when none is, the
+        # next candidate goes now: a cool-down never delays a provider's own retries.
+        health = self.health
+        ready = [c for c in usable if health.cooling_until(c.provider.name) is None]
+        chosen = ready[0] if ready else usable[0]
         self.queue.remove(chosen)
-        start = max(
-            cooling[chosen.provider.name] or 0.0, self.retry_at.get(chosen.provider.name, 0)
-        )
-        return chosen, (0.0 if is_testing() else start)
+        return chosen, self.retry_at.get(chosen.provider.name, 0.0)
 
     async def _attempt(self, candidate: _Candidate, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
-        http = self.http.attempt(provider=provider)
+        http = self.http.attempt(provider=provider.name, proxy=provider.proxy)
         log.debug(
             "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
         )
@@ -111,13 +157,21 @@ class _Race(Generic[_T]):
         try:
             result = await self.opener(provider, _request_for(provider, self.request), http)
         except anyio.get_cancelled_exc_class():
-            self._record(provider, started, "Cancelled", "stopped: another attempt answered")
+            self.http.attempts.append(
+                Attempt(
+                    provider=provider.name,
+                    ok=False,
+                    error_type="Cancelled",
+                    error="stopped: another attempt answered",
+                    seconds=round(clock() - started, 6),
+                )
+            )
             raise
         except Exception as error:
-            self._record(provider, started, type(error).__name__, _message(error))
+            _record(self.http, provider, started, error)
             self._failed(candidate, error, tg)
         else:
-            self._record(provider, started, None, None)
+            _record(self.http, provider, started, None)
             self.health.record_success(provider.name)
             if self.winner is None:
                 self.winner = (provider, result)
@@ -129,22 +183,9 @@ class _Race(Generic[_T]):
             self.running -= 1
             self.changed.set()
 
-    def _record(
-        self, provider: Provider, started: float, error_type: str | None, error: str | None
-    ) -> None:
-        self.http.attempts.append(
-            Attempt(
-                provider=provider.name,
-                ok=error_type is None,
-                error_type=error_type,
-                error=error,
-                seconds=round(clock() - started, 6),
-            )
-        )
-
     def _failed(self, candidate: _Candidate, error: Exception, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
-        self.failures.append((provider, error))
+        self.failures.append((provider.name, error))
         outcome = classify(error)
         log.debug("attempt %d on %s failed: %s", candidate.attempt, provider.name, error)
         if outcome is Outcome.STOP:
@@ -174,60 +215,46 @@ class _Race(Generic[_T]):
         self.queue.extend(self.owner.schedule(self.request))
         if not self.queue:
             raise RetryNoProviderError(self.owner.why_no_candidates(self.request))
-        hedge = self.request.hedge_delay
+        hedge = self.http.options.hedge_delay
         if hedge is None and self.owner.hedge:
             hedge = self.owner.hedge_delay
-        deadline = self.http.deadline
-        with anyio.CancelScope(deadline=deadline.total_at) as deadline_scope:
-            # Rate-limit queueing suspends and then extends the total (Deadline.shift).
-            deadline.watchers = [*(deadline.watchers or ()), deadline_scope]
-            async with anyio.create_task_group() as tg:
-                launch = True
-                while True:
-                    if launch:
-                        launch = False
-                        picked = self._pop()
-                        if picked is None and self.running == 0:
-                            break
-                        if picked is not None:
-                            candidate, start = picked
-                            await anyio.sleep(max(0.0, start - clock()))
-                            self.running += 1
-                            tg.start_soon(self._attempt, candidate, tg)
-                    self.changed = anyio.Event()
-                    if hedge is not None and self.queue:
-                        with anyio.move_on_after(hedge):
-                            await self.changed.wait()
-                    else:
+        async with anyio.create_task_group() as tg:
+            # Every attempt is bounded by the call's deadline at the HTTP edge, so this
+            # loop ends when they do; it only waits itself for a retry's start.
+            launch = True
+            while True:
+                if launch:
+                    launch = False
+                    picked = self._pop()
+                    if picked is not None and picked[1] >= self.http.deadline.total_at:
+                        self.queue.clear()  # no retry could start before the total
+                        picked = None
+                    if picked is None and self.running == 0:
+                        break
+                    if picked is not None:
+                        candidate, start = picked
+                        await anyio.sleep(max(0.0, start - clock()))
+                        self.running += 1
+                        tg.start_soon(self._attempt, candidate, tg)
+                self.changed = anyio.Event()
+                if hedge is not None and self.queue:
+                    with anyio.move_on_after(hedge):
                         await self.changed.wait()
-                    launch = True  # a failure, or a hedge delay with no content yet
+                else:
+                    await self.changed.wait()
+                launch = True  # a failure, or a hedge delay with no content yet
         if self.winner is not None:
             return self.winner
         if self.fatal is not None:
-            raise self.fatal
-        if deadline_scope.cancelled_caught:
-            raise TotalTimeoutError(
-                f"the call took longer than its total timeout of "
-                f"{self.http.deadline.timeout.total} s" + self._report(" after "),
-                model=self.request.model,
-                timeout=self.http.deadline.timeout.total,
-            )
-        if len(self.failures) == 1:
-            raise self.failures[0][1]
+            raise stop_error(self.fatal, self.failures)
         if not self.failures:
             raise RetryNoProviderError("no provider could be tried")
-        raise RetryProviderError(
-            "every provider failed:\n" + "\n".join(_describe(p, e) for p, e in self.failures),
-            [error for _, error in self.failures],
-        )
-
-    def _report(self, prefix: str) -> str:
-        if not self.failures:
-            return ""
-        return prefix + "; ".join(_describe(p, e) for p, e in self.failures)
+        raise final_error(self.failures)
 
 
-async def _open_stream(provider: Provider, request: ChatRequest, http: HttpCall) -> AsyncStream:
+async def open_stream(provider: Provider, request: ChatRequest, http: HttpCall) -> AsyncStream:
+    """Start a stream on ``provider`` and read up to its first content, so that every
+    failure before content is raised here (and can be retried)."""
     stream = AsyncStream(
         provider.stream(request, http), http.deadline, provider=provider.name, abort=http.abort
     )
@@ -247,14 +274,18 @@ class RetryProvider(Provider):
         providers: provider classes or instances, tried in this order (shuffled
             first unless ``shuffle=False``).
         shuffle: spread load by trying the providers in random order.
-        single_provider_retry: retry the first provider up to ``max_retries`` times
-            instead of failing over.
-        max_retries: attempts on the one provider with ``single_provider_retry``.
+        single_provider_retry: retry the first provider instead of failing over: up
+            to ``max_retries`` retries after its first attempt.
+        max_retries: retries after the first attempt with ``single_provider_retry``
+            (default 2: at most 3 attempts). Without it each provider is tried once:
+            failing over is the retry. The client's own ``max_retries`` is not added
+            on top: a group's settings govern its members.
         hedge: start the next candidate when the current one has produced no
             content within ``hedge_delay`` seconds (and at once when it fails); the
             first to produce content wins and the others are cancelled.
         hedge_delay: see ``hedge``.
-        policy: backoff and ``Retry-After`` limits (``RetryPolicy``).
+        policy: backoff and ``Retry-After`` limits (``RetryPolicy``); give either it
+            or ``max_retries``.
 
     Example:
         >>> RetryProvider([OpenaiChat, Reka], shuffle=False, hedge=True, hedge_delay=1.5)
@@ -262,7 +293,7 @@ class RetryProvider(Provider):
 
     name = "RetryProvider"
     supports_images = True
-    supports_tools = True
+    is_group = True
 
     def __init__(
         self,
@@ -270,7 +301,7 @@ class RetryProvider(Provider):
         *,
         shuffle: bool = True,
         single_provider_retry: bool = False,
-        max_retries: int = 3,
+        max_retries: int | None = None,
         hedge: bool = False,
         hedge_delay: float = 2.0,
         policy: RetryPolicy | None = None,
@@ -287,13 +318,25 @@ class RetryProvider(Provider):
             self.providers.append(provider)
         self.shuffle = shuffle
         self.single_provider_retry = single_provider_retry
-        self.policy = policy or RetryPolicy(attempts=max_retries)
+        if policy is not None and max_retries is not None:
+            raise ConfigurationError(
+                "give RetryProvider either max_retries or policy=RetryPolicy(max_retries=...)"
+            )
+        self.policy = policy or RetryPolicy(max_retries=2 if max_retries is None else max_retries)
         self.hedge = hedge
         self.hedge_delay = hedge_delay
 
     def __repr__(self) -> str:
         names = ", ".join(p.name for p in self.providers)
         return f"RetryProvider([{names}], shuffle={self.shuffle}, hedge={self.hedge})"
+
+    def resolved(self, settings: ProviderSettings) -> Provider:
+        members = [p.resolved(settings) for p in self.providers]
+        if all(new is old for new, old in zip(members, self.providers, strict=True)):
+            return self
+        clone = copy.copy(self)
+        clone.providers = members
+        return clone
 
     def resolve_model(self, model: str | None) -> str:
         if model:
@@ -330,7 +373,7 @@ class RetryProvider(Provider):
     async def stream(
         self, request: ChatRequest, http: HttpCall
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        _, winner = await _Race(self, request, http, _open_stream).run()
+        _, winner = await _Race(self, request, http, open_stream).run()
         try:
             # Content has reached the caller: a failure from here on is the winner's
             # StreamInterruptedError; nothing fails over or splices another reply in.

@@ -1,50 +1,62 @@
 """The HTTP edge: the one aiohttp session per client, proxies, network waits bounded by
-the caller's deadline, and the one place aiohttp exceptions become asyncprov errors."""
+the attempt's deadline, and the one place aiohttp exceptions become asyncprov errors.
+
+A provider sees a two-method seam: ``call.post(url, body=..., headers=...)`` gives a
+response whose error statuses are already raised, and the response gives either
+``events(...)`` (decoded server-sent events, with every "ended too early" check made
+here) or ``parse(validate)`` (the whole body, validated, with truncation told apart
+from a body that is not what was asked for).
+"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiohttp
 import pydantic_core
+from pydantic import ValidationError
 
 from ._errors import (
     APIConnectionError,
     APIError,
+    AsyncProvError,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
     ProviderError,
-    ProxyError,
     QueueTimeoutError,
     ResponseDecodeError,
+    StreamInterruptedError,
     error_for_status,
     parse_retry_after,
 )
 from ._health import ProviderHealth
-from ._http_errors import error_fields, scrub, translate
+from ._http_errors import error_fields, is_truncated_json, proxy_auth_error, scrub, translate
 from ._proxies import ProxyConfig, redact
-from ._sse import DEFAULT_MAX_EVENT_SIZE
+from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._timeouts import Deadline, clock
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._options import CallOptions
     from ._ratelimit import Limiter, RateLimits
     from ._types import Attempt, ChatCompletion
-    from .providers.base import Provider
 
-__all__ = ["HttpCall", "HttpClient", "HttpResponse"]
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "HttpCall", "HttpClient", "HttpResponse"]
 
 log = logging.getLogger("asyncprov")
 
 USER_AGENT = f"asyncprov/{__version__}"
 DEFAULT_CONNECTION_LIMIT = 10_000
+"""The most connections a client keeps open at once, unless told otherwise."""
+
+_T = TypeVar("_T")
+_SNIPPET = 500
 
 
 class _Watchdog:
@@ -52,25 +64,24 @@ class _Watchdog:
 
     One timer per response, moved only when the deadline moves earlier (or when it fires
     early and finds the deadline moved later), so a network read costs a comparison
-    rather than a cancel scope. Expiry closes the connection; the reader then raises the
+    rather than a new timer. Expiry closes the connection; the reader then raises the
     deadline's typed timeout error.
     """
 
-    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "_streaming", "expired")
+    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "expired")
 
-    def __init__(self, raw: aiohttp.ClientResponse, deadline: Deadline, streaming: bool) -> None:
+    def __init__(self, raw: aiohttp.ClientResponse, deadline: Deadline) -> None:
         # asyncio's loop.time() is the monotonic clock Deadline uses.
         self._loop = asyncio.get_running_loop()
         self._raw = raw
         self._deadline = deadline
-        self._streaming = streaming
         self._handle: asyncio.TimerHandle | None = None
         self._at = math.inf
         self.expired = False
         deadline.listener = self.arm
 
     def arm(self) -> None:
-        at = self._deadline.at(streaming=self._streaming)
+        at = self._deadline.at()
         if at < self._at:
             if self._handle is not None:
                 self._handle.cancel()
@@ -79,7 +90,7 @@ class _Watchdog:
 
     def _fire(self) -> None:
         self._handle = None
-        at = self._deadline.at(streaming=self._streaming)
+        at = self._deadline.at()
         if self._loop.time() >= at - 0.001:
             self.expired = True
             self._raw.close()
@@ -95,55 +106,77 @@ class _Watchdog:
             self._handle = None
 
 
-class HttpResponse:
-    """A response whose every network wait is bounded by the attempt's deadline."""
+class _ErrorMap:
+    """The one translation point of an attempt: wrapped around sending and every read,
+    it turns an expired timer into the deadline's timeout error and aiohttp or socket
+    failures into asyncprov errors (credentials scrubbed from the kept cause)."""
 
-    __slots__ = ("__dict__", "_call", "_raw", "_watchdog", "headers", "status")
+    __slots__ = ("_call", "send_timer", "watchdog")
+
+    def __init__(self, call: HttpCall) -> None:
+        self._call = call
+        self.send_timer: asyncio.Timeout | None = None
+        self.watchdog: _Watchdog | None = None
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if not isinstance(exc, Exception) or isinstance(exc, AsyncProvError):
+            return False
+        call = self._call
+        timer, watchdog = self.send_timer, self.watchdog
+        if (timer is not None and timer.expired()) or (watchdog is not None and watchdog.expired):
+            raise call.deadline.expired(provider=call.provider, model=call.model) from None
+        translated = translate(exc, call.provider, call.model, proxy=call.proxy is not None)
+        if translated is None:
+            return False
+        scrub(exc)
+        raise translated from exc
+
+
+class HttpResponse:
+    """A successful (below 400) response whose every network wait is bounded by the
+    attempt's deadline. Read it with ``events`` or ``parse``."""
+
+    __slots__ = ("_call", "_errors", "_raw", "headers", "status")
 
     def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
         self._raw = raw
         self._call = call
-        self._watchdog: _Watchdog | None = None  # made when a read first has to wait
+        self._errors = call._errors
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
-
-    @functools.cached_property
-    def content_type(self) -> str:
-        """The media type, lower-cased, without parameters."""
-        return self._raw.content_type.lower()
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
         content = self._raw.content
-        watchdog = self._watchdog
-        try:
-            if watchdog is None:  # one timer per response, from the first read: total holds
-                call = self._call
-                watchdog = self._watchdog = _Watchdog(self._raw, call.deadline, call.streaming)
+        errors = self._errors
+        with errors:
+            watchdog = errors.watchdog
+            if watchdog is None:  # one timer per response, from the first read
+                watchdog = errors.watchdog = _Watchdog(self._raw, self._call.deadline)
                 watchdog.arm()
             data = content.read_nowait()  # already here: no wait, no re-arm needed
             if data or content.at_eof():
                 return data
             watchdog.arm()
             data = await content.readany()
-        except Exception as error:
-            call = self._call
-            if watchdog is not None and watchdog.expired:
-                raise call.deadline.expired(provider=call.provider, model=call.model) from None
-            translated = translate(error, call.provider, call.model, proxy=call.proxy is not None)
-            if translated is None:
-                raise
-            scrub(error)
-            raise translated from error
-        if not data and watchdog.expired:
-            call = self._call
-            raise call.deadline.expired(provider=call.provider, model=call.model)
+            if not data and watchdog.expired:  # closed under the read by the timer
+                call = self._call
+                raise call.deadline.expired(provider=call.provider, model=call.model)
         return data
 
     def close(self) -> None:
         """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
-        if self._watchdog is not None:
-            self._watchdog.disarm()
+        watchdog = self._errors.watchdog
+        if watchdog is not None:
+            watchdog.disarm()
 
     async def _read_prefix(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
@@ -175,15 +208,57 @@ class HttpResponse:
                 )
         return b"".join(parts)
 
-    async def status_error(self) -> APIError:
-        """The typed error for a non-2xx response, with the provider's message if any."""
+    async def parse(self, validate: Callable[[bytes], _T]) -> _T:
+        """The whole body, validated by ``validate`` (a pydantic ``validate_json``),
+        whatever its content type. A body that does not validate raises: an error
+        object as ``ProviderError``, JSON that ends early as a connection cut short
+        (retried), anything else as ``ResponseDecodeError`` with a snippet."""
+        payload = await self.read()
+        try:
+            return validate(payload)
+        except ValidationError as exc:
+            raise self.decode_error(payload, exc) from exc
+
+    def decode_error(
+        self, payload: bytes, exc: ValidationError | None = None, *, expected: str = "JSON"
+    ) -> APIError:
+        """The error for a 2xx body (or one event of it) that is not what was asked for;
+        ``exc`` (from validating a whole body) tells a body cut short apart."""
         call = self._call
-        if self.status == 407:
-            return ProxyError(
-                "the proxy refused the credentials (HTTP 407)",
+        message, error_type, error_code = error_fields(payload)
+        if message is not None and payload.lstrip().startswith(b"{"):
+            return ProviderError(
+                message,
                 provider=call.provider,
                 model=call.model,
+                error_type=error_type,
+                error_code=error_code,
             )
+        if exc is not None and is_truncated_json(exc):
+            return APIConnectionError(
+                "the response body was cut short", provider=call.provider, model=call.model
+            )
+        return ResponseDecodeError(
+            f"the response is not the expected {expected}",
+            provider=call.provider,
+            model=call.model,
+            status=self.status,
+            body=payload,
+        )
+
+    def events(self, terminator: str | None) -> _Events:
+        """The body as batches of server-sent events: ``async for events in
+        response.events("[DONE]")``, whatever the content type. The provider returns
+        when it sees its terminator; a body that ends first raises
+        ``StreamInterruptedError``. ``terminator=None``: a clean end of the body is
+        the terminator (a body cut mid-line is still interrupted)."""
+        return _Events(self, terminator)
+
+    async def _status_error(self) -> APIError:
+        """The typed error for a status of 400 or more, with the provider's message."""
+        call = self._call
+        if self.status == 407:
+            return proxy_auth_error(call.provider, call.model)
         body = await self._read_prefix(64 * 1024)
         message, error_type, error_code = error_fields(body)
         cls = error_for_status(self.status)
@@ -198,37 +273,67 @@ class HttpResponse:
             error_code=error_code,
         )
 
-    async def format_error(self, expected: str) -> APIError:
-        """The error for a 2xx body that is not ``expected``: a ``ProviderError`` when it
-        is an error object, else a ``ResponseDecodeError`` with a snippet."""
-        call = self._call
-        body = await self.read()
-        if self.content_type == "application/json":
-            message, error_type, error_code = error_fields(body)
-            if message is not None:
-                return ProviderError(
-                    message,
-                    provider=call.provider,
-                    model=call.model,
-                    error_type=error_type,
-                    error_code=error_code,
-                )
-        return ResponseDecodeError(
-            f"expected {expected}, got {self.content_type or 'no content type'}",
-            provider=call.provider,
-            model=call.model,
-            status=self.status,
-            body=body,
-        )
+
+class _Events:
+    """The read/feed/flush loop over a body, written once for every provider."""
+
+    __slots__ = ("_decoder", "_done", "_prefix", "_response", "_seen", "_terminator")
+
+    def __init__(self, response: HttpResponse, terminator: str | None) -> None:
+        self._response = response
+        self._terminator = terminator
+        self._decoder = SSEDecoder(response._call.max_event_size)
+        self._done = False
+        self._seen = False
+        self._prefix = b""  # the start of a body that has shown no event yet
+
+    def __aiter__(self) -> _Events:
+        return self
+
+    async def __anext__(self) -> list[ServerSentEvent]:
+        decoder = self._decoder
+        while not self._done:
+            data = await self._response.read_chunk()
+            if data:
+                events = decoder.feed(data)
+                if events:
+                    self._seen = True
+                    return events
+                if not self._seen and len(self._prefix) < _SNIPPET:
+                    self._prefix += data[:_SNIPPET]
+                continue
+            self._done = True
+            if not self._seen:
+                raise self._not_events()
+            if decoder.has_partial_line:
+                raise self._interrupted("the stream was cut off in the middle of an event")
+            events = decoder.flush()  # complete lines of an event lacking its blank line
+            if events:
+                return events
+        if self._terminator is not None:
+            raise self._interrupted(f"the stream ended before {self._terminator}")
+        raise StopAsyncIteration
+
+    def _interrupted(self, message: str) -> StreamInterruptedError:
+        call = self._response._call
+        return StreamInterruptedError(message, provider=call.provider, model=call.model)
+
+    def _not_events(self) -> APIError:
+        prefix = self._prefix
+        if not prefix.strip() or prefix.lstrip().startswith(b":"):
+            return self._interrupted("the stream ended before any event")
+        return self._response.decode_error(prefix, expected="event stream")
 
 
 class HttpCall:
     """What a provider gets for one attempt: the shared session, bound to this attempt's
-    deadline, proxy and limits."""
+    deadline, proxy and limits. The call-level instance (``HttpClient.call``) holds
+    what the attempts share and makes one per attempt with ``attempt``."""
 
     __slots__ = (
         "_children",
         "_client",
+        "_errors",
         "_raw",
         "attempts",
         "charges",
@@ -236,48 +341,49 @@ class HttpCall:
         "health",
         "max_event_size",
         "model",
+        "options",
         "provider",
         "proxy",
-        "streaming",
     )
 
     def __init__(
         self,
         client: HttpClient,
         *,
+        options: CallOptions,
         deadline: Deadline,
-        proxy: ProxyConfig | None,
         health: ProviderHealth,
-        provider: str | None = None,
         model: str | None = None,
+        provider: str | None = None,
+        proxy: ProxyConfig | None = None,
     ) -> None:
         self._client = client
         self._raw: aiohttp.ClientResponse | None = None
         self._children: list[HttpCall] = []
+        self._errors = _ErrorMap(self)
         self.deadline = deadline
         self.health = health
         self.proxy = proxy
         self.provider = provider
         self.model = model
+        self.options = options
         self.max_event_size = client.max_event_size
-        self.streaming = True
         self.attempts: list[Attempt] = []
-        """Failover attempts made so far for this call (shared with its siblings)."""
+        """Attempts made so far for this call (shared with its attempts)."""
         self.charges: list[tuple[Limiter, int]] = []
         """Tokens charged to rate limiters by this call's requests (shared likewise)."""
 
-    def attempt(self, *, provider: Provider) -> HttpCall:
-        """A sibling call for one failover attempt: a fresh deadline for its phases,
-        sharing this call's total; the provider's own proxy wins over the call's."""
+    def attempt(self, *, provider: str, proxy: ProxyConfig | None) -> HttpCall:
+        """The view for one attempt on ``provider``: a fresh deadline for its phases,
+        sharing this call's total."""
         child = HttpCall(
             self._client,
-            deadline=Deadline(
-                self.deadline.timeout, total_at=self.deadline.total_at, parent=self.deadline
-            ),
-            proxy=provider.proxy or self.proxy,
+            options=self.options,
+            deadline=self.deadline.attempt(),
             health=self.health,
-            provider=provider.name,
             model=self.model,
+            provider=provider,
+            proxy=proxy,
         )
         child.attempts = self.attempts
         child.charges = self.charges
@@ -310,15 +416,14 @@ class HttpCall:
         headers: Mapping[str, str],
         stream: bool = True,
     ) -> _Post:
-        """POST ``body`` as JSON: ``async with call.post(...) as response``. The response
-        goes back to the pool when the block ends normally, and is closed (not pooled)
-        on any early exit."""
+        """POST ``body`` as JSON: ``async with call.post(...) as response``. A status of
+        400 or more is raised as its typed error. The response goes back to the pool
+        when the block ends normally, and is closed (not pooled) on any early exit."""
         return _Post(self, url, body, headers, stream)
 
     async def _send(
         self, url: str, body: Any, headers: Mapping[str, str], stream: bool
     ) -> aiohttp.ClientResponse:
-        self.streaming = stream
         client = self._client
         session = await client.session()
         proxy = self.proxy
@@ -330,41 +435,38 @@ class HttpCall:
                 self.model,
                 stream,
             )
+        options = self.options
+        if options.extra_body:
+            body = {**body, **options.extra_body}
         try:
             payload = pydantic_core.to_json(body)
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidRequestError(f"a request value cannot be sent as JSON: {exc}") from None
         all_headers = {"Content-Type": "application/json", **headers}
-        options: dict[str, Any] = {}
+        send: dict[str, Any] = {}
+        if options.extra_query:
+            send["params"] = options.extra_query
         if proxy is not None:
-            options["proxy"] = proxy.url
+            send["proxy"] = proxy.url
             if proxy.headers:
                 # aiohttp sends proxy_headers only on CONNECT (https targets); a plain-http
                 # request through a proxy carries Proxy-Authorization among its own headers.
                 if url.startswith("https:"):
-                    options["proxy_headers"] = proxy.headers
+                    send["proxy_headers"] = proxy.headers
                 else:
                     all_headers.update(proxy.headers)
         connect = self.deadline.timeout.connect
         if connect != client.connect_timeout:
-            options["timeout"] = aiohttp.ClientTimeout(
+            send["timeout"] = aiohttp.ClientTimeout(
                 total=None, connect=connect, sock_connect=connect
             )
-        end = self.deadline.at(streaming=stream)
-        # asyncio's own timeout: aiohttp is asyncio-only, and this runs once per request.
-        timer = asyncio.timeout_at(end if end != math.inf else None)
-        try:
+        end = self.deadline.at()
+        # asyncio's own timer: aiohttp is asyncio-only, and this runs once per request.
+        errors = self._errors
+        timer = errors.send_timer = asyncio.timeout_at(end if end != math.inf else None)
+        with errors:
             async with timer:
-                raw = await session.post(url, data=payload, headers=all_headers, **options)
-        except Exception as error:
-            if isinstance(error, TimeoutError) and timer.expired():
-                raise self.deadline.expired(provider=self.provider, model=self.model) from None
-            translated = translate(error, self.provider, self.model, proxy=proxy is not None)
-            if translated is None:
-                raise
-            scrub(error)
-            raise translated from error
-        return raw
+                return await session.post(url, data=payload, headers=all_headers, **send)
 
 
 class _Post:
@@ -402,6 +504,12 @@ class _Post:
             raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
         call._raw = raw
         response = self._response = HttpResponse(raw, call)
+        if raw.status >= 400:
+            try:
+                error = await response._status_error()
+            finally:
+                await self.__aexit__(APIError, None, None)
+            raise error
         return response
 
     async def _send_limited(self, limiter: Limiter) -> aiohttp.ClientResponse:
@@ -415,7 +523,6 @@ class _Post:
         while True:
             # Time queued here is not the call's: its timeouts start when it is sent.
             queued = clock()
-            call.deadline.suspend()
             try:
                 with anyio.move_on_after(limiter.limit.max_wait or math.inf) as waiting:
                     await limiter.acquire(tokens)
@@ -466,6 +573,7 @@ class _Post:
         raw, response = self._raw, self._response
         if raw is None or response is None:
             return
+        self._raw = self._response = None
         if exc_type is None:
             raw.release()
         else:
@@ -521,20 +629,12 @@ class HttpClient:
             )
         return self._session
 
-    def call(
-        self,
-        *,
-        deadline: Deadline,
-        proxy: ProxyConfig | None,
-        health: ProviderHealth,
-        provider: str | None = None,
-        model: str | None = None,
-    ) -> HttpCall:
-        """A view of this client for one call."""
+    def call(self, options: CallOptions, *, health: ProviderHealth, model: str) -> HttpCall:
+        """A view of this client for one call (its deadline starts now)."""
         if self._closed:
             raise ClientClosedError("the client is closed")
         return HttpCall(
-            self, deadline=deadline, proxy=proxy, health=health, provider=provider, model=model
+            self, options=options, deadline=Deadline(options.timeout), health=health, model=model
         )
 
     async def aclose(self) -> None:

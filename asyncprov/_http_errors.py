@@ -7,8 +7,8 @@ from collections.abc import Iterable
 from contextlib import suppress
 
 import aiohttp
-import pydantic_core
 from multidict import CIMultiDict, CIMultiDictProxy
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from ._errors import (
     APIConnectionError,
@@ -18,7 +18,7 @@ from ._errors import (
     ProxyError,
 )
 
-__all__ = ["KeyMask", "error_fields", "scrub", "translate"]
+__all__ = ["KeyMask", "error_fields", "is_truncated_json", "scrub", "translate"]
 
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
@@ -57,6 +57,17 @@ def scrub(error: BaseException) -> None:
         )
 
 
+def proxy_auth_error(provider: str | None, model: str | None) -> ProxyError:
+    """The error for a proxy answering 407: its credentials were refused."""
+    return ProxyError(
+        "the proxy refused the credentials (HTTP 407): check the user and password "
+        "in the proxy URL",
+        provider=provider,
+        model=model,
+        status=407,
+    )
+
+
 def translate(
     error: Exception, provider: str | None, model: str | None, *, proxy: bool
 ) -> AsyncProvError | None:
@@ -64,10 +75,13 @@ def translate(
     if isinstance(error, aiohttp.ClientProxyConnectionError):
         return ProxyError("could not connect to the proxy", provider=provider, model=model)
     if isinstance(error, aiohttp.ClientHttpProxyError):
+        if error.status == 407:
+            return proxy_auth_error(provider, model)
         return ProxyError(
             f"the proxy refused the request with status {error.status}",
             provider=provider,
             model=model,
+            status=error.status,
         )
     if isinstance(error, aiohttp.ConnectionTimeoutError | aiohttp.ServerTimeoutError):
         suffix = " through the proxy" if proxy else ""
@@ -96,23 +110,44 @@ def translate(
     return None
 
 
+class _ErrorObject(BaseModel):
+    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True, defer_build=True)
+
+    message: str | None = None
+    detail: str | None = None
+    type: str | None = None
+    code: str | None = None
+
+
+class _ErrorBody(_ErrorObject):
+    """``{"error": {...}}`` (OpenAI, Anthropic, Gemini), ``{"error": "text"}``, or the
+    fields at the top level."""
+
+    error: _ErrorObject | str | None = None
+
+
 def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, type, code) from an OpenAI-style error body, else a text snippet."""
+    """(message, type, code) from an error body, else a text snippet as the message;
+    a body that is JSON but no error object gives ``(None, None, None)``."""
     try:
-        data = pydantic_core.from_json(body) if body else None
-    except ValueError:
-        text = body.decode("utf-8", "replace").strip()
-        return (text[:200] or None), None, None
-    error = data.get("error", data) if isinstance(data, dict) else None
+        parsed = _ErrorBody.model_validate_json(body) if body else None
+    except ValidationError as exc:
+        if any(e["type"] == "json_invalid" for e in exc.errors()):
+            text = body.decode("utf-8", "replace").strip()
+            return (text[:200] or None), None, None
+        return None, None, None
+    if parsed is None:
+        return None, None, None
+    error = parsed.error if parsed.error is not None else parsed
     if isinstance(error, str):
         return error, None, None
-    if not isinstance(error, dict):
-        return None, None, None
-    message = error.get("message") or error.get("detail")
-    code = error.get("code")
-    kind = error.get("type")
-    return (
-        str(message) if message is not None else None,
-        str(kind) if kind is not None else None,
-        str(code) if code is not None else None,
+    return error.message or error.detail, error.type, error.code
+
+
+def is_truncated_json(exc: ValidationError) -> bool:
+    """Whether validating a body failed because its JSON ends early (a body cut short
+    on a connection that marks its end only by closing)."""
+    return any(
+        e["type"] == "json_invalid" and "EOF while parsing" in str(e.get("ctx", {}).get("error"))
+        for e in exc.errors(include_url=False)
     )

@@ -13,19 +13,30 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ._errors import (
     APIConnectionError,
+    APIError,
     APITimeoutError,
     AsyncProvError,
     ConfigurationError,
     HTTPStatusError,
     InvalidRequestError,
     ProviderError,
+    ProxyError,
     ResponseDecodeError,
+    RetryProviderError,
     StreamInterruptedError,
     TotalTimeoutError,
 )
 from ._health import is_testing, set_testing
 
-__all__ = ["Outcome", "RetryPolicy", "classify", "is_testing", "set_testing"]
+__all__ = [
+    "Outcome",
+    "RetryPolicy",
+    "classify",
+    "final_error",
+    "is_testing",
+    "set_testing",
+    "stop_error",
+]
 
 
 class Outcome(enum.Enum):
@@ -56,6 +67,8 @@ def classify(error: BaseException) -> Outcome:
         if error.status in _RETRY_STATUS or error.status >= 500:
             return Outcome.RETRY
         return Outcome.NEXT  # 401, 403, 404 and the rest: another provider may do
+    if isinstance(error, ProxyError) and error.status == 407:
+        return Outcome.NEXT  # the proxy refused the credentials: as a 401, never retried
     if isinstance(error, APIConnectionError | APITimeoutError | StreamInterruptedError):
         return Outcome.RETRY
     if isinstance(error, ProviderError):
@@ -72,33 +85,40 @@ class RetryPolicy(BaseModel):
     """How attempts on one provider are spaced.
 
     Attributes:
-        attempts: attempts on one provider when it is retried (``max_retries``).
+        max_retries: retries after the first attempt on one provider (default 2, as in
+            openai-python: up to 3 attempts).
         wait_initial: the first backoff, in seconds (default 0.5).
         wait_max: the longest backoff (default 8 s).
-        wait_jitter: random extra wait, as a fraction of the backoff (default 1.0:
-            up to double), so many clients do not retry in step.
+        wait_jitter: how much of each backoff may be taken off at random, as a fraction
+            (default 0.25), so many clients do not retry in step. Jitter only ever
+            shortens a wait: the n-th wait is at most ``wait_initial * 2 ** (n - 1)``.
         retry_after_max: the longest ``Retry-After`` honoured (default 30 s); a
             provider asking for more is failed over at once.
 
     Example:
-        >>> RetryPolicy(attempts=5, wait_initial=0.2).backoff(3) <= 0.8 * 2
+        >>> RetryPolicy(max_retries=5, wait_initial=0.2).backoff(3) <= 0.8
         True
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
-    attempts: int = Field(default=3, ge=1)
+    max_retries: int = Field(default=2, ge=0)
     wait_initial: float = Field(default=0.5, ge=0)
     wait_max: float = Field(default=8.0, ge=0)
-    wait_jitter: float = Field(default=1.0, ge=0)
+    wait_jitter: float = Field(default=0.25, ge=0, le=1)
     retry_after_max: float = Field(default=30.0, ge=0)
 
+    @property
+    def attempts(self) -> int:
+        """Attempts on one provider: the first plus ``max_retries``."""
+        return self.max_retries + 1
+
     def backoff(self, attempt: int) -> float:
-        """The wait before attempt number ``attempt + 1`` (``attempt`` counts from 1)."""
+        """The wait after failed attempt number ``attempt`` (counting from 1)."""
         if is_testing():
             return 0.0
         base: float = min(self.wait_max, self.wait_initial * 2.0 ** (attempt - 1))
-        return base * (1 + random.random() * self.wait_jitter)
+        return base * (1.0 - random.random() * self.wait_jitter)
 
     def wait_before_retry(self, error: BaseException, attempt: int) -> float | None:
         """Seconds to wait before retrying after ``error``; ``None`` means do not retry
@@ -109,3 +129,54 @@ class RetryPolicy(BaseModel):
                 return None
             return 0.0 if is_testing() else retry_after
         return self.backoff(attempt)
+
+
+def _kind(error: BaseException) -> type[BaseException]:
+    """What "failed the same way" compares: timeouts of any phase are one kind, and so
+    are connection failures; everything else is its own class."""
+    if isinstance(error, APITimeoutError):
+        return APITimeoutError
+    if isinstance(error, APIConnectionError) and not isinstance(error, ProxyError):
+        return APIConnectionError
+    return type(error)
+
+
+def _describe(name: str, error: BaseException) -> str:
+    message = getattr(error, "message", None) or str(error) or "no message"
+    return f"{name}: {type(error).__name__}: {message}"
+
+
+def _listed(error: Exception, failures: list[tuple[str, Exception]], head: str) -> None:
+    if isinstance(error, APIError):
+        error.exceptions = tuple(e for _, e in failures)
+    error.add_note(head + ":\n" + "\n".join(_describe(name, e) for name, e in failures))
+
+
+def stop_error(error: Exception, failures: list[tuple[str, Exception]]) -> Exception:
+    """``error`` (one that no further attempt could fix, e.g. the total timeout or a
+    400), raised as itself with the attempts before it listed."""
+    if len(failures) > 1:
+        _listed(error, failures, f"after {len(failures)} attempts")
+    return error
+
+
+def final_error(failures: list[tuple[str, Exception]]) -> Exception:
+    """The error that ends a call whose every attempt failed (``(provider name,
+    error)`` per attempt, in order): the last error itself when all failed the same way
+    (every attempt's error kept in its ``exceptions``), else a ``RetryProviderError``
+    grouping them."""
+    errors = [error for _, error in failures]
+    last = errors[-1]
+    if len(errors) == 1:
+        return last
+    names = {name for name, _ in failures}
+    if len(names) == 1:
+        head = f"{len(errors)} attempts on {next(iter(names))} failed"
+    else:
+        head = f"every provider failed ({len(errors)} attempts)"
+    kind = _kind(last)
+    if isinstance(last, APIError) and all(_kind(e) is kind for e in errors):
+        _listed(last, failures, head)
+        return last
+    lines = "\n".join(_describe(name, error) for name, error in failures)
+    return RetryProviderError(head + ":\n" + lines, errors)

@@ -90,6 +90,12 @@ class SSEDecoder:
         """
         return bool(self._partial or self._size) or self._event is not None or self._id is not None
 
+    @property
+    def has_partial_line(self) -> bool:
+        """Whether the bytes fed so far end in the middle of a line: a body ending here
+        was cut short (what `flush` would dispatch is only what complete lines gave)."""
+        return bool(self._partial) and not self._start
+
     def feed(self, chunk: bytes) -> list[ServerSentEvent]:
         """Parse the next chunk of the body.
 

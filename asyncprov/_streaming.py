@@ -94,10 +94,7 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         if self._finished:
             raise StopAsyncIteration
         deadline = self._deadline
-        away = deadline.away_since
-        if away is not None:  # the caller's own time between chunks is not idle time
-            deadline.progress_at += clock() - away
-            deadline.away_since = None
+        deadline.back()  # the caller's own time between chunks is not idle time
         try:
             chunk = await self._source.__anext__()
         except StopAsyncIteration:
@@ -114,12 +111,10 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
-            deadline.has_content = True
-            deadline.progress_at = now + deadline.idle
+            deadline.content(now)
         elif chunk.is_progress():
-            deadline.has_content = True
-            deadline.progress_at = now + deadline.idle
-        deadline.away_since = now
+            deadline.content(now)
+        deadline.away(now)
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:

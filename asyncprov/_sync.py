@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, overload
 
-from ._client import BATCH_CONCURRENCY, AsyncClient, MessagesInput
+from ._client import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES, AsyncClient, MessagesInput
 from ._closing import Closeable
 from ._errors import ClientClosedError
 from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput
@@ -149,6 +149,11 @@ class Completions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion: ...
 
@@ -175,6 +180,11 @@ class Completions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> Stream: ...
 
@@ -201,6 +211,11 @@ class Completions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream: ...
 
@@ -226,6 +241,11 @@ class Completions:
         response_format: dict[str, Any] | None = None,
         stream_options: dict[str, Any] | None = None,
         hedge_delay: float | None = None,
+        max_retries: int | None = None,
+        base_url: str | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        extra_query: Mapping[str, str] | None = None,
+        extra_body: Mapping[str, Any] | None = None,
         **extra: Any,
     ) -> ChatCompletion | Stream:
         """Create a chat completion; the arguments are those of ``AsyncClient``'s
@@ -253,6 +273,11 @@ class Completions:
                 response_format=response_format,
                 stream_options=stream_options,
                 hedge_delay=hedge_delay,
+                max_retries=max_retries,
+                base_url=base_url,
+                extra_headers=extra_headers,
+                extra_query=extra_query,
+                extra_body=extra_body,
                 **extra,
             )
         )
@@ -312,6 +337,7 @@ class Client(Closeable):
         proxies: Mapping[str, str] | None = None,
         proxy: str | None = None,
         timeout: TimeoutInput = None,
+        max_retries: int = DEFAULT_MAX_RETRIES,
         headers: Mapping[str, str] | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -329,6 +355,7 @@ class Client(Closeable):
             "proxies": proxies,
             "proxy": proxy,
             "timeout": timeout,
+            "max_retries": max_retries,
             "headers": headers,
             "max_event_size": max_event_size,
             "max_image_bytes": max_image_bytes,

@@ -1,9 +1,11 @@
 """Timeout settings and the per-attempt deadline that enforces them.
 
-The deadline is owned by the caller side (the stream object, the failover engine) and
-read by the HTTP edge before every network wait, so providers never set timeouts. Only
-content moves the idle clock forward: keepalive comments, empty events and trickled
-bytes are not progress.
+One mechanism: each attempt has a ``Deadline``, owned by the code consuming that
+attempt (the stream object, or the non-streaming read), which alone moves it; the HTTP
+edge only reads ``Deadline.at()`` before each network wait and arms one timer for it.
+Only content moves the idle clock forward: keepalive comments, empty events and
+trickled bytes are not progress. A non-streaming body is one piece of content, so
+``first_chunk`` bounds an attempt from sending to its complete body.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,13 +33,14 @@ class Timeout(BaseModel):
     Attributes:
         connect: opening a connection, proxy included (default 10 s).
         first_chunk: from sending the request to the first content chunk, headers
-            included (default 120 s). Applies to streamed responses.
+            included (default 120 s); for a non-streaming request, to the complete
+            body.
         idle: the longest gap between two content chunks while the caller waits
             (default 60 s). Keepalive comments and trickled bytes do not reset it.
         total: the whole call, retries and failover included (default 600 s).
 
-    A native non-streaming request has no chunks, so only ``connect`` and ``total``
-    bound it.
+    ``connect``, ``first_chunk`` and ``idle`` bound each attempt separately, so a
+    stalled attempt is retried or failed over; ``total`` bounds the whole call.
 
     Example:
         >>> Timeout(first_chunk=5, idle=10)
@@ -76,16 +78,16 @@ clock = time.monotonic
 
 
 class Deadline:
-    """The moment the current wait of one attempt must end, and why.
+    """When the current wait of one attempt must end, and why.
 
-    Created when an attempt starts; ``mark_progress`` on each content chunk;
-    ``pause``/``resume`` around the time the caller spends away between chunks, so a
-    slow consumer is never blamed on the server. ``AsyncStream`` updates the public
-    attributes directly on its per-chunk path.
+    Made when an attempt starts, sharing the call's ``total_at``. Its owner (the code
+    consuming the attempt) calls ``content`` on each content chunk, ``away`` when the
+    caller takes a chunk and ``back`` when it asks for the next, so the caller's own
+    time is never blamed on the server; ``hold``/``release`` do the same for chunks
+    read ahead of a consumer. The HTTP edge reads ``at()``.
     """
 
     __slots__ = (
-        "_suspended",
         "_total_at",
         "away_since",
         "has_content",
@@ -95,7 +97,6 @@ class Deadline:
         "parent",
         "progress_at",
         "timeout",
-        "watchers",
     )
 
     def __init__(
@@ -113,65 +114,55 @@ class Deadline:
         self.away_since: float | None = None
         self.held_since: float | None = None
         self.listener: Callable[[], None] | None = None
-        """Told when the deadline moves earlier (the read watchdog re-arms)."""
+        """Told when the deadline moves earlier (the read timer re-arms)."""
         self.has_content = False
         self.parent = parent
-        """The whole call's deadline, for one failover attempt's."""
-        self.watchers: list[Any] | None = None
-        """Cancel scopes bounding the whole call at ``total_at`` (the failover race)."""
-        self._suspended = 0
+        """The whole call's deadline, for one attempt's."""
 
     @property
     def total_at(self) -> float:
         """When the whole call must end (shared by every attempt of one call)."""
         return self._total_at
 
-    def _chain(self) -> list[Deadline]:
-        """This deadline and those of the calls it is an attempt of, innermost first."""
-        chain = [self]
-        while chain[-1].parent is not None:
-            chain.append(chain[-1].parent)
-        return chain
-
-    def suspend(self) -> None:
-        """A wait that is not the call's own begins (queueing in a rate limiter): the
-        totals of this attempt's calls (nested failover included) stop being enforced
-        on it until ``shift``."""
-        for deadline in self._chain():
-            deadline._suspended += 1
-            for scope in deadline.watchers or ():
-                scope.deadline = math.inf
+    def attempt(self) -> Deadline:
+        """A fresh deadline for one attempt of this call, sharing its total."""
+        return Deadline(self.timeout, total_at=self._total_at, parent=self)
 
     def shift(self, seconds: float) -> None:
-        """The wait begun by ``suspend`` took ``seconds``: move this attempt's clocks
-        (total and, before content, first_chunk) and every enclosing call's total by as
-        much."""
+        """A wait that was not the call's own (queueing in a rate limiter) took
+        ``seconds``: move this attempt's clocks (total and, before content,
+        first_chunk) and every enclosing call's total by as much."""
         seconds = max(0.0, seconds)
         if not self.has_content:
             self.progress_at += seconds
         total_at = self._total_at + seconds
-        for deadline in self._chain():
+        deadline: Deadline | None = self
+        while deadline is not None:
             deadline._total_at = max(deadline._total_at, total_at)
-            deadline._suspended -= 1
-            if deadline._suspended == 0:
-                for scope in deadline.watchers or ():
-                    scope.deadline = deadline._total_at
+            deadline = deadline.parent
 
-    def at(self, *, streaming: bool = True) -> float:
+    def at(self) -> float:
         """The clock value the current network wait must end by. While the caller is
         away between chunks only the total counts."""
-        if not streaming or self.away_since is not None or self.held_since is not None:
+        if self.away_since is not None or self.held_since is not None:
             return self._total_at
         return min(self._total_at, self.progress_at)
 
-    def mark_progress(self) -> None:
-        """Content arrived: restart the idle clock."""
+    def content(self, now: float) -> None:
+        """Content arrived at ``now``: restart the idle clock."""
         self.has_content = True
-        self.progress_at = clock() + self.idle
+        self.progress_at = now + self.idle
 
-    def pause(self) -> None:
-        """The caller took a chunk away; its own time does not count as idle."""
-        self.away_since = clock()
+    def away(self, now: float) -> None:
+        """The caller took a chunk at ``now``; its own time does not count as idle."""
+        self.away_since = now
+
+    def back(self) -> None:
+        """The caller asks for the next chunk: idle counts again, minus its time away."""
+        away = self.away_since
+        if away is not None:
+            self.progress_at += clock() - away
+            self.away_since = None
 
     def hold(self) -> None:
         """The consumer is busy with chunks read ahead for it: idle does not count."""
@@ -185,12 +176,6 @@ class Deadline:
             self.held_since = None
             if self.listener is not None:
                 self.listener()
-
-    def resume(self) -> None:
-        """The caller asks for the next chunk."""
-        if self.away_since is not None:
-            self.progress_at += clock() - self.away_since
-            self.away_since = None
 
     def expired(self, *, provider: str | None = None, model: str | None = None) -> APITimeoutError:
         """The timeout error for a wait that ran out, naming the phase."""

@@ -179,8 +179,6 @@ class ChatRequest(BaseModel):
     response_format: dict[str, Any] | None = None
     include_usage: bool = False
     """Ask for a final usage chunk in a stream (``stream_options.include_usage``)."""
-    hedge_delay: float | None = Field(default=None, ge=0)
-    """Per-call hedging for failover providers (never sent on the wire)."""
     extra: dict[str, Any] = Field(default_factory=dict)
     """Further body fields, passed through to OpenAI-shaped providers as they are."""
 

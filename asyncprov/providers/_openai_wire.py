@@ -6,20 +6,13 @@ Hosts that speak it (OpenAI, Reka, Groq, vLLM, Ollama, ...) are configuration on
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
+from pydantic import TypeAdapter, ValidationError
 
-from .._errors import (
-    APIError,
-    ConfigurationError,
-    ProviderError,
-    ResponseDecodeError,
-    StreamInterruptedError,
-)
-from .._http import HttpCall
-from .._sse import SSEDecoder
+from .._errors import APIError, ConfigurationError, ProviderError
+from .._http import HttpCall, HttpResponse
 from .._types import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest
 from .base import Provider
 
@@ -44,20 +37,10 @@ _MESSAGES: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
 # skips pydantic's per-call wrapper on the hottest line of every stream.
 ChatCompletionChunk.model_rebuild()
 _validate_chunk = ChatCompletionChunk.__pydantic_validator__.validate_json
-
-
-class _WireError(BaseModel):
-    model_config = ConfigDict(extra="ignore", coerce_numbers_to_str=True)
-
-    message: str | None = None
-    type: str | None = None
-    code: str | None = None
-
-
-class _WireErrorBody(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    error: _WireError | str
+ChatCompletion.model_rebuild()
+_validate_completion: Callable[[bytes], ChatCompletion] = (
+    ChatCompletion.__pydantic_validator__.validate_json
+)
 
 
 def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
@@ -76,35 +59,10 @@ def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
     return body
 
 
-def _process_error_payload(payload: bytes, *, provider: str, model: str, status: int) -> APIError:
-    """A ``ProviderError`` if ``payload`` is an error object, else a decode error."""
-    try:
-        parsed = _WireErrorBody.model_validate_json(payload)
-    except ValidationError:
-        kind = "event" if status == 200 else "body"
-        return ResponseDecodeError(
-            f"the response {kind} is not valid chat completion JSON",
-            provider=provider,
-            model=model,
-            status=status,
-            body=payload,
-        )
-    error = parsed.error
-    if isinstance(error, str):
-        return ProviderError(error, provider=provider, model=model)
-    return ProviderError(
-        error.message or "the provider reported an error",
-        provider=provider,
-        model=model,
-        error_type=error.type,
-        error_code=error.code,
-    )
-
-
-def _event_error(payload: bytes, *, provider: str, model: str) -> APIError:
+def _event_error(payload: bytes, response: HttpResponse, *, provider: str, model: str) -> APIError:
     """The error an ``event: error`` frame reports (JSON or plain text)."""
     if payload.lstrip().startswith(b"{"):
-        return _process_error_payload(payload, provider=provider, model=model, status=200)
+        return response.decode_error(payload)
     text = payload.decode("utf-8", "replace").strip()
     return ProviderError(text or "the provider sent an error event", provider=provider, model=model)
 
@@ -114,7 +72,6 @@ class OpenAIWire(Provider):
     with logic)."""
 
     supports_images = True
-    supports_tools = True
     auth_header: ClassVar[str] = "Authorization"
     """Header carrying the key; ``Authorization`` gets a ``Bearer`` prefix."""
 
@@ -142,14 +99,7 @@ class OpenAIWire(Provider):
         name = self.name
         validate = _validate_chunk
         async with http.post(url, body=body, headers=headers) as resp:
-            if resp.status >= 400:
-                raise await resp.status_error()
-            if resp.content_type != "text/event-stream":
-                raise await resp.format_error("an event stream")
-            decoder = SSEDecoder(http.max_event_size)
-            while True:
-                data = await resp.read_chunk()
-                events = decoder.feed(data) if data else decoder.flush()
+            async for events in resp.events("[DONE]"):
                 for event in events:
                     payload = event.data
                     if payload == _DONE:
@@ -157,38 +107,22 @@ class OpenAIWire(Provider):
                     kind = event.event
                     if kind != "message" or not payload:
                         if kind == "error":
-                            raise _event_error(payload, provider=name, model=model)
+                            raise _event_error(payload, resp, provider=name, model=model)
                         continue  # empty events and named events (pings) carry nothing
                     try:
                         chunk = validate(payload)
                     except ValidationError as exc:
                         if not payload.strip():
                             continue  # `data: ` with only whitespace
-                        raise _process_error_payload(
-                            payload, provider=name, model=model, status=resp.status
-                        ) from exc
+                        raise resp.decode_error(payload, expected="chunk JSON") from exc
                     # Straight into the instance dict: pydantic's __setattr__ costs more
                     # than the rest of this loop, and `provider` needs no validation.
                     chunk.__dict__["provider"] = name
                     yield chunk
-                if not data:
-                    raise StreamInterruptedError(
-                        "the stream ended before [DONE]", provider=name, model=model
-                    )
 
     async def complete(self, request: ChatRequest, http: HttpCall) -> ChatCompletion:
-        url, body, headers, model = self._request_parts(request, stream=False)
+        url, body, headers, _ = self._request_parts(request, stream=False)
         async with http.post(url, body=body, headers=headers, stream=False) as resp:
-            if resp.status >= 400:
-                raise await resp.status_error()
-            if resp.content_type != "application/json":
-                raise await resp.format_error("a JSON body")
-            payload = await resp.read()
-        try:
-            completion = ChatCompletion.model_validate_json(payload)
-        except ValidationError as exc:
-            raise _process_error_payload(
-                payload, provider=self.name, model=model, status=resp.status
-            ) from exc
+            completion = await resp.parse(_validate_completion)
         completion.__dict__["provider"] = self.name  # see stream(): no validation needed
         return completion

@@ -12,6 +12,7 @@ import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -21,9 +22,28 @@ from .._http import HttpCall
 from .._proxies import ProxyConfig, redact, resolve_proxy
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
 
-__all__ = ["Provider"]
+__all__ = ["Provider", "ProviderSettings"]
 
 _P = ParamSpec("_P")
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSettings:
+    """What one call and its client say about every provider the call may use.
+
+    Precedence, the same for a single provider and every member of a failover group:
+    the call's value, then the provider instance's, then the client's, then the
+    environment (a provider's key variable; ``ASYNCPROV_PROXY``, already in
+    ``client_proxy``). Headers merge in the same order (the client's are the session's
+    defaults).
+    """
+
+    api_key: str | None = None
+    base_url: str | None = None
+    proxy: ProxyConfig | None = None
+    headers: Mapping[str, str] | None = None
+    client_api_key: str | None = None
+    client_proxy: ProxyConfig | None = None
 _R = TypeVar("_R")
 
 
@@ -84,7 +104,8 @@ class Provider(ABC):
     """False when the service is known broken: never picked automatically."""
     supports_stream: ClassVar[bool] = True
     supports_images: ClassVar[bool] = False
-    supports_tools: ClassVar[bool] = False
+    is_group: ClassVar[bool] = False
+    """True for a failover group, which makes its own attempts (and retries)."""
     needs_auth: ClassVar[bool] = False
     default_model: ClassVar[str | None] = None
     models: ClassVar[tuple[str, ...]] = ()
@@ -142,6 +163,30 @@ class Provider(ABC):
             clone._api_key = api_key
         if base_url is not None:
             clone.base_url = _checked_base_url(base_url)
+        return clone
+
+    def resolved(self, settings: ProviderSettings) -> Provider:
+        """This provider as one call uses it: ``settings``' call-level values win over
+        this instance's, which win over the client's (see ``ProviderSettings``). Returns
+        ``self`` when nothing changes; a failover group resolves every member."""
+        key = settings.api_key or self._api_key or settings.client_api_key
+        proxy = settings.proxy or self.proxy or settings.client_proxy
+        base_url = settings.base_url
+        headers = settings.headers
+        if (
+            key == self._api_key
+            and proxy is self.proxy
+            and (base_url is None or base_url == self.base_url)
+            and not headers
+        ):
+            return self
+        clone = copy.copy(self)
+        clone._api_key = key
+        clone.proxy = proxy
+        if base_url is not None:
+            clone.base_url = _checked_base_url(base_url)
+        if headers:
+            clone.headers = {**self.headers, **headers}
         return clone
 
     @property

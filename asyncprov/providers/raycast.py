@@ -9,9 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from .._errors import ResponseDecodeError
 from .._http import HttpCall
-from .._sse import SSEDecoder
 from .._types import ChatCompletionChunk, ChatRequest, ChunkChoice, Delta
 from .base import Provider
 
@@ -80,7 +78,7 @@ class Raycast(Provider):
         headers = {
             **self.headers,
             "Authorization": f"Bearer {token}",
-            "Accept": "application/json",
+            "Accept": "application/json",  # as Raycast's own client sends
         }
         url = f"{self.base_url}/ai/chat_completions"
         chunk_id = f"raycast-{next(_ids)}"
@@ -88,24 +86,13 @@ class Raycast(Provider):
         name = self.name
         first = True
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
-            if resp.status >= 400:
-                raise await resp.status_error()
-            if resp.content_type == "application/json":
-                raise await resp.format_error("an event stream")
-            decoder = SSEDecoder(http.max_event_size)
-            while True:
-                data = await resp.read_chunk()
-                for event in decoder.feed(data) if data else decoder.flush():
+            # No terminator: a clean end of the body ends the stream (a cut one raises).
+            async for events in resp.events(None):
+                for event in events:
                     try:
                         parsed = _RaycastEvent.model_validate_json(event.data)
                     except ValidationError as exc:
-                        raise ResponseDecodeError(
-                            "a Raycast event is not the expected JSON",
-                            provider=name,
-                            model=model,
-                            status=resp.status,
-                            body=event.data,
-                        ) from exc
+                        raise resp.decode_error(event.data, expected="Raycast event") from exc
                     if parsed.text is None and parsed.finish_reason is None:
                         continue
                     delta = Delta(content=parsed.text, role="assistant" if first else None)
@@ -117,12 +104,3 @@ class Raycast(Provider):
                         choices=[ChunkChoice(delta=delta, finish_reason=parsed.finish_reason)],
                         provider=name,
                     )
-                if not data:
-                    if first:
-                        raise ResponseDecodeError(
-                            "the response held no Raycast events",
-                            provider=name,
-                            model=model,
-                            status=resp.status,
-                        )
-                    return  # a clean end of body is Raycast's only terminator

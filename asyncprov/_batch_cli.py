@@ -63,6 +63,13 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument("--tpm", type=float, help="tokens per minute, per provider")
     parser.add_argument("--timeout", type=float, help="seconds each request may take in all")
     parser.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="retries of a transient failure (5xx, timeout, cut connection) per request "
+        "(default 2)",
+    )
+    parser.add_argument(
         "--grace",
         type=float,
         default=30.0,
@@ -243,6 +250,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
     if args.concurrency < 1:
         raise UsageError("--concurrency must be at least 1")
+    if args.max_retries < 0:
+        raise UsageError("--max-retries must be 0 or more")
     for option in ("rpm", "tpm", "timeout", "log_every"):
         value = getattr(args, option)
         if value is not None and not (value > 0 and math.isfinite(value)):
@@ -265,6 +274,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         base_url=args.base_url,
         api_key=args.api_key,
         timeout=args.timeout,
+        max_retries=args.max_retries,
         rate_limits=limits,
     )
     report = Report(err)

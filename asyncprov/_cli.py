@@ -56,7 +56,14 @@ def _chat(args: argparse.Namespace, out: TextIO) -> int:
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     if not prompt.strip():
         raise _UsageError("nothing to send: give a prompt, or pipe one on stdin")
-    with Client(provider=args.provider, base_url=args.base_url, api_key=args.api_key) as client:
+    if args.max_retries < 0:
+        raise _UsageError("--max-retries must be 0 or more")
+    with Client(
+        provider=args.provider,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        max_retries=args.max_retries,
+    ) as client:
         stream = client.chat.completions.create(
             model=args.model, messages=prompt, stream=True, images=args.image or None
         )
@@ -148,6 +155,12 @@ def _parser() -> argparse.ArgumentParser:
     chat.add_argument("--base-url", help="an OpenAI-compatible server to talk to")
     chat.add_argument("--api-key", help="the key (default: the provider's env variable)")
     chat.add_argument("--image", action="append", help="an image path or URL (repeatable)")
+    chat.add_argument(
+        "--max-retries",
+        type=int,
+        default=2,
+        help="retries of a transient failure before any text arrives (default 2)",
+    )
     chat.add_argument("--json", action="store_true", help="print raw chunks as JSON lines")
 
     commands.add_parser("providers", help="list providers, their models and keys")

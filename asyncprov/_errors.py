@@ -5,6 +5,11 @@ them here, keeping the original as ``__cause__`` (except request validation, whi
 drops pydantic's error so the caller's input is not echoed). Secrets never appear in
 a message.
 
+When every attempt of a call failed the same way, the caller gets that kind's error
+(the last one), with every attempt's error in ``.exceptions``; when they failed in
+different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
+``except*`` and ``.subgroup`` find each kind.
+
 ::
 
     AsyncProvError
@@ -43,11 +48,6 @@ a message.
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
     ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
     └── RetryNoProviderError
-
-When every attempt of a call failed the same way, the caller gets that kind's error
-(the last one), with every attempt's error in ``.exceptions``; when they failed in
-different ways, a ``RetryProviderError``, which is an ``ExceptionGroup`` so ``except*``
-and ``.subgroup`` find each kind.
 """
 
 from __future__ import annotations
@@ -192,8 +192,7 @@ class APIConnectionError(APIError):
 
 
 class ProxyError(APIConnectionError):
-    """Raised when the proxy refuses or cannot be reached; ``status`` is the proxy's
-    answer (407: it refused the credentials, which is not retried)."""
+    """Raised when the proxy refuses or cannot be reached (``status`` 407: bad credentials)."""
 
     def __init__(
         self,
@@ -409,10 +408,8 @@ class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
         self.timeout = timeout
 
 
-class RetryProviderError(ExceptionGroup[Exception], AsyncProvError):
-    """Raised when the attempts of a call failed in different ways: an ``ExceptionGroup``
-    of every attempt's error (``except* RateLimitError`` finds the 429s), with one
-    ``Name: Error: message`` line per attempt in its message."""
+class RetryProviderError(AsyncProvError, ExceptionGroup[Exception]):
+    """Raised when a call's attempts all failed, in different ways (an ExceptionGroup)."""
 
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
         return super().__new__(cls, message, list(exceptions))

@@ -225,8 +225,8 @@ class HttpResponse:
         """The error for a 2xx body (or one event of it) that is not what was asked for;
         ``exc`` (from validating a whole body) tells a body cut short apart."""
         call = self._call
-        message, error_type, error_code = error_fields(payload)
-        if message is not None and payload.lstrip().startswith(b"{"):
+        message, error_type, error_code = error_fields(payload, snippet=False)
+        if message is not None:
             return ProviderError(
                 message,
                 provider=call.provider,
@@ -239,7 +239,8 @@ class HttpResponse:
                 "the response body was cut short", provider=call.provider, model=call.model
             )
         return ResponseDecodeError(
-            f"the response is not the expected {expected}",
+            f"the response is not the expected {expected} "
+            f"(content type {self._raw.content_type or 'none'})",
             provider=call.provider,
             model=call.model,
             status=self.status,

@@ -126,13 +126,15 @@ class _ErrorBody(_ErrorObject):
     error: _ErrorObject | str | None = None
 
 
-def error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
-    """(message, type, code) from an error body, else a text snippet as the message;
-    a body that is JSON but no error object gives ``(None, None, None)``."""
+def error_fields(
+    body: bytes, *, snippet: bool = True
+) -> tuple[str | None, str | None, str | None]:
+    """(message, type, code) from an error body, else (with ``snippet``) the start of a
+    body that is not JSON as the message; JSON that is no error object gives Nones."""
     try:
         parsed = _ErrorBody.model_validate_json(body) if body else None
     except ValidationError as exc:
-        if any(e["type"] == "json_invalid" for e in exc.errors()):
+        if snippet and any(e["type"] == "json_invalid" for e in exc.errors()):
             text = body.decode("utf-8", "replace").strip()
             return (text[:200] or None), None, None
         return None, None, None

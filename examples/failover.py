@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 
-from asyncprov import AsyncClient, RetryProviderError, Timeout
+from asyncprov import AsyncClient, InternalServerError, Timeout
 from asyncprov.providers import OpenAICompatible, RetryProvider
 from asyncprov.testing import OpenAITestServer, Reply
 
@@ -51,8 +51,9 @@ async def main() -> None:
         async with AsyncClient(only_flaky, timeout=Timeout(total=10)) as client:
             try:
                 await client.chat.completions.create(model="demo", messages="hi")
-            except RetryProviderError as error:
-                print(f"\nwhen everything fails you get {type(error).__name__}:\n{error}")
+            except InternalServerError as error:  # every attempt failed the same way
+                print(f"\nwhen every attempt fails alike you get {type(error).__name__}:")
+                print(error, *error.__notes__, sep="\n")
         print(
             f"\nrequests seen: flaky={len(flaky.requests)} slow={len(slow.requests)} "
             f"healthy={len(healthy.requests)}"

@@ -26,5 +26,7 @@ async def server() -> AsyncIterator[OpenAITestServer]:
 
 @pytest.fixture
 async def client(server: OpenAITestServer) -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url=server.base_url) as c:
+    """A client making one attempt per call, so a scripted reply is what the call sees
+    (retries have tests of their own)."""
+    async with AsyncClient(base_url=server.base_url, max_retries=0) as c:
         yield c

@@ -114,7 +114,7 @@ URL = "http://api.test/v1/chat/completions"
 
 @pytest.fixture
 async def edge_client() -> AsyncIterator[AsyncClient]:
-    async with AsyncClient(base_url="http://api.test/v1") as client:
+    async with AsyncClient(base_url="http://api.test/v1", max_retries=0) as client:
         yield client
 
 

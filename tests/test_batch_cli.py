@@ -399,7 +399,7 @@ def test_retry_failed_runs_failures_again(
     threaded_server: OpenAITestServer, tmp_path: Path
 ) -> None:
     """A resume over failures exits 1 and says so; --retry-failed replaces them."""
-    threaded_server.add_reply(Reply(status=500), Reply(status=500))
+    threaded_server.add_reply(*[Reply(status=500)] * 6)  # 2 requests x 3 attempts
     source = write_input(tmp_path / "in.jsonl", 3)
     target = tmp_path / "out.jsonl"
     from asyncprov.testing import instant_retries

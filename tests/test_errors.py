@@ -123,6 +123,7 @@ def test_docstring_tree_also_builtins() -> None:
         "InvalidRequestError": "ValueError",
         "APITimeoutError": "TimeoutError",
         "StreamTimeoutError": "TimeoutError",
+        "RetryProviderError": "ExceptionGroup",
     }
     for name, builtin in notes.items():
         assert issubclass(MODULE_EXCEPTIONS[name], getattr(builtins, builtin))

@@ -86,4 +86,4 @@ def test_failover_example(name: str) -> None:
     assert out.count("answered by slow") == 4
     assert "hedged (delay 0.2 s)         answered by healthy" in out
     assert "flaky: InternalServerError: overloaded" in out
-    assert "requests seen: flaky=5 slow=5 healthy=1" in out
+    assert "requests seen: flaky=6 slow=5 healthy=1" in out

@@ -109,15 +109,21 @@ async def test_single_provider_retry_recovers(servers: list[OpenAITestServer]) -
 
 
 async def test_single_provider_retry_gives_up_with_report(servers: list[OpenAITestServer]) -> None:
-    """After max_retries failures: RetryProviderError with one line per attempt, errors kept."""
+    """max_retries=3 makes 4 attempts; all 503s end in InternalServerError itself, with
+    every attempt's error kept and listed in its note."""
     primary = servers[0]
     primary.default = Reply(status=503, error={"message": "busy", "type": "server_error"})
     provider = group(servers[:1], single_provider_retry=True, max_retries=3)
     async with AsyncClient(provider) as client:
-        with pytest.raises(RetryProviderError) as caught:
+        with pytest.raises(InternalServerError) as caught:
             await read(client)
-    assert len(primary.requests) == 3
-    assert str(caught.value).splitlines()[1:] == ["primary: InternalServerError: busy"] * 3
+    assert len(primary.requests) == 4
+    assert caught.value.status == 503 and caught.value.provider == "primary"
+    assert caught.value.__notes__[0].splitlines() == [
+        "4 attempts on primary failed:",
+        *["primary: InternalServerError: busy"] * 4,
+    ]
+    assert len(caught.value.exceptions) == 4
     assert all(
         isinstance(e, InternalServerError) and e.status == 503 for e in caught.value.exceptions
     )
@@ -136,7 +142,7 @@ async def test_everything_fails_lists_every_attempt(servers: list[OpenAITestServ
         "primary: InternalServerError: boom",
         "secondary: AuthenticationError: bad key",
     ]
-    assert lines[3].startswith("tertiary: ResponseDecodeError: expected a JSON body")
+    assert lines[3].startswith("tertiary: ResponseDecodeError: the response is not the expected")
     assert [type(e).__name__ for e in caught.value.exceptions] == [
         "InternalServerError",
         "AuthenticationError",

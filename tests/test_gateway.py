@@ -66,8 +66,10 @@ async def test_stream_through_openai_with_usage(
 async def test_upstream_status_is_passed_on(
     oa: openai.AsyncOpenAI, server: OpenAITestServer
 ) -> None:
-    """An upstream 429 reaches the openai client as RateLimitError with status 429."""
-    server.add_reply(Reply(status=429, error={"message": "slow down", "type": "rate_limit"}))
+    """An upstream 429 (on every attempt) reaches the openai client as RateLimitError 429."""
+    server.add_reply(
+        *[Reply(status=429, error={"message": "slow down"}, headers={"Retry-After": "0"})] * 3
+    )
     with pytest.raises(openai.RateLimitError) as caught:
         await oa.chat.completions.create(model="m1", messages=[{"role": "user", "content": "x"}])
     assert caught.value.status_code == 429 and "slow down" in str(caught.value)

@@ -110,7 +110,7 @@ async def test_reka_missing_key(
 async def test_reka_status_errors(reka_server: OpenAITestServer, reply: Reply, error: type) -> None:
     """Reka's error statuses are typed, name the provider and keep Retry-After."""
     reka_server.add_reply(reply)
-    async with AsyncClient(Reka) as client:
+    async with AsyncClient(Reka, max_retries=0) as client:
         with pytest.raises(error) as caught:
             await client.chat.completions.create(messages="hi", stream=True)
     assert caught.value.provider == "Reka" and caught.value.status == reply.status
@@ -245,7 +245,7 @@ async def test_raycast_status_errors(
 ) -> None:
     """Raycast's error statuses are typed and name the provider."""
     raycast_server.add_reply(Reply(status=status))
-    async with AsyncClient(Raycast(auth="rc-token")) as client:
+    async with AsyncClient(Raycast(auth="rc-token"), max_retries=0) as client:
         with pytest.raises(error) as caught:
             await client.chat.completions.create(messages="hi", stream=True)
     assert caught.value.provider == "Raycast"
@@ -254,13 +254,16 @@ async def test_raycast_status_errors(
 async def test_raycast_empty_or_json_body_is_decode_error(
     raycast_server: RaycastTestServer,
 ) -> None:
-    """A 200 without Raycast events is a decode error, never an empty 'complete' reply."""
+    """A 200 without Raycast events is never an empty 'complete' reply: an empty body is
+    a stream cut before any event (retryable), other JSON a decode error."""
     raycast_server.add_reply(Reply(raw=b"", content_type="text/event-stream"))
     raycast_server.add_reply(Reply(raw=b'{"unexpected": 1}'))
-    async with AsyncClient(Raycast(auth="rc-token")) as client:
-        for _ in range(2):
-            with pytest.raises(ResponseDecodeError):
-                await client.chat.completions.create(messages="hi")
+    async with AsyncClient(Raycast(auth="rc-token"), max_retries=0) as client:
+        with pytest.raises(StreamInterruptedError, match="before any event"):
+            await client.chat.completions.create(messages="hi")
+        with pytest.raises(ResponseDecodeError) as caught:
+            await client.chat.completions.create(messages="hi")
+    assert caught.value.status == 200 and "unexpected" in caught.value.body
 
 
 async def test_raycast_refuses_images(raycast_server: RaycastTestServer) -> None:

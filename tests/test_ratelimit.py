@@ -33,7 +33,12 @@ def testing_switch() -> Iterator[None]:
 
 
 def limited(server: OpenAITestServer, **limit: float) -> AsyncClient:
-    return AsyncClient(base_url=server.base_url, rate_limits={NAME: RateLimit(**limit)})  # type: ignore[arg-type]
+    # One attempt per call: what reaches the caller is the limiter's doing, not a retry's.
+    return AsyncClient(
+        base_url=server.base_url,
+        max_retries=0,
+        rate_limits={NAME: RateLimit(**limit)},  # type: ignore[arg-type]
+    )
 
 
 @pytest.mark.usefixtures("testing_switch")

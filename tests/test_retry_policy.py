@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from asyncprov import (
     APIConnectionError,
@@ -73,13 +74,28 @@ def test_error_outcomes(error: BaseException, outcome: Outcome) -> None:
 
 
 def test_backoff_grows_with_jitter_and_cap() -> None:
-    """Backoff doubles from wait_initial, adds up to wait_jitter of itself, stops at wait_max."""
+    """Backoff doubles from wait_initial, jitter takes up to wait_jitter of it off (never
+    adds), and it stops at wait_max."""
     policy = RetryPolicy(wait_initial=0.5, wait_max=4, wait_jitter=1.0)
     for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (8, 4.0)]:
         waits = [policy.backoff(attempt) for _ in range(50)]
-        assert all(base <= w <= 2 * base for w in waits)
+        assert all(0 <= w <= base for w in waits)
         assert len(set(waits)) > 1
     assert RetryPolicy(wait_jitter=0).backoff(2) == 1.0
+
+
+def test_default_waits_never_exceed_the_nominal_schedule() -> None:
+    """By default the waits are 0.5 s, 1 s, 2 s ... less at most a quarter (openai-python's)."""
+    policy = RetryPolicy()
+    for attempt, base in [(1, 0.5), (2, 1.0), (3, 2.0)]:
+        waits = [policy.backoff(attempt) for _ in range(200)]
+        assert all(0.75 * base <= w <= base for w in waits)
+
+
+def test_jitter_above_one_is_refused() -> None:
+    """wait_jitter is a fraction of the wait: above 1 it could only add, so it is refused."""
+    with pytest.raises(ValidationError):
+        RetryPolicy(wait_jitter=1.5)
 
 
 def test_retry_after_honoured_up_to_the_cap() -> None:
@@ -88,7 +104,7 @@ def test_retry_after_honoured_up_to_the_cap() -> None:
     assert policy.wait_before_retry(status_error(429, **{"Retry-After": "7"}), 1) == 7.0
     assert policy.wait_before_retry(status_error(503, **{"retry-after-ms": "250"}), 1) == 0.25
     assert policy.wait_before_retry(status_error(429, **{"Retry-After": "31"}), 1) is None
-    assert 0.5 <= (policy.wait_before_retry(status_error(500), 1) or 0) <= 1.0
+    assert 0.375 <= (policy.wait_before_retry(status_error(500), 1) or 0) <= 0.5
 
 
 def test_testing_switch_removes_waits() -> None:
@@ -100,7 +116,7 @@ def test_testing_switch_removes_waits() -> None:
         assert policy.wait_before_retry(status_error(429, **{"Retry-After": "20"}), 1) == 0.0
     finally:
         set_testing(False)
-    assert policy.backoff(1) >= 5
+    assert policy.backoff(1) >= 5 * 0.75
 
 
 def test_health_cools_after_consecutive_failures_and_on_retry_after() -> None:

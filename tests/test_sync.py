@@ -36,7 +36,7 @@ def threaded_server() -> Iterator[OpenAITestServer]:
 
 @pytest.fixture
 def sync_client(threaded_server: OpenAITestServer) -> Iterator[Client]:
-    with Client(base_url=threaded_server.base_url) as client:
+    with Client(base_url=threaded_server.base_url, max_retries=0) as client:
         yield client
 
 

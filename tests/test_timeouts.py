@@ -52,7 +52,7 @@ async def test_connect_timeout(unaccepting_port: int) -> None:
 async def test_first_chunk_timeout_before_headers(server: OpenAITestServer) -> None:
     """A server slow to send headers ends in FirstChunkTimeoutError, and sees the disconnect."""
     server.add_reply(Reply(delay=30))
-    async with AsyncClient(base_url=server.base_url, timeout=Timeout(first_chunk=0.2)) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(first_chunk=0.2)) as client:
         with pytest.raises(FirstChunkTimeoutError) as caught:
             await client.chat.completions.create(model="m", messages="hi", stream=True)
         with anyio.fail_after(5):
@@ -65,7 +65,7 @@ async def test_first_chunk_timeout_without_content(server: OpenAITestServer, fau
     """Headers, then only keepalives / trickled bytes / nothing: still a first_chunk timeout."""
     server.add_reply(Reply(fault=fault, fault_after=0, chunk_delay=0.01))  # type: ignore[arg-type]
     timeout = Timeout(first_chunk=0.3, idle=0.3)
-    async with AsyncClient(base_url=server.base_url, timeout=timeout) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=timeout) as client:
         with pytest.raises(FirstChunkTimeoutError):
             await client.chat.completions.create(model="m", messages="hi", stream=True)
 
@@ -75,7 +75,7 @@ async def test_idle_timeout_mid_stream(server: OpenAITestServer, fault: str) -> 
     """After content, keepalive / trickle / silence ends the stream: interrupted, idle timeout."""
     server.add_reply(Reply(content="a b c", fault=fault, fault_after=2, chunk_delay=0.01))  # type: ignore[arg-type]
     timeout = Timeout(first_chunk=5, idle=0.3)
-    async with AsyncClient(base_url=server.base_url, timeout=timeout) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=timeout) as client:
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         with pytest.raises(StreamInterruptedError) as caught:
             async for _ in stream:
@@ -93,7 +93,7 @@ async def test_total_timeout_caps_a_steady_stream(server: OpenAITestServer) -> N
     """A stream that keeps making progress is still ended by the total timeout."""
     server.add_reply(Reply(content="x " * 1000, chunk_delay=0.02))
     timeout = Timeout(first_chunk=5, idle=5, total=0.4)
-    async with AsyncClient(base_url=server.base_url, timeout=timeout) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=timeout) as client:
         started = time.monotonic()
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         with pytest.raises(StreamInterruptedError) as caught:
@@ -115,7 +115,7 @@ async def test_number_timeout_is_total(server: OpenAITestServer) -> None:
 async def test_slow_consumer_is_not_idle(server: OpenAITestServer) -> None:
     """Time the caller spends between chunks does not count against the idle timeout."""
     server.add_reply(Reply(content="a b c d"))
-    async with AsyncClient(base_url=server.base_url, timeout=Timeout(idle=0.1)) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(idle=0.1)) as client:
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         text = ""
         async for chunk in stream:
@@ -138,7 +138,7 @@ async def test_connect_timeout_covers_waiting_for_the_pool(server: OpenAITestSer
 async def test_total_holds_when_no_read_has_to_wait(server: OpenAITestServer) -> None:
     """A slow consumer on a body that arrived all at once is still ended by total."""
     server.add_reply(Reply(content="x " * 3000))
-    async with AsyncClient(base_url=server.base_url, timeout=Timeout(total=0.3)) as client:
+    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(total=0.3)) as client:
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         with pytest.raises(StreamTimeoutError) as caught:
             async for _ in stream:

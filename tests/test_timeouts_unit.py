@@ -131,11 +131,11 @@ def test_deadline_idle_bound_after_progress(clock: FakeClock) -> None:
     """After content the deadline is the last progress + idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(4)
-    d.mark_progress()
+    d.content(clock())
     assert d.has_content is True
     assert d.at() == 1006.0
     clock.advance(1.5)
-    d.mark_progress()
+    d.content(clock())
     assert d.at() == 1007.5
 
 
@@ -144,7 +144,7 @@ def test_deadline_never_beyond_total(clock: FakeClock) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=30, total=10))
     assert d.at() == 1010.0
     clock.advance(8)
-    d.mark_progress()
+    d.content(clock())
     assert d.at() == 1010.0
     assert d.total_at == 1010.0
 
@@ -154,35 +154,47 @@ def test_deadline_shared_total(clock: FakeClock) -> None:
     d = Deadline(Timeout(first_chunk=50, total=600), total_at=1020.0)
     assert d.total_at == 1020.0
     assert d.at() == 1020.0
-    assert d.at(streaming=False) == 1020.0
+    attempt = d.attempt()
+    assert attempt.total_at == 1020.0
+    assert attempt.parent is d
 
 
-def test_deadline_not_streaming_is_total_only(clock: FakeClock) -> None:
-    """at(streaming=False) ignores first_chunk and idle."""
+def test_deadline_without_content_stays_at_first_chunk(clock: FakeClock) -> None:
+    """Bytes that are not content (a non-streaming body arriving) never move it."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
-    assert d.at(streaming=False) == 1100.0
-    d.mark_progress()
-    assert d.at(streaming=False) == 1100.0
+    clock.advance(4)
+    assert d.at() == 1005.0
+    clock.advance(1)
+    assert d.expired().phase == "first_chunk"
+
+
+def test_deadline_shift_moves_attempt_and_call(clock: FakeClock) -> None:
+    """Time queued outside the call moves the attempt's first_chunk and every total."""
+    call = Deadline(Timeout(first_chunk=5, total=100))
+    attempt = call.attempt()
+    clock.advance(30)
+    attempt.shift(30)
+    assert attempt.at() == 1035.0
+    assert (attempt.total_at, call.total_at) == (1130.0, 1130.0)
 
 
 def test_deadline_unlimited(clock: FakeClock) -> None:
     """With every phase None the deadline is infinite."""
     d = Deadline(Timeout(connect=None, first_chunk=None, idle=None, total=None))
     assert d.at() == math.inf
-    d.mark_progress()
+    d.content(clock())
     assert d.at() == math.inf
-    assert d.at(streaming=False) == math.inf
 
 
 def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
     """Time the caller spends away between pause() and resume() does not count as idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.mark_progress()
+    d.content(clock())
     assert d.at() == 1003.0
-    d.pause()
+    d.away(clock())
     clock.advance(10)
-    d.resume()
+    d.back()
     assert d.at() == 1013.0
     clock.advance(2)
     assert d.expired().phase == "idle"
@@ -191,25 +203,25 @@ def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
 def test_deadline_pause_resume_still_capped_by_total(clock: FakeClock) -> None:
     """A long time away shifts idle but never past the total."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=20))
-    d.mark_progress()
-    d.pause()
+    d.content(clock())
+    d.away(clock())
     clock.advance(30)
-    d.resume()
+    d.back()
     assert d.at() == 1020.0
 
 
 def test_deadline_resume_without_pause(clock: FakeClock) -> None:
     """resume() without a pause (or a second resume) changes nothing."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
-    d.mark_progress()
+    d.content(clock())
     clock.advance(1)
-    d.resume()
+    d.back()
     assert d.at() == 1002.0
-    d.pause()
+    d.away(clock())
     clock.advance(3)
-    d.resume()
+    d.back()
     clock.advance(3)
-    d.resume()
+    d.back()
     assert d.at() == 1005.0
 
 
@@ -229,7 +241,7 @@ def test_expired_idle(clock: FakeClock) -> None:
     """Running out after content is an IdleTimeoutError."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.mark_progress()
+    d.content(clock())
     clock.advance(2)
     exc = d.expired()
     assert type(exc) is IdleTimeoutError
@@ -243,7 +255,7 @@ def test_expired_total(clock: FakeClock, content: bool) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=50, total=10))
     if content:
         clock.advance(5)
-        d.mark_progress()
+        d.content(clock())
     clock.advance(10)
     exc = d.expired(provider="P", model="m")
     assert type(exc) is TotalTimeoutError

@@ -85,7 +85,8 @@ async def retry_one(
             failures.append((provider.name, error))
             outcome = classify(error)
             if outcome is Outcome.STOP:
-                raise stop_error(error, failures)
+                stop_error(error, failures)  # lists the attempts before it on the error
+                raise
             health.record_failure(provider.name, error)
             if outcome is not Outcome.RETRY or number == policy.attempts:
                 break

@@ -57,7 +57,7 @@ def test_chat_expected_failures_are_one_line(
     """Expected failures print one line to stderr and exit non-zero, without a traceback."""
     threaded_server.add_reply(Reply(status=429, headers={"Retry-After": "3"}))
     code = main(
-        ["chat", "--base-url", threaded_server.base_url, "--model", "m", "--max-retries", "0", "hi"],
+        ["chat", "--base-url", threaded_server.base_url, "--model", "m", "--max-retries=0", "hi"],
         out=io.StringIO(),
     )
     err = capsys.readouterr().err

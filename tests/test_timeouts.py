@@ -52,7 +52,9 @@ async def test_connect_timeout(unaccepting_port: int) -> None:
 async def test_first_chunk_timeout_before_headers(server: OpenAITestServer) -> None:
     """A server slow to send headers ends in FirstChunkTimeoutError, and sees the disconnect."""
     server.add_reply(Reply(delay=30))
-    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(first_chunk=0.2)) as client:
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, timeout=Timeout(first_chunk=0.2)
+    ) as client:
         with pytest.raises(FirstChunkTimeoutError) as caught:
             await client.chat.completions.create(model="m", messages="hi", stream=True)
         with anyio.fail_after(5):
@@ -115,7 +117,9 @@ async def test_number_timeout_is_total(server: OpenAITestServer) -> None:
 async def test_slow_consumer_is_not_idle(server: OpenAITestServer) -> None:
     """Time the caller spends between chunks does not count against the idle timeout."""
     server.add_reply(Reply(content="a b c d"))
-    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(idle=0.1)) as client:
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, timeout=Timeout(idle=0.1)
+    ) as client:
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         text = ""
         async for chunk in stream:
@@ -138,7 +142,9 @@ async def test_connect_timeout_covers_waiting_for_the_pool(server: OpenAITestSer
 async def test_total_holds_when_no_read_has_to_wait(server: OpenAITestServer) -> None:
     """A slow consumer on a body that arrived all at once is still ended by total."""
     server.add_reply(Reply(content="x " * 3000))
-    async with AsyncClient(base_url=server.base_url, max_retries=0, timeout=Timeout(total=0.3)) as client:
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, timeout=Timeout(total=0.3)
+    ) as client:
         stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
         with pytest.raises(StreamTimeoutError) as caught:
             async for _ in stream:

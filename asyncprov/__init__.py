@@ -57,6 +57,7 @@ from ._types import Message as Message
 from ._types import TextPart as TextPart
 from ._types import ToolCall as ToolCall
 from ._types import ToolCallDelta as ToolCallDelta
+from ._retry import RetryPolicy as RetryPolicy
 from ._types import Usage as Usage
 from ._version import __version__ as __version__
 
@@ -152,6 +153,7 @@ __all__ = [
     "RateLimits",
     "ResponseDecodeError",
     "RetryNoProviderError",
+    "RetryPolicy",
     "RetryProviderError",
     "Stream",
     "StreamInterruptedError",

@@ -57,8 +57,10 @@ class ProviderHealth:
         return until
 
     def record_success(self, name: str) -> None:
-        """An attempt on ``name`` produced content."""
+        """An attempt on ``name`` produced content: it is healthy again."""
         self._failures.pop(name, None)
+        if self._until.pop(name, None) is not None:
+            log.info("%s: answered again, cool-down ended", name)
 
     def record_failure(self, name: str, error: BaseException) -> None:
         """An attempt on ``name`` failed with ``error``."""

@@ -57,6 +57,7 @@ DEFAULT_CONNECTION_LIMIT = 10_000
 
 _T = TypeVar("_T")
 _SNIPPET = 500
+_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
 
 class _Watchdog:
@@ -320,10 +321,18 @@ class _Events:
         return StreamInterruptedError(message, provider=call.provider, model=call.model)
 
     def _not_events(self) -> APIError:
-        prefix = self._prefix
-        if not prefix.strip() or prefix.lstrip().startswith(b":"):
+        """A body that ended before its first event: cut short if it was starting one
+        (or was empty), else not an event stream at all."""
+        prefix = self._prefix.lstrip()
+        if not prefix:
             return self._interrupted("the stream ended before any event")
-        return self._response.decode_error(prefix, expected="event stream")
+        if prefix.startswith(_SSE_FIELDS):
+            return self._interrupted(
+                "the stream was cut off in the middle of an event"
+                if self._decoder.has_partial_line
+                else "the stream ended before any event"
+            )
+        return self._response.decode_error(self._prefix, expected="event stream")
 
 
 class HttpCall:

@@ -20,11 +20,13 @@ from anyio.from_thread import start_blocking_portal
 __all__ = ["Fault", "OpenAITestServer", "RecordedRequest", "Reply"]
 
 Fault = Literal[
-    "truncate",  # close the connection mid-stream after `fault_after` chunks
+    # Streams fail after `fault_after` content chunks; a non-streamed (JSON) reply fails
+    # part-way through its body for truncate, stall, keepalive and trickle.
+    "truncate",  # close the connection mid-body (JSON: a close-delimited body cut short)
     "no_done",  # end the body cleanly without `data: [DONE]`
-    "stall",  # stop sending after `fault_after` chunks, keep the connection open
-    "keepalive",  # after `fault_after` chunks send only `: keepalive` comments, forever
-    "trickle",  # after `fault_after` chunks send the next event one byte at a time
+    "stall",  # stop sending, keep the connection open
+    "keepalive",  # send only `: keepalive` comments (JSON: newlines), forever
+    "trickle",  # send the next event (JSON: the body) one byte at a time
     "error_event",  # `data: {"error": ...}` after `fault_after` chunks
     "event_error",  # an `event: error` frame after `fault_after` chunks
     "malformed",  # an event whose JSON is broken after `fault_after` chunks
@@ -73,7 +75,12 @@ class RecordedRequest:
     path: str
     headers: Mapping[str, str]
     json: Any
+    query: Mapping[str, str] = field(default_factory=dict)
+    at: float = 0.0
+    """When it arrived, on the monotonic clock (``time.monotonic()``)."""
 
+
+_BODY_FAULTS = frozenset({"truncate", "stall", "keepalive", "trickle"})
 
 _WORDS = re.compile(r"\S+\s*|\s+")
 
@@ -211,7 +218,14 @@ class OpenAITestServer:
         except ValueError:
             return self._error(400, "the body is not JSON", "invalid_request_error")
         self.requests.append(
-            RecordedRequest(request.method, request.path, dict(request.headers), body)
+            RecordedRequest(
+                request.method,
+                request.path,
+                dict(request.headers),
+                body,
+                query=dict(request.query),
+                at=time.monotonic(),
+            )
         )
         if self.api_key is not None and self.api_key not in (
             request.headers.get("Authorization", "").removeprefix("Bearer "),
@@ -243,6 +257,8 @@ class OpenAITestServer:
                     text="<html>maintenance</html>", content_type="text/html", headers=reply.headers
                 )
             if not self._is_stream(body):
+                if reply.fault in _BODY_FAULTS:
+                    return await self._faulty_body(request, body, reply)
                 return web.json_response(self._completion(body, reply), headers=reply.headers)
             return await self._stream(request, body, reply)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -363,6 +379,37 @@ class OpenAITestServer:
             await response.write(event)
             if reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
+        await response.write_eof()
+        return response
+
+    async def _faulty_body(
+        self, request: web.Request, body: Mapping[str, Any], reply: Reply
+    ) -> web.StreamResponse:
+        """A JSON reply that fails part-way through its body."""
+        payload = json.dumps(self._completion(body, reply)).encode()
+        pause = reply.chunk_delay or 0.01
+        if reply.fault == "truncate":
+            # Close-delimited (no length, not chunked), as an HTTP/1.0-style server or a
+            # proxy sends it: only the JSON itself can show the body was cut.
+            assert request.transport is not None
+            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
+            request.transport.write(head + payload[: len(payload) // 2])
+            await asyncio.sleep(0.05)
+            request.transport.close()
+            return web.Response()
+        response = web.StreamResponse(headers={"Content-Type": "application/json", **reply.headers})
+        await response.prepare(request)
+        if reply.fault == "stall":
+            await response.write(payload[: len(payload) // 2])
+            await asyncio.sleep(3600)
+        elif reply.fault == "keepalive":
+            while True:
+                await response.write(b"\n")
+                await asyncio.sleep(pause)
+        elif reply.fault == "trickle":
+            for byte in payload:
+                await response.write(bytes([byte]))
+                await asyncio.sleep(pause)
         await response.write_eof()
         return response
 

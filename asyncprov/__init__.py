@@ -39,6 +39,7 @@ from ._errors import StreamNotSupportedError as StreamNotSupportedError
 from ._errors import StreamTimeoutError as StreamTimeoutError
 from ._errors import TotalTimeoutError as TotalTimeoutError
 from ._errors import UnprocessableEntityError as UnprocessableEntityError
+from ._retry import RetryPolicy as RetryPolicy
 from ._streaming import AsyncStream as AsyncStream
 from ._sync import Client as Client
 from ._sync import Stream as Stream
@@ -57,7 +58,6 @@ from ._types import Message as Message
 from ._types import TextPart as TextPart
 from ._types import ToolCall as ToolCall
 from ._types import ToolCallDelta as ToolCallDelta
-from ._retry import RetryPolicy as RetryPolicy
 from ._types import Usage as Usage
 from ._version import __version__ as __version__
 

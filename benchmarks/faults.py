@@ -33,7 +33,7 @@ from typing import Any
 import anyio
 
 from asyncprov import AsyncClient, Timeout, __version__
-from asyncprov.providers import OpenAICompatible, OpenaiChat, RetryProvider
+from asyncprov.providers import OpenaiChat, OpenAICompatible, RetryProvider
 from asyncprov.testing import OpenAITestServer, Reply
 
 TIMEOUT = Timeout(connect=3, first_chunk=3, idle=3, total=120)
@@ -69,16 +69,18 @@ def _waits(server: OpenAITestServer, attempt_seconds: list[float]) -> list[float
 
 
 async def failing_cell(name: str, reply: Reply, stream: bool, expect: type[Exception]) -> Cell:
-    async with OpenAITestServer(default=reply) as server:
-        async with AsyncClient(base_url=server.base_url, timeout=TIMEOUT, max_retries=2) as client:
-            started = time.monotonic()
-            error: Exception | None = None
-            with anyio.fail_after(60):
-                try:
-                    await _call(client, stream)
-                except Exception as caught:
-                    error = caught
-            seconds = time.monotonic() - started
+    error: Exception | None = None
+    async with (
+        OpenAITestServer(default=reply) as server,
+        AsyncClient(base_url=server.base_url, timeout=TIMEOUT, max_retries=2) as client,
+    ):
+        started = time.monotonic()
+        with anyio.fail_after(60):
+            try:
+                await _call(client, stream)
+            except Exception as caught:
+                error = caught
+        seconds = time.monotonic() - started
     attempts = list(getattr(error, "exceptions", ()) or ([error] if error else []))
     spent = [getattr(e, "timeout", None) or 0.0 for e in attempts]
     if not issubclass(expect, TimeoutError):

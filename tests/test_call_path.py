@@ -163,6 +163,23 @@ async def test_client_proxy_is_the_fallback(servers: list[OpenAITestServer]) -> 
 
 
 @pytest.mark.usefixtures("instant")
+@pytest.mark.parametrize("mode", MODES)
+async def test_call_timeout_and_retries_in_every_mode(
+    servers: list[OpenAITestServer], mode: str
+) -> None:
+    """A per-call timeout bounds each attempt in every mode; a per-call max_retries
+    governs a lone provider (a group keeps its own count)."""
+    for s in servers:
+        s.default = Reply(delay=3600)
+    provider = _modes(servers)[mode]
+    async with AsyncClient(provider, timeout=600) as client:
+        with anyio.fail_after(10), pytest.raises(FirstChunkTimeoutError):
+            await _text(client, stream=False, timeout=SHORT, max_retries=1)
+    attempts = sum(len(s.requests) for s in servers)
+    assert attempts == {"single": 2, "single_provider_retry": 3}.get(mode, 2)
+
+
+@pytest.mark.usefixtures("instant")
 async def test_call_base_url_and_bad_call_settings(servers: list[OpenAITestServer]) -> None:
     """base_url= on a call redirects it; malformed per-call settings are typed errors."""
     from asyncprov import ConfigurationError

@@ -53,7 +53,7 @@ def _record(
     http: HttpCall, provider: Provider, started: float, error: BaseException | None
 ) -> None:
     http.attempts.append(
-        Attempt(
+        Attempt.model_construct(  # our own values: no validation needed per attempt
             provider=provider.name,
             ok=error is None,
             error_type=None if error is None else type(error).__name__,
@@ -75,8 +75,11 @@ async def retry_one(
     for its cool-down; ``Retry-After`` is honoured up to ``policy.retry_after_max``."""
     failures: list[tuple[str, Exception]] = []
     health = http.health
+    http.provider, http.proxy = provider.name, provider.proxy  # the call serves attempt 1
     for number in range(1, policy.attempts + 1):
-        attempt = http.attempt(provider=provider.name, proxy=provider.proxy)
+        attempt = (
+            http if number == 1 else http.attempt(provider=provider.name, proxy=provider.proxy)
+        )
         started = clock()
         try:
             result = await opener(provider, request, attempt)

@@ -107,61 +107,26 @@ class _Watchdog:
             self._handle = None
 
 
-class _ErrorMap:
-    """The one translation point of an attempt: wrapped around sending and every read,
-    it turns an expired timer into the deadline's timeout error and aiohttp or socket
-    failures into asyncprov errors (credentials scrubbed from the kept cause)."""
-
-    __slots__ = ("_call", "send_timer", "watchdog")
-
-    def __init__(self, call: HttpCall) -> None:
-        self._call = call
-        self.send_timer: asyncio.Timeout | None = None
-        self.watchdog: _Watchdog | None = None
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        if not isinstance(exc, Exception) or isinstance(exc, AsyncProvError):
-            return False
-        call = self._call
-        timer, watchdog = self.send_timer, self.watchdog
-        if (timer is not None and timer.expired()) or (watchdog is not None and watchdog.expired):
-            raise call.deadline.expired(provider=call.provider, model=call.model) from None
-        translated = translate(exc, call.provider, call.model, proxy=call.proxy is not None)
-        if translated is None:
-            return False
-        scrub(exc)
-        raise translated from exc
-
-
 class HttpResponse:
     """A successful (below 400) response whose every network wait is bounded by the
     attempt's deadline. Read it with ``events`` or ``parse``."""
 
-    __slots__ = ("_call", "_errors", "_raw", "headers", "status")
+    __slots__ = ("_call", "_raw", "headers", "status")
 
     def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
         self._raw = raw
         self._call = call
-        self._errors = call._errors
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
         content = self._raw.content
-        errors = self._errors
-        with errors:
-            watchdog = errors.watchdog
+        call = self._call
+        with call:  # the attempt's translation scope
+            watchdog = call._watchdog
             if watchdog is None:  # one timer per response, from the first read
-                watchdog = errors.watchdog = _Watchdog(self._raw, self._call.deadline)
+                watchdog = call._watchdog = _Watchdog(self._raw, call.deadline)
                 watchdog.arm()
             data = content.read_nowait()  # already here: no wait, no re-arm needed
             if data or content.at_eof():
@@ -169,15 +134,15 @@ class HttpResponse:
             watchdog.arm()
             data = await content.readany()
             if not data and watchdog.expired:  # closed under the read by the timer
-                call = self._call
                 raise call.deadline.expired(provider=call.provider, model=call.model)
         return data
 
     def close(self) -> None:
         """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
-        watchdog = self._errors.watchdog
+        watchdog = self._call._watchdog
         if watchdog is not None:
             watchdog.disarm()
+            self._call._watchdog = None
 
     async def _read_prefix(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
@@ -337,14 +302,21 @@ class _Events:
 
 class HttpCall:
     """What a provider gets for one attempt: the shared session, bound to this attempt's
-    deadline, proxy and limits. The call-level instance (``HttpClient.call``) holds
-    what the attempts share and makes one per attempt with ``attempt``."""
+    deadline, proxy and limits. The call-level instance (``HttpClient.call``) serves the
+    first attempt of a lone provider, holds what the attempts share, and makes one per
+    further attempt with ``attempt``.
+
+    It is also the attempt's one translation point: ``with call:`` around sending and
+    every read turns an expired timer into the deadline's timeout error, and aiohttp or
+    socket failures into asyncprov errors (credentials scrubbed from the kept cause).
+    """
 
     __slots__ = (
         "_children",
         "_client",
-        "_errors",
         "_raw",
+        "_send_timer",
+        "_watchdog",
         "attempts",
         "charges",
         "deadline",
@@ -369,8 +341,9 @@ class HttpCall:
     ) -> None:
         self._client = client
         self._raw: aiohttp.ClientResponse | None = None
-        self._children: list[HttpCall] = []
-        self._errors = _ErrorMap(self)
+        self._children: list[HttpCall] | None = None
+        self._send_timer: asyncio.Timeout | None = None
+        self._watchdog: _Watchdog | None = None
         self.deadline = deadline
         self.health = health
         self.proxy = proxy
@@ -397,8 +370,31 @@ class HttpCall:
         )
         child.attempts = self.attempts
         child.charges = self.charges
-        self._children.append(child)
+        if self._children is None:
+            self._children = [child]
+        else:
+            self._children.append(child)
         return child
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Literal[False]:
+        if not isinstance(exc, Exception) or isinstance(exc, AsyncProvError):
+            return False
+        timer, watchdog = self._send_timer, self._watchdog
+        if (timer is not None and timer.expired()) or (watchdog is not None and watchdog.expired):
+            raise self.deadline.expired(provider=self.provider, model=self.model) from None
+        translated = translate(exc, self.provider, self.model, proxy=self.proxy is not None)
+        if translated is None:
+            return False
+        scrub(exc)
+        raise translated from exc
 
     def settle(self, completion: ChatCompletion) -> None:
         """Correct the tokens charged for the request that answered by its usage."""
@@ -415,7 +411,7 @@ class HttpCall:
         blocked on them gets a connection error)."""
         if self._raw is not None:
             self._raw.close()
-        for child in self._children:
+        for child in self._children or ():
             child.abort()
 
     def post(
@@ -472,9 +468,8 @@ class HttpCall:
             )
         end = self.deadline.at()
         # asyncio's own timer: aiohttp is asyncio-only, and this runs once per request.
-        errors = self._errors
-        timer = errors.send_timer = asyncio.timeout_at(end if end != math.inf else None)
-        with errors:
+        timer = self._send_timer = asyncio.timeout_at(end if end != math.inf else None)
+        with self:
             async with timer:
                 return await session.post(url, data=payload, headers=all_headers, **send)
 

@@ -106,15 +106,13 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         except BaseException:
             self._finished = True
             raise
-        now = clock()
         choices = chunk.choices
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
-            deadline.content(now)
-        elif chunk.is_progress():
-            deadline.content(now)
-        deadline.away(now)
+            deadline.delivered(clock(), True)
+        else:
+            deadline.delivered(clock(), chunk.is_progress())
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:

@@ -83,7 +83,8 @@ class Deadline:
     Made when an attempt starts, sharing the call's ``total_at``. Its owner (the code
     consuming the attempt) calls ``content`` on each content chunk, ``away`` when the
     caller takes a chunk and ``back`` when it asks for the next, so the caller's own
-    time is never blamed on the server; ``hold``/``release`` do the same for chunks
+    time is never blamed on the server (``delivered`` does both on a stream's per-chunk
+    path); ``hold``/``release`` do the same for chunks
     read ahead of a consumer. The HTTP edge reads ``at()``.
     """
 
@@ -144,9 +145,11 @@ class Deadline:
     def at(self) -> float:
         """The clock value the current network wait must end by. While the caller is
         away between chunks only the total counts."""
+        total_at = self._total_at
         if self.away_since is not None or self.held_since is not None:
-            return self._total_at
-        return min(self._total_at, self.progress_at)
+            return total_at
+        progress_at = self.progress_at
+        return progress_at if progress_at < total_at else total_at
 
     def content(self, now: float) -> None:
         """Content arrived at ``now``: restart the idle clock."""
@@ -155,6 +158,14 @@ class Deadline:
 
     def away(self, now: float) -> None:
         """The caller took a chunk at ``now``; its own time does not count as idle."""
+        self.away_since = now
+
+    def delivered(self, now: float, content: bool) -> None:
+        """A chunk went to the caller at ``now`` (``content``: it was content, which
+        restarts the idle clock): ``content`` and ``away`` in one call, per chunk."""
+        if content:
+            self.has_content = True
+            self.progress_at = now + self.idle
         self.away_since = now
 
     def back(self) -> None:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._client import BATCH_CONCURRENCY
 from ._errors import ConfigurationError, InvalidRequestError
+from ._options import BATCH_CONCURRENCY
 from ._timeouts import clock
 from ._types import Attempt, ChatCompletion, Usage
 

@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from ._batch import BatchResult
-from ._client import CALL_SETTINGS
 from ._http_errors import KeyMask
+from ._request import CALL_SETTINGS
 
 __all__ = [
     "InputFile",

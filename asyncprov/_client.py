@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Literal, TypeAlias, TypeVar, overload
-
-from pydantic import ValidationError
+from collections.abc import AsyncIterable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast, overload
 
 from ._closing import AsyncCloseable
 from ._errors import (
     ConfigurationError,
     ImagesNotSupportedError,
-    InvalidRequestError,
     StreamNotSupportedError,
 )
 from ._failover import Opener, open_stream, retry_one
 from ._health import ProviderHealth
 from ._http import DEFAULT_CONNECTION_LIMIT, HttpCall, HttpClient
-from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput, load_image_urls
-from ._options import CallOptions
+from ._images import DEFAULT_MAX_IMAGE_BYTES, load_image_urls
+from ._options import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES, CallOptions
 from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
+from ._request import (
+    CALL_SETTINGS,
+    CallSettings,
+    CreateOptions,
+    MessagesInput,
+    attach_images,
+    build_request,
+)
 from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
@@ -29,10 +34,6 @@ from ._timeouts import TimeoutInput, as_timeout
 from ._types import (
     ChatCompletion,
     ChatRequest,
-    ImagePart,
-    ImageURL,
-    MessageInput,
-    TextPart,
 )
 from .providers.base import Provider, ProviderSettings
 
@@ -40,78 +41,11 @@ if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
     from ._batch import AsyncBatch, BatchProgress, BatchRequest
     from ._ratelimit import RateLimit, RateLimits
 
-__all__ = [
-    "BATCH_CONCURRENCY",
-    "CALL_SETTINGS",
-    "DEFAULT_MAX_RETRIES",
-    "AsyncClient",
-    "MessagesInput",
-    "build_request",
-    "validation_message",
-]
-
-DEFAULT_MAX_RETRIES = 2
-"""Retries after a lone provider's first attempt unless told otherwise (openai-python's)."""
-
-BATCH_CONCURRENCY = 64
-"""How many requests of a batch are in flight at once unless told otherwise."""
-
-CALL_SETTINGS = frozenset(
-    {
-        "provider",
-        "image",
-        "images",
-        "proxy",
-        "api_key",
-        "base_url",
-        "timeout",
-        "max_retries",
-        "hedge_delay",
-        "extra_headers",
-        "extra_query",
-        "extra_body",
-    }
-)
-"""``create()`` keywords that configure the call itself (where it goes, with which key,
-how long it waits) rather than being OpenAI body fields: a request body from elsewhere
-(a gateway client, a batch file) must never set them."""
+__all__ = ["AsyncClient"]
 
 log = logging.getLogger("asyncprov")
 
 _T = TypeVar("_T")
-
-MessagesInput: TypeAlias = str | Sequence[MessageInput]
-"""A conversation: a list of messages, or a plain string as one user message."""
-
-
-def validation_message(exc: ValidationError, *, what: str = "request") -> str:
-    """A short, readable summary of a pydantic error (no input values echoed)."""
-    lines = []
-    for error in exc.errors(include_input=False, include_url=False)[:3]:
-        where = ".".join(str(part) for part in error["loc"] if part != "function-after")
-        message = error["msg"].removeprefix("Value error, ")
-        lines.append(f"{where}: {message}" if where else message)
-    more = len(exc.errors()) - len(lines)
-    suffix = f" (and {more} more)" if more > 0 else ""
-    return f"invalid {what}: " + "; ".join(lines) + suffix
-
-
-def build_request(
-    *, model: str, messages: MessagesInput | None, stream: bool, **fields: Any
-) -> ChatRequest:
-    """Validate the caller's arguments into a ``ChatRequest``."""
-    if messages is None:
-        raise InvalidRequestError("messages is required: a string or a list of messages")
-    if isinstance(messages, str):
-        messages = [{"role": "user", "content": messages}]
-    options = {k: v for k, v in fields.items() if v is not None}
-    try:
-        return ChatRequest.model_validate(
-            {"model": model, "messages": messages, "stream": stream, **options}
-        )
-    except ValidationError as exc:
-        raise InvalidRequestError(validation_message(exc)) from None
-
 
 def _retries(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -143,20 +77,6 @@ def _checked_mapping(
     return dict(value)
 
 
-def _attach_images(request: ChatRequest, urls: list[str]) -> None:
-    """Add image parts to the last user message."""
-    for index in range(len(request.messages) - 1, -1, -1):
-        message = request.messages[index]
-        if message.role == "user":
-            break
-    else:
-        raise InvalidRequestError("images need a user message to attach to")
-    content = message.content
-    parts: list[Any] = [TextPart(text=content)] if isinstance(content, str) else list(content or [])
-    parts.extend(ImagePart(image_url=ImageURL(url=url)) for url in urls)
-    request.messages[index] = message.model_copy(update={"content": parts})
-
-
 class AsyncCompletions:
     """``client.chat.completions``."""
 
@@ -169,29 +89,8 @@ class AsyncCompletions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: Literal[False] = False,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> ChatCompletion: ...
 
     @overload
@@ -200,29 +99,8 @@ class AsyncCompletions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: Literal[True],
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> AsyncStream: ...
 
     @overload
@@ -231,29 +109,8 @@ class AsyncCompletions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: bool,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> ChatCompletion | AsyncStream: ...
 
     async def create(
@@ -261,29 +118,8 @@ class AsyncCompletions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: bool = False,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Any,
     ) -> ChatCompletion | AsyncStream:
         """Create a chat completion.
 
@@ -291,23 +127,20 @@ class AsyncCompletions:
             model: model name; routes to a provider when none is set (and may be
                 omitted when the provider has a default model).
             messages: the conversation, or a plain string as one user message.
-            provider: overrides the client's provider for this call.
             stream: return an ``AsyncStream`` of chunks instead of a ``ChatCompletion``.
-            image: one image (bytes, path, open binary file, ``data:`` URI or http(s)
-                URL) added to the last user message; ``images`` adds several.
-            proxy: a proxy URL for this call only.
-            api_key: a key for this call only.
-            timeout: a ``Timeout``, or a number of seconds for the whole call.
-            stream_options: ``{"include_usage": True}`` adds a last chunk with empty
-                ``choices`` and the ``usage``, as in OpenAI's API.
-            hedge_delay: with a ``RetryProvider``, hedge this call: start the next
-                candidate when the current one has shown no content for this long.
-            **extra: further body fields, sent to the provider as they are.
+            **options: the call's settings (``CallSettings``: ``provider``, ``image``,
+                ``images``, ``proxy``, ``api_key``, ``base_url``, ``timeout``,
+                ``max_retries``, ``hedge_delay``, ``extra_headers``, ``extra_query``,
+                ``extra_body``) and body fields (``temperature``, ``max_tokens``,
+                ``tools``, ...; others are sent as they are). See ``CreateOptions``.
 
         Raises:
             InvalidRequestError: malformed messages, options or images (nothing sent).
             MissingAuthError: the provider needs a key and has none (nothing sent).
-            APIError: any failure talking to the provider, typed by cause.
+            APIError: any failure talking to the provider, typed by cause; when every
+                attempt failed alike, that kind (``.exceptions`` lists the attempts).
+            RetryProviderError: the attempts failed in different ways (an
+                ``ExceptionGroup``).
 
         Example:
             >>> stream = await client.chat.completions.create(
@@ -316,43 +149,26 @@ class AsyncCompletions:
             ...     print(chunk.choices[0].delta.content or "", end="")
         """
         client = self._client
-        chosen, options = client._resolve_call(
-            provider,
-            model,
-            api_key=api_key,
-            base_url=base_url,
-            proxy=proxy,
-            extra_headers=extra_headers,
-            timeout=timeout,
-            max_retries=max_retries,
-            hedge_delay=hedge_delay,
-            extra_query=extra_query,
-            extra_body=extra_body,
+        settings = cast(
+            CallSettings, {key: options.pop(key) for key in CALL_SETTINGS.intersection(options)}
         )
+        chosen, call = client._resolve_call(model, settings)
         request = build_request(
             model=model or chosen.resolve_model(None),
             messages=messages,
             stream=stream,
-            temperature=temperature,
-            top_p=top_p,
-            max_tokens=max_tokens,
-            stop=stop,
-            seed=seed,
-            tools=tools,
-            tool_choice=tool_choice,
-            response_format=response_format,
-            include_usage=bool((stream_options or {}).get("include_usage")),
-            extra=extra or None,
+            **options,
         )
+        image, images = settings.get("image"), settings.get("images")
         if image is not None or images is not None:
             urls = await load_image_urls(image, images, max_bytes=client.max_image_bytes)
             if urls:
-                _attach_images(request, urls)
+                attach_images(request, urls)
         if request.has_images() and not chosen.supports_images:
             raise ImagesNotSupportedError(f"{chosen.name} cannot take images")
         if stream and not chosen.supports_stream:
             raise StreamNotSupportedError(f"{chosen.name} cannot stream")
-        http = client._http.call(options, health=client.health, model=request.model)
+        http = client._http.call(call, health=client.health, model=request.model)
         if not stream:
             completion = await client._attempts(chosen, request, http, complete)
             completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
@@ -517,23 +333,16 @@ class AsyncClient(AsyncCloseable):
         return f"AsyncClient(provider={self._provider!r}, proxy={self.proxy!r})"
 
     def _resolve_call(
-        self,
-        provider: ProviderInput | None,
-        model: str | None,
-        *,
-        api_key: str | None,
-        base_url: str | None,
-        proxy: str | None,
-        extra_headers: Mapping[str, str] | None,
-        timeout: TimeoutInput,
-        max_retries: int | None,
-        hedge_delay: float | None,
-        extra_query: Mapping[str, str] | None,
-        extra_body: Mapping[str, Any] | None,
+        self, model: str | None, settings: CallSettings
     ) -> tuple[Provider, CallOptions]:
         """Every per-call setting merged once with the provider instance, the client
         and the environment (``ProviderSettings`` holds the precedence): the provider
         as this call uses it, and the call's options."""
+        provider = settings.get("provider")
+        api_key = settings.get("api_key")
+        base_url = settings.get("base_url")
+        proxy = settings.get("proxy")
+        extra_headers = settings.get("extra_headers")
         if provider is not None:
             chosen = resolve_provider(provider)
         elif self._provider is not None:
@@ -563,6 +372,11 @@ class AsyncClient(AsyncCloseable):
             self._warned_not_working.add(chosen.name)
             log.warning("%s is marked not working; trying it because it was asked for", chosen.name)
         options = self._options
+        timeout = settings.get("timeout")
+        max_retries = settings.get("max_retries")
+        hedge_delay = settings.get("hedge_delay")
+        extra_query = settings.get("extra_query")
+        extra_body = settings.get("extra_body")
         if (
             timeout is not None
             or max_retries is not None

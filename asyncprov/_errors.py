@@ -56,7 +56,10 @@ import datetime
 import math
 import time
 from collections.abc import Mapping, Sequence
-from typing import Literal, Self
+from typing import TYPE_CHECKING, Literal, Self
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 __all__ = [
     "APIConnectionError",
@@ -116,6 +119,20 @@ def _snippet(body: bytes | str | None) -> str:
 
 class AsyncProvError(Exception):
     """Root of every exception asyncprov raises."""
+
+    @classmethod
+    def from_validation(cls, exc: ValidationError, *, what: str = "request") -> Self:
+        """This error for a pydantic ``ValidationError``: a short, readable summary
+        (``invalid request: messages.0.role: ...``) that never echoes the input."""
+        errors = exc.errors(include_input=False, include_url=False)
+        lines = []
+        for error in errors[:3]:
+            where = ".".join(str(part) for part in error["loc"] if part != "function-after")
+            message = error["msg"].removeprefix("Value error, ")
+            lines.append(f"{where}: {message}" if where else message)
+        more = len(errors) - len(lines)
+        suffix = f" (and {more} more)" if more > 0 else ""
+        return cls(f"invalid {what}: " + "; ".join(lines) + suffix)
 
 
 class ConfigurationError(AsyncProvError, ValueError):

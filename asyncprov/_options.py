@@ -1,4 +1,5 @@
-"""The settings of one call, resolved once at the top of ``create()``."""
+"""The settings of one call, resolved once at the top of ``create()``, and the
+defaults of calls."""
 
 from __future__ import annotations
 
@@ -8,7 +9,13 @@ from typing import Any
 
 from ._timeouts import Timeout
 
-__all__ = ["CallOptions"]
+__all__ = ["BATCH_CONCURRENCY", "DEFAULT_MAX_RETRIES", "CallOptions"]
+
+DEFAULT_MAX_RETRIES = 2
+"""Retries after a lone provider's first attempt unless told otherwise (openai-python's)."""
+
+BATCH_CONCURRENCY = 64
+"""How many requests of a batch are in flight at once unless told otherwise."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@ import threading
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from ._client import AsyncClient, MessagesInput
+from ._client import AsyncClient
+from ._request import MessagesInput
 from ._sync import Client
 from .providers.base import Provider
 

@@ -14,14 +14,17 @@ import threading
 import weakref
 from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
-from typing import TYPE_CHECKING, Any, Literal, Self, overload
+from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
-from ._client import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES, AsyncClient, MessagesInput
+from ._client import AsyncClient
 from ._closing import Closeable
 from ._errors import ClientClosedError
-from ._images import DEFAULT_MAX_IMAGE_BYTES, ImageInput
+from ._http import DEFAULT_CONNECTION_LIMIT
+from ._images import DEFAULT_MAX_IMAGE_BYTES
+from ._options import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES
 from ._portal import End, LoopThread, Pump, close_pump, shutdown
 from ._registry import ProviderInput
+from ._request import CreateOptions, MessagesInput
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
 from ._timeouts import TimeoutInput
@@ -132,29 +135,8 @@ class Completions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: Literal[False] = False,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> ChatCompletion: ...
 
     @overload
@@ -163,29 +145,8 @@ class Completions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: Literal[True],
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> Stream: ...
 
     @overload
@@ -194,29 +155,8 @@ class Completions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: bool,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Unpack[CreateOptions],
     ) -> ChatCompletion | Stream: ...
 
     def create(
@@ -224,29 +164,8 @@ class Completions:
         model: str | None = None,
         messages: MessagesInput | None = None,
         *,
-        provider: ProviderInput | None = None,
         stream: bool = False,
-        image: ImageInput | None = None,
-        images: Iterable[ImageInput] | None = None,
-        proxy: str | None = None,
-        api_key: str | None = None,
-        timeout: TimeoutInput = None,
-        temperature: float | None = None,
-        top_p: float | None = None,
-        max_tokens: int | None = None,
-        stop: str | list[str] | None = None,
-        seed: int | None = None,
-        tools: list[dict[str, Any]] | None = None,
-        tool_choice: str | dict[str, Any] | None = None,
-        response_format: dict[str, Any] | None = None,
-        stream_options: dict[str, Any] | None = None,
-        hedge_delay: float | None = None,
-        max_retries: int | None = None,
-        base_url: str | None = None,
-        extra_headers: Mapping[str, str] | None = None,
-        extra_query: Mapping[str, str] | None = None,
-        extra_body: Mapping[str, Any] | None = None,
-        **extra: Any,
+        **options: Any,
     ) -> ChatCompletion | Stream:
         """Create a chat completion; the arguments are those of ``AsyncClient``'s
         ``chat.completions.create``. With ``stream=True`` returns a ``Stream``."""
@@ -256,29 +175,8 @@ class Completions:
                 self._client._async.chat.completions.create,
                 model,
                 messages,
-                provider=provider,
                 stream=stream,
-                image=image,
-                images=images,
-                proxy=proxy,
-                api_key=api_key,
-                timeout=timeout,
-                temperature=temperature,
-                top_p=top_p,
-                max_tokens=max_tokens,
-                stop=stop,
-                seed=seed,
-                tools=tools,
-                tool_choice=tool_choice,
-                response_format=response_format,
-                stream_options=stream_options,
-                hedge_delay=hedge_delay,
-                max_retries=max_retries,
-                base_url=base_url,
-                extra_headers=extra_headers,
-                extra_query=extra_query,
-                extra_body=extra_body,
-                **extra,
+                **options,
             )
         )
         if isinstance(result, AsyncStream):
@@ -341,7 +239,7 @@ class Client(Closeable):
         headers: Mapping[str, str] | None = None,
         max_event_size: int = DEFAULT_MAX_EVENT_SIZE,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-        connection_limit: int = 10_000,
+        connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         if rate_limits is not None:

@@ -500,3 +500,33 @@ async def test_retry_logging_names_no_key(
         async with AsyncClient(base_url=server.base_url, api_key="sk-secret-123456") as client:
             await client.chat.completions.create(model="m", messages="hi")
     assert "retrying" in caplog.text and "sk-secret-123456" not in caplog.text
+
+
+async def test_call_settings_never_reach_the_body(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
+    """Every create() keyword that configures the call is taken as a setting, never sent
+    as a body field (a gateway or batch file must not set them from a body)."""
+    from asyncprov._request import CALL_SETTINGS
+
+    assert {
+        "provider", "image", "images", "proxy", "api_key", "base_url", "timeout",
+        "max_retries", "hedge_delay", "extra_headers", "extra_query", "extra_body",
+    } == CALL_SETTINGS  # fmt: skip
+    await client.chat.completions.create(
+        model="m",
+        messages="hi",
+        api_key="k-123",
+        base_url=server.base_url,
+        timeout=30,
+        max_retries=0,
+        hedge_delay=1,
+        extra_headers={"X-A": "1"},
+        extra_query={"q": "1"},
+        extra_body={"user": "u"},
+        images=[],
+        n=1,
+    )
+    body = server.requests[-1].json
+    assert not CALL_SETTINGS & set(body)
+    assert body["n"] == 1 and body["user"] == "u"

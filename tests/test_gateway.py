@@ -173,27 +173,3 @@ async def test_openai_fields_pass_through_but_not_call_settings(
     assert (sent.json["user"], sent.json["n"], sent.json["logprobs"]) == ("u-7", 1, False)
     assert not {"proxy", "api_key", "timeout"} & set(sent.json)
     assert "Authorization" not in sent.headers
-
-
-def test_call_settings_match_create_signature() -> None:
-    """CALL_SETTINGS names exactly the create() keywords that are not OpenAI body fields."""
-    import inspect
-
-    from asyncprov._client import CALL_SETTINGS, AsyncCompletions
-
-    openai_fields = {
-        "model",
-        "messages",
-        "stream",
-        "temperature",
-        "top_p",
-        "max_tokens",
-        "stop",
-        "seed",
-        "tools",
-        "tool_choice",
-        "response_format",
-        "stream_options",
-    }
-    params = set(inspect.signature(AsyncCompletions.create).parameters) - {"self", "extra"}
-    assert params - openai_fields == CALL_SETTINGS

@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from asyncprov import InvalidRequestError
-from asyncprov._client import build_request
+from asyncprov._request import build_request
 from asyncprov._types import (
     ChatCompletion,
     ChatCompletionChunk,

@@ -28,8 +28,8 @@ from .. import (
     RetryProviderError,
     StreamInterruptedError,
 )
-from .._client import CALL_SETTINGS
 from .._http_errors import KeyMask
+from .._request import CALL_SETTINGS
 from ..providers.base import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
 

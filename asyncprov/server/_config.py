@@ -48,7 +48,6 @@ from pydantic import (
     model_validator,
 )
 
-from .._client import validation_message
 from .._errors import AsyncProvError, ConfigurationError
 from .._registry import provider_class, registered_names
 from .._timeouts import Timeout
@@ -297,7 +296,7 @@ def parse_config(data: Mapping[str, Any], *, source: str = "configuration") -> G
     try:
         return GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigurationError(validation_message(exc, what=source)) from None
+        raise ConfigurationError.from_validation(exc, what=source) from None
 
 
 def load_config(path: str | os.PathLike[str]) -> GatewayConfig:

@@ -3,6 +3,7 @@
 from typing import TYPE_CHECKING
 
 from ._client import AsyncClient as AsyncClient
+from ._clock import set_testing as set_testing
 from ._errors import APIConnectionError as APIConnectionError
 from ._errors import APIError as APIError
 from ._errors import APITimeoutError as APITimeoutError
@@ -167,4 +168,5 @@ __all__ = [
     "UnprocessableEntityError",
     "Usage",
     "__version__",
+    "set_testing",
 ]

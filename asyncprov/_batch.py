@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING, Any, Self, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._clock import clock
 from ._errors import ConfigurationError, InvalidRequestError
 from ._options import BATCH_CONCURRENCY
-from ._timeouts import clock
 from ._types import Attempt, ChatCompletion, Usage
 
 if TYPE_CHECKING:

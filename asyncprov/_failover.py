@@ -21,8 +21,8 @@ from typing import Generic, TypeVar
 
 import anyio
 
+from ._clock import clock
 from ._errors import ConfigurationError, RetryNoProviderError
-from ._health import clock
 from ._http import HttpCall
 from ._retry import Outcome, RetryPolicy, classify, final_error, stop_error
 from ._streaming import AsyncStream, complete

@@ -1,35 +1,15 @@
-"""Provider health (per client) and the retry testing switch: no pydantic here, so the
-client can keep health without importing the retry policy."""
+"""Provider health, kept per client: which providers failed recently and cool down."""
 
 from __future__ import annotations
 
 import logging
-import time
 
+from ._clock import clock
 from ._errors import RateLimitError
 
-__all__ = ["ProviderHealth", "clock", "is_testing", "set_testing"]
+__all__ = ["ProviderHealth"]
 
 log = logging.getLogger("asyncprov")
-
-_testing = False
-
-
-def set_testing(enabled: bool) -> None:
-    """Turn every retry, backoff and cool-down wait off (for tests)."""
-    global _testing
-    _testing = enabled
-
-
-def is_testing() -> bool:
-    """Whether waits are turned off."""
-    return _testing
-
-
-def clock() -> float:
-    """The monotonic clock used for cool-downs and retry times."""
-    return time.monotonic()
-
 
 class ProviderHealth:
     """Recent failures per provider, kept per client (never module-wide).

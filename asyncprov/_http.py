@@ -21,6 +21,7 @@ import aiohttp
 import pydantic_core
 from pydantic import ValidationError
 
+from ._clock import clock
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -39,7 +40,7 @@ from ._health import ProviderHealth
 from ._http_errors import error_fields, is_truncated_json, proxy_auth_error, scrub, translate
 from ._proxies import ProxyConfig, redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
-from ._timeouts import Deadline, clock
+from ._timeouts import Deadline
 from ._version import __version__
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._health import clock, is_testing
+from ._clock import clock, is_testing
 
 __all__ = ["RateLimit", "RateLimitStats", "RateLimits"]
 

@@ -1,7 +1,8 @@
 """Retry policy: which failures are worth another attempt, and how long to wait first.
 
 Before the first content chunk reaches the caller only (the failover engine enforces
-that). ``set_testing(True)`` turns every wait off so tests never sleep.
+that). ``set_testing(True)`` turns every wait off so tests never sleep, and can cap the
+attempts.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import random
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._clock import is_testing, testing_attempts
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -26,15 +28,12 @@ from ._errors import (
     StreamInterruptedError,
     TotalTimeoutError,
 )
-from ._health import is_testing, set_testing
 
 __all__ = [
     "Outcome",
     "RetryPolicy",
     "classify",
     "final_error",
-    "is_testing",
-    "set_testing",
     "stop_error",
 ]
 
@@ -110,8 +109,10 @@ class RetryPolicy(BaseModel):
 
     @property
     def attempts(self) -> int:
-        """Attempts on one provider: the first plus ``max_retries``."""
-        return self.max_retries + 1
+        """Attempts on one provider: the first plus ``max_retries`` (at most the cap
+        ``set_testing(True, attempts=N)`` sets)."""
+        cap = testing_attempts()
+        return self.max_retries + 1 if cap is None else min(cap, self.max_retries + 1)
 
     def backoff(self, attempt: int) -> float:
         """The wait after failed attempt number ``attempt`` (counting from 1)."""

@@ -13,10 +13,11 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
+from ._clock import clock
 from ._closing import AsyncCloseable
 from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
-from ._timeouts import Deadline, clock
+from ._timeouts import Deadline
 from ._types import Attempt, ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider
 

@@ -11,11 +11,11 @@ trickled bytes are not progress. A non-streaming body is one piece of content, s
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ._clock import clock
 from ._errors import (
     APITimeoutError,
     ConfigurationError,
@@ -24,7 +24,7 @@ from ._errors import (
     TotalTimeoutError,
 )
 
-__all__ = ["Deadline", "Timeout", "TimeoutInput", "as_timeout", "clock"]
+__all__ = ["Deadline", "Timeout", "TimeoutInput", "as_timeout"]
 
 
 class Timeout(BaseModel):
@@ -73,8 +73,6 @@ def as_timeout(value: TimeoutInput, default: Timeout | None = None) -> Timeout:
     return base.model_copy(update={"total": float(value)})
 
 
-# asyncio's loop.time() is time.monotonic(), the clock the watchdog timers use.
-clock = time.monotonic
 
 
 class Deadline:

@@ -18,9 +18,10 @@ from asyncprov import (
     ResponseDecodeError,
     StreamInterruptedError,
     TotalTimeoutError,
+    set_testing,
 )
 from asyncprov._errors import error_for_status
-from asyncprov._health import ProviderHealth, set_testing
+from asyncprov._health import ProviderHealth
 from asyncprov._retry import Outcome, RetryPolicy, classify
 
 
@@ -135,3 +136,22 @@ def test_health_cools_after_consecutive_failures_and_on_retry_after() -> None:
     health.record_failure("b", limited)
     until = health.cooling_until("b")
     assert until is not None and health.cooling_until("c") is None
+
+
+async def test_set_testing_caps_attempts_and_restores() -> None:
+    """set_testing(True, attempts=1) makes one attempt per provider; leaving the block
+    restores what was before (waits on, no cap)."""
+    from asyncprov import AsyncClient, InternalServerError
+    from asyncprov.testing import OpenAITestServer, Reply
+
+    async with OpenAITestServer(default=Reply(status=500)) as server:
+        async with AsyncClient(base_url=server.base_url, max_retries=5) as client:
+            with set_testing(True, attempts=1):
+                with pytest.raises(InternalServerError):
+                    await client.chat.completions.create(model="m", messages="hi")
+                assert RetryPolicy(max_retries=4).attempts == 1
+            assert len(server.requests) == 1
+    assert RetryPolicy(max_retries=4).attempts == 5
+    assert RetryPolicy(wait_initial=1).backoff(1) > 0  # waits are back on
+    with pytest.raises(ValueError, match="attempts must be 1 or more"):
+        set_testing(True, attempts=0)

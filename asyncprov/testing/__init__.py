@@ -1,6 +1,7 @@
 """Local servers for tests, examples and demos: an OpenAI-compatible server with
 scripted replies and faults, and a small HTTP proxy."""
 
+from .. import set_testing as set_testing
 from ._proxy import ProxiedRequest as ProxiedRequest
 from ._proxy import ProxyServer as ProxyServer
 from ._raycast import RaycastTestServer as RaycastTestServer
@@ -19,4 +20,5 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "instant_retries",
+    "set_testing",
 ]

@@ -1,27 +1,20 @@
-"""The testing switch for retries."""
+"""The testing switch, as a block: ``with instant_retries(): ...``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-from .._health import is_testing, set_testing
+from .. import set_testing
 
 __all__ = ["instant_retries"]
 
 
-@contextmanager
-def instant_retries() -> Iterator[None]:
-    """Turn every retry backoff, ``Retry-After`` and cool-down wait off inside the block,
-    so tests of retry behaviour never sleep.
+def instant_retries() -> AbstractContextManager[None]:
+    """Turn every retry backoff, ``Retry-After``, cool-down and rate-limit wait off
+    inside the block, so tests of retry behaviour never sleep (``set_testing(True)``).
 
     Example:
         >>> with instant_retries():
         ...     ...  # a 429 with Retry-After: 30 is retried at once
     """
-    previous = is_testing()
-    set_testing(True)
-    try:
-        yield
-    finally:
-        set_testing(previous)
+    return set_testing(True)

@@ -144,13 +144,15 @@ async def test_set_testing_caps_attempts_and_restores() -> None:
     from asyncprov import AsyncClient, InternalServerError
     from asyncprov.testing import OpenAITestServer, Reply
 
-    async with OpenAITestServer(default=Reply(status=500)) as server:
-        async with AsyncClient(base_url=server.base_url, max_retries=5) as client:
-            with set_testing(True, attempts=1):
-                with pytest.raises(InternalServerError):
-                    await client.chat.completions.create(model="m", messages="hi")
-                assert RetryPolicy(max_retries=4).attempts == 1
-            assert len(server.requests) == 1
+    async with (
+        OpenAITestServer(default=Reply(status=500)) as server,
+        AsyncClient(base_url=server.base_url, max_retries=5) as client,
+    ):
+        with set_testing(True, attempts=1):
+            with pytest.raises(InternalServerError):
+                await client.chat.completions.create(model="m", messages="hi")
+            assert RetryPolicy(max_retries=4).attempts == 1
+        assert len(server.requests) == 1
     assert RetryPolicy(max_retries=4).attempts == 5
     assert RetryPolicy(wait_initial=1).backoff(1) > 0  # waits are back on
     with pytest.raises(ValueError, match="attempts must be 1 or more"):

@@ -76,6 +76,7 @@ async def retry_one(
     failures: list[tuple[str, Exception]] = []
     health = http.health
     http.provider, http.proxy = provider.name, provider.proxy  # the call serves attempt 1
+    http.retry_after_max = policy.retry_after_max
     for number in range(1, policy.attempts + 1):
         attempt = (
             http if number == 1 else http.attempt(provider=provider.name, proxy=provider.proxy)
@@ -154,6 +155,7 @@ class _Race(Generic[_T]):
     async def _attempt(self, candidate: _Candidate, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
         http = self.http.attempt(provider=provider.name, proxy=provider.proxy)
+        http.retry_after_max = self.owner.policy.retry_after_max
         log.debug(
             "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
         )

@@ -43,6 +43,8 @@ from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._timeouts import Deadline
 from ._version import __version__
 
+from ._options import RETRY_AFTER_MAX
+
 if TYPE_CHECKING:
     from ._options import CallOptions
     from ._ratelimit import Limiter, RateLimits
@@ -327,6 +329,7 @@ class HttpCall:
         "options",
         "provider",
         "proxy",
+        "retry_after_max",
     )
 
     def __init__(
@@ -351,6 +354,9 @@ class HttpCall:
         self.provider = provider
         self.model = model
         self.options = options
+        self.retry_after_max = RETRY_AFTER_MAX
+        """The longest ``Retry-After`` waited out (the retry policy's, set by the
+        engine making the attempts)."""
         self.max_event_size = client.max_event_size
         self.attempts: list[Attempt] = []
         """Attempts made so far for this call (shared with its attempts)."""
@@ -371,6 +377,7 @@ class HttpCall:
         )
         child.attempts = self.attempts
         child.charges = self.charges
+        child.retry_after_max = self.retry_after_max
         if self._children is None:
             self._children = [child]
         else:
@@ -552,7 +559,9 @@ class _Post:
                 limiter.answered()
                 break
             if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
-                parse_retry_after(raw.headers), sent_at=sent
+                parse_retry_after(raw.headers),
+                sent_at=sent,
+                retry_after_max=call.retry_after_max,
             ):
                 break  # this 429 goes to the caller
             waits += 1

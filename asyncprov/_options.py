@@ -9,10 +9,14 @@ from typing import Any
 
 from ._timeouts import Timeout
 
-__all__ = ["BATCH_CONCURRENCY", "DEFAULT_MAX_RETRIES", "CallOptions"]
+__all__ = ["BATCH_CONCURRENCY", "DEFAULT_MAX_RETRIES", "RETRY_AFTER_MAX", "CallOptions"]
 
 DEFAULT_MAX_RETRIES = 2
 """Retries after a lone provider's first attempt unless told otherwise (openai-python's)."""
+
+RETRY_AFTER_MAX = 30.0
+"""The longest ``Retry-After`` waited out unless a ``RetryPolicy`` says otherwise: by
+retries, and by a rate limiter pausing its provider after a 429."""
 
 BATCH_CONCURRENCY = 64
 """How many requests of a batch are in flight at once unless told otherwise."""

@@ -35,8 +35,6 @@ class RateLimit(BaseModel):
             estimate when sent (a quarter of its body's size plus ``max_tokens``) and
             corrected by the real usage of a non-streamed answer.
         concurrency: the most requests in flight to the provider at once.
-        retry_after_max: the longest ``Retry-After`` waited out after a 429 (default
-            30 s); a longer one surfaces as ``RateLimitError`` (failover moves on).
         max_429_waits: how many 429 answers one request waits out before the
             ``RateLimitError`` reaches the caller (default 5).
         max_wait: the longest one request waits for its turn (pacing, a 429 pause,
@@ -52,7 +50,6 @@ class RateLimit(BaseModel):
     rpm: float | None = Field(default=None, gt=0)
     tpm: float | None = Field(default=None, gt=0)
     concurrency: int | None = Field(default=None, ge=1)
-    retry_after_max: float = Field(default=30.0, ge=0)
     max_429_waits: int = Field(default=5, ge=0)
     max_wait: float | None = Field(default=600.0, gt=0)
 
@@ -214,13 +211,15 @@ class Limiter:
         """The provider answered with something other than 429."""
         self._backoff = 0
 
-    def rate_limited_for(self, retry_after: float | None, *, sent_at: float) -> bool:
+    def rate_limited_for(
+        self, retry_after: float | None, *, sent_at: float, retry_after_max: float
+    ) -> bool:
         """A 429 arrived for a request sent at ``sent_at`` (``now()``): pause every
         caller and say whether to send again (``False`` when the provider asks for
-        longer than ``retry_after_max``). Requests sent before the current pause began
-        are the same burst: their 429s do not lengthen the backoff."""
-        limit = self.limit
-        if retry_after is not None and retry_after > limit.retry_after_max:
+        longer than the call's ``retry_after_max``, its retry policy's). Requests sent
+        before the current pause began are the same burst: their 429s do not lengthen
+        the backoff."""
+        if retry_after is not None and retry_after > retry_after_max:
             return False
         self.rate_limited += 1
         now = self._now()
@@ -228,7 +227,7 @@ class Limiter:
             return True  # already paced by the pause this burst started
         if retry_after is None:  # no Retry-After: back off 1, 2, 4... seconds
             self._backoff += 1
-            retry_after = min(limit.retry_after_max, 2.0 ** (self._backoff - 1))
+            retry_after = min(retry_after_max, 2.0 ** (self._backoff - 1))
         self._pause_began = now
         self._paused_until = max(self._paused_until, now + retry_after)
         return True

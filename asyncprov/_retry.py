@@ -13,6 +13,7 @@ import random
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import is_testing, testing_attempts
+from ._options import RETRY_AFTER_MAX
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -91,8 +92,9 @@ class RetryPolicy(BaseModel):
         wait_jitter: how much of each backoff may be taken off at random, as a fraction
             (default 0.25), so many clients do not retry in step. Jitter only ever
             shortens a wait: the n-th wait is at most ``wait_initial * 2 ** (n - 1)``.
-        retry_after_max: the longest ``Retry-After`` honoured (default 30 s); a
-            provider asking for more is failed over at once.
+        retry_after_max: the longest ``Retry-After`` honoured (default 30 s), by
+            retries and by a rate limiter's 429 pauses alike; a provider asking for
+            more is failed over at once.
 
     Example:
         >>> RetryPolicy(max_retries=5, wait_initial=0.2).backoff(3) <= 0.8
@@ -105,7 +107,7 @@ class RetryPolicy(BaseModel):
     wait_initial: float = Field(default=0.5, ge=0)
     wait_max: float = Field(default=8.0, ge=0)
     wait_jitter: float = Field(default=0.25, ge=0, le=1)
-    retry_after_max: float = Field(default=30.0, ge=0)
+    retry_after_max: float = Field(default=RETRY_AFTER_MAX, ge=0)
 
     @property
     def attempts(self) -> int:

@@ -38,12 +38,11 @@ from ._errors import (
 )
 from ._health import ProviderHealth
 from ._http_errors import error_fields, is_truncated_json, proxy_auth_error, scrub, translate
+from ._options import RETRY_AFTER_MAX
 from ._proxies import ProxyConfig, redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._timeouts import Deadline
 from ._version import __version__
-
-from ._options import RETRY_AFTER_MAX
 
 if TYPE_CHECKING:
     from ._options import CallOptions

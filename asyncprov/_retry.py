@@ -13,7 +13,6 @@ import random
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import is_testing, testing_attempts
-from ._options import RETRY_AFTER_MAX
 from ._errors import (
     APIConnectionError,
     APIError,
@@ -29,6 +28,7 @@ from ._errors import (
     StreamInterruptedError,
     TotalTimeoutError,
 )
+from ._options import RETRY_AFTER_MAX
 
 __all__ = [
     "Outcome",

@@ -40,7 +40,11 @@ from ._errors import StreamNotSupportedError as StreamNotSupportedError
 from ._errors import StreamTimeoutError as StreamTimeoutError
 from ._errors import TotalTimeoutError as TotalTimeoutError
 from ._errors import UnprocessableEntityError as UnprocessableEntityError
+from ._request import CALL_SETTINGS as CALL_SETTINGS
+from ._request import CallSettings as CallSettings
+from ._request import CreateOptions as CreateOptions
 from ._retry import RetryPolicy as RetryPolicy
+from ._secrets import KeyMask as KeyMask
 from ._streaming import AsyncStream as AsyncStream
 from ._sync import Client as Client
 from ._sync import Stream as Stream
@@ -116,6 +120,8 @@ __all__ = [
     "BatchProgress",
     "BatchRequest",
     "BatchResult",
+    "CALL_SETTINGS",
+    "CallSettings",
     "ChatCompletion",
     "ChatCompletionChunk",
     "ChatMessage",
@@ -126,6 +132,7 @@ __all__ = [
     "ConfigurationError",
     "ConflictError",
     "ConnectTimeoutError",
+    "CreateOptions",
     "Delta",
     "EventTooLargeError",
     "FirstChunkTimeoutError",
@@ -138,6 +145,7 @@ __all__ = [
     "ImagesNotSupportedError",
     "InternalServerError",
     "InvalidRequestError",
+    "KeyMask",
     "Message",
     "MissingAuthError",
     "ModelNotFoundError",

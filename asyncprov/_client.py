@@ -315,6 +315,12 @@ class AsyncClient(AsyncCloseable):
         self.chat = AsyncChat(self)
 
     @property
+    def api_key(self) -> str | None:
+        """The key given to this client (``api_key=``), if any: the one every provider
+        without its own uses. Never shown in a repr."""
+        return self._api_key
+
+    @property
     def provider(self) -> Provider | None:
         """The client's provider, if it has one."""
         return self._provider

@@ -39,7 +39,8 @@ from ._errors import (
 from ._health import ProviderHealth
 from ._http_errors import error_fields, is_truncated_json, proxy_auth_error, scrub, translate
 from ._options import RETRY_AFTER_MAX
-from ._proxies import ProxyConfig, redact
+from ._proxies import ProxyConfig
+from ._secrets import redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
 from ._timeouts import Deadline
 from ._version import __version__

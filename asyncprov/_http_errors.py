@@ -3,7 +3,6 @@ of the HTTP edge, which also strips credentials from the errors it keeps as caus
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from contextlib import suppress
 
 import aiohttp
@@ -18,30 +17,10 @@ from ._errors import (
     ProxyError,
 )
 
-__all__ = ["KeyMask", "error_fields", "is_truncated_json", "scrub", "translate"]
+__all__ = ["error_fields", "is_truncated_json", "proxy_auth_error", "scrub", "translate"]
 
 
 _SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
-
-
-class KeyMask:
-    """Hides known key values in text an upstream may echo back (its error messages).
-
-    Keys shorter than ``MIN_LENGTH`` are placeholders ("none", "test"), not secrets:
-    masking them would garble ordinary words. Longer keys are masked first, so a key
-    that contains another is hidden whole.
-    """
-
-    MIN_LENGTH = 8
-
-    def __init__(self, keys: Iterable[str | None]) -> None:
-        found = {key.strip() for key in keys if key}
-        self.keys = sorted((k for k in found if len(k) >= self.MIN_LENGTH), key=len)[::-1]
-
-    def __call__(self, text: str) -> str:
-        for key in self.keys:
-            text = text.replace(key, "***")
-        return text
 
 
 def scrub(error: BaseException) -> None:

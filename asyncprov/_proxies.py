@@ -8,8 +8,9 @@ from collections.abc import Mapping
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from ._errors import ConfigurationError
+from ._secrets import redact
 
-__all__ = ["PROXY_ENV", "ProxyConfig", "redact", "resolve_proxy"]
+__all__ = ["PROXY_ENV", "ProxyConfig", "resolve_proxy"]
 
 PROXY_ENV = "ASYNCPROV_PROXY"
 
@@ -58,14 +59,6 @@ class ProxyConfig:
 
     def __hash__(self) -> int:
         return hash(self.url)
-
-
-def redact(url: str) -> str:
-    """A URL with any user:password replaced by stars."""
-    scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{scheme}://***:***@{rest.split('@', 1)[1]}"
 
 
 def resolve_proxy(

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from asyncprov._cli import main
+from asyncprov.cli import main
 from asyncprov.testing import OpenAITestServer, Reply
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from asyncprov._cli import main
+from asyncprov.cli import main
 from asyncprov.testing import OpenAITestServer, Reply
 
 

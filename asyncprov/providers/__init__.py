@@ -1,26 +1,45 @@
 """Providers: one class per service or wire format.
 
 Concrete providers are imported on first access, so ``import asyncprov`` (and the
-provider contract in ``base``) never loads a provider module.
+provider contract in ``base``) never loads a provider module. ``provider_names()``
+lists every registered provider and ``provider_class(name)`` looks one up (an unknown
+name raises ``ProviderNotFoundError`` naming close matches).
 """
 
 from typing import TYPE_CHECKING, Any
 
 from .base import Provider as Provider
+from .base import ProviderSettings as ProviderSettings
 
 if TYPE_CHECKING:
     from .._failover import RetryProvider as RetryProvider
+    from .._registry import provider_class as provider_class
+    from .._registry import registered_names as provider_names
     from .openai import OpenaiChat as OpenaiChat
     from .openai import OpenAICompatible as OpenAICompatible
     from .raycast import Raycast as Raycast
     from .reka import Reka as Reka
 
-__all__ = ["OpenAICompatible", "OpenaiChat", "Provider", "Raycast", "Reka", "RetryProvider"]
+__all__ = [
+    "OpenAICompatible",
+    "OpenaiChat",
+    "Provider",
+    "ProviderSettings",
+    "Raycast",
+    "Reka",
+    "RetryProvider",
+    "provider_class",
+    "provider_names",
+]
 
 
 def __getattr__(name: str) -> Any:
     from .._registry import provider_class, registered_names
 
+    if name == "provider_class":
+        return provider_class
+    if name == "provider_names":
+        return registered_names
     if name in registered_names():
         return provider_class(name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

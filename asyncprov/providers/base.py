@@ -19,7 +19,8 @@ from urllib.parse import urlsplit
 from .._accumulate import CompletionAccumulator
 from .._errors import ConfigurationError, MissingAuthError, ModelNotFoundError
 from .._http import HttpCall
-from .._proxies import ProxyConfig, redact, resolve_proxy
+from .._proxies import ProxyConfig, resolve_proxy
+from .._secrets import redact
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
 
 __all__ = ["Provider", "ProviderSettings"]

@@ -15,6 +15,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from .. import (
+    CALL_SETTINGS,
     APIConnectionError,
     APITimeoutError,
     AsyncClient,
@@ -23,14 +24,13 @@ from .. import (
     ConfigurationError,
     HTTPStatusError,
     InvalidRequestError,
+    KeyMask,
     ModelNotFoundError,
     ProviderNotFoundError,
     RetryProviderError,
     StreamInterruptedError,
 )
-from .._http_errors import KeyMask
-from .._request import CALL_SETTINGS
-from ..providers.base import Provider
+from ..providers import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
@@ -106,7 +106,7 @@ class _Gateway:
         # one back in an error message.
         providers = [client.provider, *(r.provider for r in (self.routes or {}).values())]
         keys = [k for p in providers for k in _upstream_keys(p)]
-        self.scrub = KeyMask([*keys, client._api_key])  # the client's own key, for any provider
+        self.scrub = KeyMask([*keys, client.api_key])  # the client's own key, for any provider
 
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:

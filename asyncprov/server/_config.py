@@ -48,10 +48,8 @@ from pydantic import (
     model_validator,
 )
 
-from .._errors import AsyncProvError, ConfigurationError
-from .._registry import provider_class, registered_names
-from .._timeouts import Timeout
-from ..providers.base import Provider
+from .. import AsyncProvError, ConfigurationError, Timeout
+from ..providers import Provider, provider_class, provider_names
 
 __all__ = [
     "DEFAULT_MAX_BODY_SIZE",
@@ -141,7 +139,7 @@ class ProviderConfig(_Section):
     @field_validator("type")
     @classmethod
     def _known_type(cls, value: str) -> str:
-        names = [n for n in registered_names() if n != "RetryProvider"]
+        names = [n for n in provider_names() if n != "RetryProvider"]
         if value.lower() not in {n.lower() for n in names}:
             raise ValueError(f"unknown provider type {value!r}; one of {', '.join(names)}")
         return value
@@ -248,7 +246,7 @@ def build_routes(config: GatewayConfig) -> tuple[dict[str, Route] | None, Provid
     with no models and no routes is a pass-through: ``(None, provider)``, and every
     model name goes to it as asked.
     """
-    from .._failover import RetryProvider
+    from ..providers import RetryProvider
 
     providers = {name: _build_provider(name, spec) for name, spec in config.providers.items()}
     routes: dict[str, Route] = {}

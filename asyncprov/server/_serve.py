@@ -10,8 +10,7 @@ from collections.abc import Callable
 import anyio
 from aiohttp import web
 
-from .._client import AsyncClient
-from .._errors import ConfigurationError
+from .. import AsyncClient, ConfigurationError
 from ._app import create_app, stop_now
 from ._config import GatewayConfig, build_routes
 

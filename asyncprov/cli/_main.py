@@ -10,9 +10,11 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from . import AsyncProvError, Client, __version__, _batch_cli
-from . import providers as provider_module
-from .providers import Provider
+from asyncprov import AsyncProvError, Client, __version__
+from asyncprov import providers as provider_module
+from asyncprov.providers import Provider
+
+from . import _batch as _batch_cli
 
 __all__ = ["main"]
 
@@ -89,7 +91,7 @@ _SIMPLE_FLAGS = ("provider", "base_url", "api_key_env", "model")
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     import anyio
 
-    from .server import load_config, parse_config, serve
+    from asyncprov.server import load_config, parse_config, serve
 
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _SIMPLE_FLAGS if getattr(args, f)]

@@ -18,9 +18,9 @@ from typing import TextIO
 
 import anyio
 
-from . import AsyncClient, AsyncProvError, Attempt, Timeout
-from .providers import OpenAICompatible, RetryProvider
-from .testing import OpenAITestServer, Reply
+from asyncprov import AsyncClient, AsyncProvError, Attempt, Timeout
+from asyncprov.providers import OpenAICompatible, RetryProvider
+from asyncprov.testing import OpenAITestServer, Reply
 
 __all__ = ["run_demo"]
 

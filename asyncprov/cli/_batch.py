@@ -15,13 +15,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from . import (
+from asyncprov import (
     AsyncClient,
     AsyncProvError,
     BatchProgress,
+    KeyMask,
     RateLimit,
     RateLimitStats,
 )
+from asyncprov.providers import provider_class, provider_names
+
 from ._batchfile import (
     InputFile,
     OutputFile,
@@ -31,7 +34,6 @@ from ._batchfile import (
     load_output,
     result_line,
 )
-from ._http_errors import KeyMask
 
 __all__ = ["add_parser", "run"]
 
@@ -158,10 +160,8 @@ def _count_lines(path: Path) -> int:
 def _known_keys(args: argparse.Namespace) -> KeyMask:
     """A mask for every key this run may send: --api-key and the providers' key
     variables."""
-    from ._registry import provider_class, registered_names
-
     keys = [args.api_key]
-    for name in registered_names():
+    for name in provider_names():
         env = provider_class(name).api_key_env
         keys.append(os.environ.get(env) if env else None)
     return KeyMask(keys)

@@ -20,9 +20,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from ._batch import BatchResult
-from ._http_errors import KeyMask
-from ._request import CALL_SETTINGS
+from asyncprov import CALL_SETTINGS, BatchResult, KeyMask
 
 __all__ = [
     "InputFile",

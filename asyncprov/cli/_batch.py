@@ -17,7 +17,6 @@ from typing import Any, TextIO
 
 from asyncprov import (
     AsyncClient,
-    AsyncProvError,
     BatchProgress,
     KeyMask,
     RateLimit,
@@ -29,11 +28,11 @@ from ._batchfile import (
     InputFile,
     OutputFile,
     Report,
-    UsageError,
     error_line,
     load_output,
     result_line,
 )
+from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXPECTED, UsageError, exit_status
 
 __all__ = ["add_parser", "run"]
 
@@ -327,9 +326,9 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             "them again\n"
         )
     if interrupt.signalled:
-        return 130
+        return EXIT_INTERRUPTED
     failures = progress.failed + source.invalid + source.malformed + earlier_failures
-    return 1 if failures else 0
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def run(args: argparse.Namespace, out: TextIO) -> int:
@@ -346,12 +345,5 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             if len(group.exceptions) == 1 and isinstance(group.exceptions[0], Exception):
                 raise group.exceptions[0] from None
             raise
-    except UsageError as error:
-        err.write(f"asyncprov: {error}\n")
-        return 2
-    except AsyncProvError as error:
-        err.write(f"asyncprov: {type(error).__name__}: {error}\n")
-        return 1
-    except KeyboardInterrupt:
-        err.write("asyncprov: interrupted\n")
-        return 130
+    except (UsageError, *EXPECTED) as error:
+        return exit_status(error, err)

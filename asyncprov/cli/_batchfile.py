@@ -22,11 +22,12 @@ from typing import IO, Any, TextIO
 
 from asyncprov import CALL_SETTINGS, BatchResult, KeyMask
 
+from ._errors import UsageError
+
 __all__ = [
     "InputFile",
     "OutputFile",
     "Report",
-    "UsageError",
     "error_line",
     "load_output",
     "result_line",
@@ -36,10 +37,6 @@ CHAT_URLS = frozenset({"/v1/chat/completions", "/chat/completions"})
 # create() arguments that are ours, not OpenAI body fields: a file may not set them.
 _NOT_BODY_FIELDS = CALL_SETTINGS | {"stream"}
 _SHOWN_PROBLEMS = 20
-
-
-class UsageError(Exception):
-    """A command line or file that cannot be acted on (exit status 2)."""
 
 
 def _code(error_type: str | None) -> str:

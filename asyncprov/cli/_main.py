@@ -10,11 +10,12 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from asyncprov import AsyncProvError, Client, __version__
+from asyncprov import Client, __version__
 from asyncprov import providers as provider_module
 from asyncprov.providers import Provider
 
 from . import _batch as _batch_cli
+from ._errors import EXPECTED, UsageError, exit_status
 
 __all__ = ["main"]
 
@@ -57,9 +58,9 @@ def _providers(out: TextIO) -> int:
 def _chat(args: argparse.Namespace, out: TextIO) -> int:
     prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
     if not prompt.strip():
-        raise _UsageError("nothing to send: give a prompt, or pipe one on stdin")
+        raise UsageError("nothing to send: give a prompt, or pipe one on stdin")
     if args.max_retries < 0:
-        raise _UsageError("--max-retries must be 0 or more")
+        raise UsageError("--max-retries must be 0 or more")
     with Client(
         provider=args.provider,
         base_url=args.base_url,
@@ -81,10 +82,6 @@ def _chat(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-class _UsageError(Exception):
-    """A command line that cannot be acted on."""
-
-
 _SIMPLE_FLAGS = ("provider", "base_url", "api_key_env", "model")
 
 
@@ -96,11 +93,11 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _SIMPLE_FLAGS if getattr(args, f)]
         if given:
-            raise _UsageError(f"{', '.join(given)}: set providers in the --config file instead")
+            raise UsageError(f"{', '.join(given)}: set providers in the --config file instead")
         config = load_config(args.config)
     else:
         if not args.provider and not args.base_url:
-            raise _UsageError("serve needs --config FILE, or --base-url URL / --provider NAME")
+            raise UsageError("serve needs --config FILE, or --base-url URL / --provider NAME")
         provider_type = args.provider or "OpenAICompatible"
         provider = {"type": provider_type, "models": args.model or []}
         if args.base_url:
@@ -139,7 +136,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     from ._demo import run_demo
 
     if not 1 <= args.requests <= 1000:
-        raise _UsageError("--requests must be between 1 and 1000")
+        raise UsageError("--requests must be between 1 and 1000")
     return anyio.run(lambda: run_demo(out, requests=args.requests, seed=args.seed))
 
 
@@ -212,12 +209,5 @@ def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int
         if args.command == "batch":
             return _batch_cli.run(args, out)
         return _chat(args, out)
-    except _UsageError as error:
-        sys.stderr.write(f"asyncprov: {error}\n")
-        return 2
-    except AsyncProvError as error:
-        sys.stderr.write(f"asyncprov: {type(error).__name__}: {error}\n")
-        return 1
-    except KeyboardInterrupt:
-        sys.stderr.write("asyncprov: interrupted\n")
-        return 130
+    except (UsageError, *EXPECTED) as error:
+        return exit_status(error, sys.stderr)

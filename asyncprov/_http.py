@@ -13,35 +13,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiohttp
 import pydantic_core
-from pydantic import ValidationError
 
 from ._clock import clock
 from ._errors import (
-    APIConnectionError,
     APIError,
     AsyncProvError,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
-    ProviderError,
     QueueTimeoutError,
-    ResponseDecodeError,
-    StreamInterruptedError,
-    error_for_status,
     parse_retry_after,
 )
 from ._health import ProviderHealth
-from ._http_errors import error_fields, is_truncated_json, proxy_auth_error, scrub, translate
+from ._http_errors import scrub, translate
 from ._options import RETRY_AFTER_MAX
 from ._proxies import ProxyConfig
+from ._response import HttpResponse, Watchdog  # the response side of the seam
 from ._secrets import redact
-from ._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
+from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._timeouts import Deadline
 from ._version import __version__
 
@@ -50,7 +45,7 @@ if TYPE_CHECKING:
     from ._ratelimit import Limiter, RateLimits
     from ._types import Attempt, ChatCompletion
 
-__all__ = ["DEFAULT_CONNECTION_LIMIT", "HttpCall", "HttpClient", "HttpResponse"]
+__all__ = ["DEFAULT_CONNECTION_LIMIT", "HttpCall", "HttpClient"]
 
 log = logging.getLogger("asyncprov")
 
@@ -58,249 +53,6 @@ USER_AGENT = f"asyncprov/{__version__}"
 DEFAULT_CONNECTION_LIMIT = 10_000
 """The most connections a client keeps open at once, unless told otherwise."""
 
-_T = TypeVar("_T")
-_SNIPPET = 500
-_SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
-
-
-class _Watchdog:
-    """Closes a response whose deadline passes while it is being read.
-
-    One timer per response, moved only when the deadline moves earlier (or when it fires
-    early and finds the deadline moved later), so a network read costs a comparison
-    rather than a new timer. Expiry closes the connection; the reader then raises the
-    deadline's typed timeout error.
-    """
-
-    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "expired")
-
-    def __init__(self, raw: aiohttp.ClientResponse, deadline: Deadline) -> None:
-        # asyncio's loop.time() is the monotonic clock Deadline uses.
-        self._loop = asyncio.get_running_loop()
-        self._raw = raw
-        self._deadline = deadline
-        self._handle: asyncio.TimerHandle | None = None
-        self._at = math.inf
-        self.expired = False
-        deadline.listener = self.arm
-
-    def arm(self) -> None:
-        at = self._deadline.at()
-        if at < self._at:
-            if self._handle is not None:
-                self._handle.cancel()
-            self._at = at
-            self._handle = self._loop.call_at(at, self._fire)
-
-    def _fire(self) -> None:
-        self._handle = None
-        at = self._deadline.at()
-        if self._loop.time() >= at - 0.001:
-            self.expired = True
-            self._raw.close()
-        else:
-            self._at = at
-            self._handle = self._loop.call_at(at, self._fire)
-
-    def disarm(self) -> None:
-        if self._deadline.listener == self.arm:
-            self._deadline.listener = None
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-
-
-class HttpResponse:
-    """A successful (below 400) response whose every network wait is bounded by the
-    attempt's deadline. Read it with ``events`` or ``parse``."""
-
-    __slots__ = ("_call", "_raw", "headers", "status")
-
-    def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
-        self._raw = raw
-        self._call = call
-        self.status = raw.status
-        self.headers: Mapping[str, str] = raw.headers
-
-    async def read_chunk(self) -> bytes:
-        """The next piece of the body as it arrives; ``b""`` at its end."""
-        content = self._raw.content
-        call = self._call
-        with call:  # the attempt's translation scope
-            watchdog = call._watchdog
-            if watchdog is None:  # one timer per response, from the first read
-                watchdog = call._watchdog = _Watchdog(self._raw, call.deadline)
-                watchdog.arm()
-            data = content.read_nowait()  # already here: no wait, no re-arm needed
-            if data or content.at_eof():
-                return data
-            watchdog.arm()
-            data = await content.readany()
-            if not data and watchdog.expired:  # closed under the read by the timer
-                raise call.deadline.expired(provider=call.provider, model=call.model)
-        return data
-
-    def close(self) -> None:
-        """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
-        watchdog = self._call._watchdog
-        if watchdog is not None:
-            watchdog.disarm()
-            self._call._watchdog = None
-
-    async def _read_prefix(self, limit: int) -> bytes:
-        """Up to ``limit`` bytes of the body, whatever goes wrong after them."""
-        parts: list[bytes] = []
-        size = 0
-        try:
-            while size < limit and (data := await self.read_chunk()):
-                parts.append(data)
-                size += len(data)
-        except (APIConnectionError, TimeoutError):
-            pass
-        return b"".join(parts)[:limit]
-
-    async def read(self, limit: int | None = None) -> bytes:
-        """The whole body (at most ``limit`` bytes, default the call's max event size)."""
-        limit = limit or self._call.max_event_size
-        parts: list[bytes] = []
-        size = 0
-        while data := await self.read_chunk():
-            parts.append(data)
-            size += len(data)
-            if size > limit:
-                raise ResponseDecodeError(
-                    f"response body larger than {limit} bytes",
-                    provider=self._call.provider,
-                    model=self._call.model,
-                    status=self.status,
-                    body=b"".join(parts)[:200],
-                )
-        return b"".join(parts)
-
-    async def parse(self, validate: Callable[[bytes], _T]) -> _T:
-        """The whole body, validated by ``validate`` (a pydantic ``validate_json``),
-        whatever its content type. A body that does not validate raises: an error
-        object as ``ProviderError``, JSON that ends early as a connection cut short
-        (retried), anything else as ``ResponseDecodeError`` with a snippet."""
-        payload = await self.read()
-        try:
-            return validate(payload)
-        except ValidationError as exc:
-            raise self.decode_error(payload, exc) from exc
-
-    def decode_error(
-        self, payload: bytes, exc: ValidationError | None = None, *, expected: str = "JSON"
-    ) -> APIError:
-        """The error for a 2xx body (or one event of it) that is not what was asked for;
-        ``exc`` (from validating a whole body) tells a body cut short apart."""
-        call = self._call
-        message, error_type, error_code = error_fields(payload, snippet=False)
-        if message is not None:
-            return ProviderError(
-                message,
-                provider=call.provider,
-                model=call.model,
-                error_type=error_type,
-                error_code=error_code,
-            )
-        if exc is not None and is_truncated_json(exc):
-            return APIConnectionError(
-                "the response body was cut short", provider=call.provider, model=call.model
-            )
-        return ResponseDecodeError(
-            f"the response is not the expected {expected} "
-            f"(content type {self._raw.content_type or 'none'})",
-            provider=call.provider,
-            model=call.model,
-            status=self.status,
-            body=payload,
-        )
-
-    def events(self, terminator: str | None) -> _Events:
-        """The body as batches of server-sent events: ``async for events in
-        response.events("[DONE]")``, whatever the content type. The provider returns
-        when it sees its terminator; a body that ends first raises
-        ``StreamInterruptedError``. ``terminator=None``: a clean end of the body is
-        the terminator (a body cut mid-line is still interrupted)."""
-        return _Events(self, terminator)
-
-    async def _status_error(self) -> APIError:
-        """The typed error for a status of 400 or more, with the provider's message."""
-        call = self._call
-        if self.status == 407:
-            return proxy_auth_error(call.provider, call.model)
-        body = await self._read_prefix(64 * 1024)
-        message, error_type, error_code = error_fields(body)
-        cls = error_for_status(self.status)
-        return cls(
-            message or f"{self._raw.reason or 'error'}",
-            status=self.status,
-            provider=call.provider,
-            model=call.model,
-            body=body,
-            headers=dict(self.headers),
-            error_type=error_type,
-            error_code=error_code,
-        )
-
-
-class _Events:
-    """The read/feed/flush loop over a body, written once for every provider."""
-
-    __slots__ = ("_decoder", "_done", "_prefix", "_response", "_seen", "_terminator")
-
-    def __init__(self, response: HttpResponse, terminator: str | None) -> None:
-        self._response = response
-        self._terminator = terminator
-        self._decoder = SSEDecoder(response._call.max_event_size)
-        self._done = False
-        self._seen = False
-        self._prefix = b""  # the start of a body that has shown no event yet
-
-    def __aiter__(self) -> _Events:
-        return self
-
-    async def __anext__(self) -> list[ServerSentEvent]:
-        decoder = self._decoder
-        while not self._done:
-            data = await self._response.read_chunk()
-            if data:
-                events = decoder.feed(data)
-                if events:
-                    self._seen = True
-                    return events
-                if not self._seen and len(self._prefix) < _SNIPPET:
-                    self._prefix += data[:_SNIPPET]
-                continue
-            self._done = True
-            if not self._seen:
-                raise self._not_events()
-            if decoder.has_partial_line:
-                raise self._interrupted("the stream was cut off in the middle of an event")
-            events = decoder.flush()  # complete lines of an event lacking its blank line
-            if events:
-                return events
-        if self._terminator is not None:
-            raise self._interrupted(f"the stream ended before {self._terminator}")
-        raise StopAsyncIteration
-
-    def _interrupted(self, message: str) -> StreamInterruptedError:
-        call = self._response._call
-        return StreamInterruptedError(message, provider=call.provider, model=call.model)
-
-    def _not_events(self) -> APIError:
-        """A body that ended before its first event: cut short if it was starting one
-        (or was empty), else not an event stream at all."""
-        prefix = self._prefix.lstrip()
-        if not prefix:
-            return self._interrupted("the stream ended before any event")
-        if prefix.startswith(_SSE_FIELDS):
-            return self._interrupted(
-                "the stream was cut off in the middle of an event"
-                if self._decoder.has_partial_line
-                else "the stream ended before any event"
-            )
-        return self._response.decode_error(self._prefix, expected="event stream")
 
 
 class HttpCall:
@@ -347,7 +99,7 @@ class HttpCall:
         self._raw: aiohttp.ClientResponse | None = None
         self._children: list[HttpCall] | None = None
         self._send_timer: asyncio.Timeout | None = None
-        self._watchdog: _Watchdog | None = None
+        self._watchdog: Watchdog | None = None
         self.deadline = deadline
         self.health = health
         self.proxy = proxy

@@ -21,8 +21,8 @@ from ._closing import Closeable
 from ._errors import ClientClosedError
 from ._http import DEFAULT_CONNECTION_LIMIT
 from ._images import DEFAULT_MAX_IMAGE_BYTES
+from ._loop_thread import End, LoopThread, Pump, close_pump, shutdown
 from ._options import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES
-from ._portal import End, LoopThread, Pump, close_pump, shutdown
 from ._registry import ProviderInput
 from ._request import CreateOptions, MessagesInput
 from ._sse import DEFAULT_MAX_EVENT_SIZE

@@ -11,7 +11,7 @@ from typing import Self
 from ._batch import AsyncBatch, BatchProgress, BatchResult
 from ._closing import Closeable
 from ._errors import ClientClosedError
-from ._portal import LoopThread
+from ._loop_thread import LoopThread
 
 __all__ = ["Batch"]
 

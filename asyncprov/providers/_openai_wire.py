@@ -12,7 +12,8 @@ from typing import Any, ClassVar
 from pydantic import TypeAdapter, ValidationError
 
 from .._errors import APIError, ConfigurationError, ProviderError
-from .._http import HttpCall, HttpResponse
+from .._http import HttpCall
+from .._response import HttpResponse
 from .._types import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest
 from .base import Provider
 

@@ -273,7 +273,7 @@ class Provider(ABC):
         """
         # The shims consume the public client; imported at call time so the provider
         # layer never depends on the client layers at import.
-        from .._shims import create_completion
+        from .._tokens import create_completion
 
         return create_completion(
             self, model, messages, stream=stream, proxy=proxy, auth=auth, **kwargs
@@ -291,7 +291,7 @@ class Provider(ABC):
         **kwargs: Any,
     ) -> AsyncIterator[str]:
         """Stream the reply as plain text tokens, asynchronously (see ``create_completion``)."""
-        from .._shims import create_async_generator
+        from .._tokens import create_async_generator
 
         return create_async_generator(
             self, model, messages, stream=stream, proxy=proxy, auth=auth, **kwargs

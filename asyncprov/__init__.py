@@ -68,9 +68,9 @@ from ._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from ._batch import AsyncBatch as AsyncBatch
-    from ._batch import BatchProgress as BatchProgress
     from ._batch import BatchRequest as BatchRequest
-    from ._batch import BatchResult as BatchResult
+    from ._batch_results import BatchProgress as BatchProgress
+    from ._batch_results import BatchResult as BatchResult
     from ._ratelimit import RateLimit as RateLimit
     from ._ratelimit import RateLimits as RateLimits
     from ._ratelimit import RateLimitStats as RateLimitStats
@@ -79,9 +79,9 @@ if TYPE_CHECKING:
 # Batch jobs and rate limits load on first use, keeping `import asyncprov` light.
 _LAZY = {
     "AsyncBatch": "._batch",
-    "BatchProgress": "._batch",
+    "BatchProgress": "._batch_results",
     "BatchRequest": "._batch",
-    "BatchResult": "._batch",
+    "BatchResult": "._batch_results",
     "RateLimit": "._ratelimit",
     "RateLimits": "._ratelimit",
     "RateLimitStats": "._ratelimit",

@@ -52,11 +52,10 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
 
 from __future__ import annotations
 
-import datetime
-import math
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Literal, Self
+
+from ._headers import parse_retry_after
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -100,7 +99,6 @@ __all__ = [
     "TotalTimeoutError",
     "UnprocessableEntityError",
     "error_for_status",
-    "parse_retry_after",
 ]
 
 SNIPPET_LIMIT = 500
@@ -443,36 +441,3 @@ class RetryProviderError(AsyncProvError, ExceptionGroup[Exception]):
 
 class RetryNoProviderError(AsyncProvError):
     """Raised when failover had no provider it could try at all."""
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds or HTTP date)."""
-    lowered = {k.lower(): v for k, v in headers.items()}
-    ms = lowered.get("retry-after-ms")
-    if ms is not None:
-        wait = _seconds(ms, scale=1000.0)
-        if wait is not None:
-            return wait
-    value = lowered.get("retry-after")
-    if value is None:
-        return None
-    wait = _seconds(value)
-    if wait is not None:
-        return wait
-    import email.utils  # only HTTP-date values need it; kept off the import path
-
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # the asctime form carries no zone; HTTP dates are GMT
-        when = when.replace(tzinfo=datetime.UTC)
-    return max(0.0, when.timestamp() - time.time())
-
-
-def _seconds(value: str, *, scale: float = 1.0) -> float | None:
-    try:
-        number = float(value) / scale
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None

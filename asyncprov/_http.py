@@ -28,8 +28,8 @@ from ._errors import (
     ConfigurationError,
     InvalidRequestError,
     QueueTimeoutError,
-    parse_retry_after,
 )
+from ._headers import parse_retry_after
 from ._health import ProviderHealth
 from ._http_errors import scrub, translate
 from ._options import RETRY_AFTER_MAX

@@ -36,8 +36,8 @@ from asyncprov._errors import (
     TotalTimeoutError,
     UnprocessableEntityError,
     error_for_status,
-    parse_retry_after,
 )
+from asyncprov._headers import parse_retry_after
 
 ELLIPSIS = "\u2026"
 

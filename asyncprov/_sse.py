@@ -82,15 +82,6 @@ class SSEDecoder:
         self._reset()
 
     @property
-    def has_partial(self) -> bool:
-        """Whether an unterminated line or undispatched ``data``/``event``/``id`` is buffered.
-
-        Read it before `flush`: at the end of a body it tells a clean end from a
-        truncated one. `flush` resets the decoder, after which it is False.
-        """
-        return bool(self._partial or self._size) or self._event is not None or self._id is not None
-
-    @property
     def has_partial_line(self) -> bool:
         """Whether the bytes fed so far end in the middle of a line: a body ending here
         was cut short (what `flush` would dispatch is only what complete lines gave)."""
@@ -195,7 +186,7 @@ class SSEDecoder:
 
         An event whose lines were all terminated but which lacked the final blank
         line is dispatched. The bytes of an unterminated last line are discarded,
-        since a body cut mid-line is truncated; check `has_partial` before calling
+        since a body cut mid-line is truncated; check `has_partial_line` before calling
         this to detect that.
 
         Returns:

@@ -79,10 +79,9 @@ class Deadline:
     """When the current wait of one attempt must end, and why.
 
     Made when an attempt starts, sharing the call's ``total_at``. Its owner (the code
-    consuming the attempt) calls ``content`` on each content chunk, ``away`` when the
-    caller takes a chunk and ``back`` when it asks for the next, so the caller's own
-    time is never blamed on the server (``delivered`` does both on a stream's per-chunk
-    path); ``hold``/``release`` do the same for chunks
+    consuming the attempt) calls ``delivered`` when a chunk goes to the caller and
+    ``back`` when the caller asks for the next, so the caller's own time is never blamed
+    on the server; ``hold``/``release`` do the same for chunks
     read ahead of a consumer. The HTTP edge reads ``at()``.
     """
 
@@ -149,18 +148,9 @@ class Deadline:
         progress_at = self.progress_at
         return progress_at if progress_at < total_at else total_at
 
-    def content(self, now: float) -> None:
-        """Content arrived at ``now``: restart the idle clock."""
-        self.has_content = True
-        self.progress_at = now + self.idle
-
-    def away(self, now: float) -> None:
-        """The caller took a chunk at ``now``; its own time does not count as idle."""
-        self.away_since = now
-
     def delivered(self, now: float, content: bool) -> None:
-        """A chunk went to the caller at ``now`` (``content``: it was content, which
-        restarts the idle clock): ``content`` and ``away`` in one call, per chunk."""
+        """A chunk went to the caller at ``now``; if it was ``content``, the idle clock
+        restarts. The caller's own time from now until ``back`` is not idle time."""
         if content:
             self.has_content = True
             self.progress_at = now + self.idle

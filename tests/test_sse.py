@@ -60,7 +60,7 @@ def test_whole_stream() -> None:
     """A recorded stream fed in one chunk gives every event, without needing flush."""
     decoder = SSEDecoder()
     assert decoder.feed(STREAM) == EVENTS
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line and decoder.flush() == []
     assert decoder.flush() == []
 
 
@@ -71,7 +71,7 @@ def test_split_at_every_offset(newline: bytes) -> None:
     for i in range(len(stream) + 1):
         decoder = SSEDecoder()
         assert feed_all(decoder, [stream[:i], stream[i:]]) == EVENTS, i
-        assert not decoder.has_partial
+        assert not decoder.has_partial_line and decoder.flush() == []
         assert decoder.flush() == []
 
 
@@ -114,7 +114,7 @@ def test_crlf_split_across_feeds() -> None:
     assert decoder.feed(b"\ndata: c\r") == []
     assert decoder.feed(b"\n\r") == [E(b"a\nb\nc")]
     assert decoder.feed(b"\n") == []
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line and decoder.flush() == []
 
 
 def test_cr_followed_by_other_byte_across_feeds() -> None:
@@ -212,7 +212,7 @@ def test_blank_lines_alone_dispatch_nothing(newline: bytes) -> None:
     """Blank lines with nothing pending dispatch no event."""
     decoder = SSEDecoder()
     assert decoder.feed(newline * 5) == []
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line and decoder.flush() == []
     assert decoder.flush() == []
     assert decode(b"data: a\n\n\n\n\ndata: b\n\n\n") == [E(b"a"), E(b"b")]
 
@@ -241,39 +241,40 @@ def test_flush_dispatches_event_missing_final_blank_line() -> None:
     """flush() dispatches an event whose lines ended but whose blank line never came."""
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\n\nevent: e\ndata: b\ndata: c\n") == [E(b"a")]
-    assert decoder.has_partial
+    assert not decoder.has_partial_line  # every line ended: not a cut body
     assert decoder.flush() == [E(b"b\nc", event="e")]
-    assert not decoder.has_partial
+    assert decoder.flush() == []
 
 
 def test_flush_discards_unterminated_line() -> None:
-    """flush() drops the bytes of an unterminated last line; has_partial flagged them."""
+    """flush() drops the bytes of an unterminated last line; has_partial_line flagged them."""
     decoder = SSEDecoder()
     assert decoder.feed(b"data: a\n\ndata: cut") == [E(b"a")]
-    assert decoder.has_partial
+    assert decoder.has_partial_line
     assert decoder.flush() == []
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line
 
     decoder.feed(b"event: e\ndata: b\ndata: cu")
     assert decoder.flush() == [E(b"b", event="e")]
 
 
-def test_has_partial() -> None:
-    """has_partial is True exactly while a line fragment or undispatched field is held."""
+def test_has_partial_line() -> None:
+    """has_partial_line is True exactly while the bytes fed end inside a line (a body
+    ending there was cut), whatever events or fields are pending."""
     decoder = SSEDecoder()
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line
     decoder.feed(b": comment\n")
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line
     decoder.feed(b"id: 1\n")
-    assert decoder.has_partial
+    assert not decoder.has_partial_line
     decoder.feed(b"\n")
-    assert not decoder.has_partial
     decoder.feed(b"d")
-    assert decoder.has_partial
+    assert decoder.has_partial_line
     decoder.feed(b"ata: x\n")
-    assert decoder.has_partial
+    assert not decoder.has_partial_line
     assert decoder.feed(b"\n") == [E(b"x")]
-    assert not decoder.has_partial
+    decoder.feed(b'data: {"cut')
+    assert decoder.has_partial_line
 
 
 @pytest.mark.parametrize("size", [1, 7, 64, 10_000])
@@ -338,7 +339,7 @@ def test_decoder_resets_after_too_large() -> None:
     decoder = SSEDecoder(max_event_size=10)
     with pytest.raises(EventTooLargeError):
         decoder.feed(b"data: 0123456789\n\n")
-    assert not decoder.has_partial
+    assert not decoder.has_partial_line and decoder.flush() == []
     assert decoder.feed(b"data: ok\n\n") == [E(b"ok")]
 
 

@@ -131,11 +131,13 @@ def test_deadline_idle_bound_after_progress(clock: FakeClock) -> None:
     """After content the deadline is the last progress + idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(4)
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     assert d.has_content is True
     assert d.at() == 1006.0
     clock.advance(1.5)
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1007.5
 
 
@@ -144,7 +146,8 @@ def test_deadline_never_beyond_total(clock: FakeClock) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=30, total=10))
     assert d.at() == 1010.0
     clock.advance(8)
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1010.0
     assert d.total_at == 1010.0
 
@@ -182,7 +185,8 @@ def test_deadline_unlimited(clock: FakeClock) -> None:
     """With every phase None the deadline is infinite."""
     d = Deadline(Timeout(connect=None, first_chunk=None, idle=None, total=None))
     assert d.at() == math.inf
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     assert d.at() == math.inf
 
 
@@ -190,9 +194,10 @@ def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
     """Time the caller spends away between pause() and resume() does not count as idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1003.0
-    d.away(clock())
+    d.delivered(clock(), False)  # a chunk without content went to the caller
     clock.advance(10)
     d.back()
     assert d.at() == 1013.0
@@ -203,8 +208,7 @@ def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
 def test_deadline_pause_resume_still_capped_by_total(clock: FakeClock) -> None:
     """A long time away shifts idle but never past the total."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=20))
-    d.content(clock())
-    d.away(clock())
+    d.delivered(clock(), True)  # a content chunk went to the caller
     clock.advance(30)
     d.back()
     assert d.at() == 1020.0
@@ -213,11 +217,12 @@ def test_deadline_pause_resume_still_capped_by_total(clock: FakeClock) -> None:
 def test_deadline_resume_without_pause(clock: FakeClock) -> None:
     """resume() without a pause (or a second resume) changes nothing."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     clock.advance(1)
     d.back()
     assert d.at() == 1002.0
-    d.away(clock())
+    d.delivered(clock(), False)  # a chunk without content went to the caller
     clock.advance(3)
     d.back()
     clock.advance(3)
@@ -241,7 +246,8 @@ def test_expired_idle(clock: FakeClock) -> None:
     """Running out after content is an IdleTimeoutError."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.content(clock())
+    d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     clock.advance(2)
     exc = d.expired()
     assert type(exc) is IdleTimeoutError
@@ -255,7 +261,8 @@ def test_expired_total(clock: FakeClock, content: bool) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=50, total=10))
     if content:
         clock.advance(5)
-        d.content(clock())
+        d.delivered(clock(), True)
+    d.back()  # the caller asks for the next chunk at once
     clock.advance(10)
     exc = d.expired(provider="P", model="m")
     assert type(exc) is TotalTimeoutError

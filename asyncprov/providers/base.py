@@ -191,11 +191,6 @@ class Provider(ABC):
         return clone
 
     @property
-    def has_configured_key(self) -> bool:
-        """Whether a key was passed to this instance (the environment not consulted)."""
-        return bool(self._api_key)
-
-    @property
     def has_api_key(self) -> bool:
         """Whether a key was passed or is set in the environment."""
         return self.get_api_key() is not None

@@ -17,6 +17,8 @@ import anyio
 from aiohttp import web
 from anyio.from_thread import start_blocking_portal
 
+from ._faults import BODY_FAULTS, faulty_body, inject, sse
+
 __all__ = ["Fault", "OpenAITestServer", "RecordedRequest", "Reply"]
 
 Fault = Literal[
@@ -80,8 +82,6 @@ class RecordedRequest:
     """When it arrived, on the monotonic clock (``time.monotonic()``)."""
 
 
-_BODY_FAULTS = frozenset({"truncate", "stall", "keepalive", "trickle"})
-
 _WORDS = re.compile(r"\S+\s*|\s+")
 
 
@@ -96,10 +96,6 @@ def split_text(text: str, chunks: int | None) -> list[str]:
         pieces.append(text[start:end])
         start = end
     return pieces
-
-
-def _sse(payload: Any) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\n\n"
 
 
 class OpenAITestServer:
@@ -257,8 +253,9 @@ class OpenAITestServer:
                     text="<html>maintenance</html>", content_type="text/html", headers=reply.headers
                 )
             if not self._is_stream(body):
-                if reply.fault in _BODY_FAULTS:
-                    return await self._faulty_body(request, body, reply)
+                if reply.fault in BODY_FAULTS:
+                    payload = json.dumps(self._completion(body, reply)).encode()
+                    return await faulty_body(request, payload, reply)
                 return web.json_response(self._completion(body, reply), headers=reply.headers)
             return await self._stream(request, body, reply)
         except (asyncio.CancelledError, ConnectionResetError):
@@ -331,7 +328,7 @@ class OpenAITestServer:
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
             choice = {"index": 0, "delta": delta, "finish_reason": finish}
-            return _sse({**base, "choices": [choice]})
+            return sse({**base, "choices": [choice]})
 
         events = [chunk({"role": "assistant", "content": ""})]
         pieces = self._pieces(body, reply)
@@ -350,7 +347,7 @@ class OpenAITestServer:
                 )
         events.append(chunk({}, reply.finish_reason))
         if (body.get("stream_options") or {}).get("include_usage"):
-            events.append(_sse({**base, "choices": [], "usage": self._usage(body, len(pieces))}))
+            events.append(sse({**base, "choices": [], "usage": self._usage(body, len(pieces))}))
         events.append(b"data: [DONE]\n\n")
         return events
 
@@ -373,78 +370,11 @@ class OpenAITestServer:
             return response
         for index, event in enumerate(events):
             if fault is not None and index == after + self.lead_events:
-                return await self._inject(request, response, reply)
+                return await inject(request, response, reply)
             if fault == "no_done" and event.startswith(b"data: [DONE]"):
                 break
             await response.write(event)
             if reply.chunk_delay:
                 await asyncio.sleep(reply.chunk_delay)
-        await response.write_eof()
-        return response
-
-    async def _faulty_body(
-        self, request: web.Request, body: Mapping[str, Any], reply: Reply
-    ) -> web.StreamResponse:
-        """A JSON reply that fails part-way through its body."""
-        payload = json.dumps(self._completion(body, reply)).encode()
-        pause = reply.chunk_delay or 0.01
-        if reply.fault == "truncate":
-            # Close-delimited (no length, not chunked), as an HTTP/1.0-style server or a
-            # proxy sends it: only the JSON itself can show the body was cut.
-            assert request.transport is not None
-            head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n"
-            request.transport.write(head + payload[: len(payload) // 2])
-            await asyncio.sleep(0.05)
-            request.transport.close()
-            return web.Response()
-        response = web.StreamResponse(headers={"Content-Type": "application/json", **reply.headers})
-        await response.prepare(request)
-        if reply.fault == "stall":
-            await response.write(payload[: len(payload) // 2])
-            await asyncio.sleep(3600)
-        elif reply.fault == "keepalive":
-            while True:
-                await response.write(b"\n")
-                await asyncio.sleep(pause)
-        elif reply.fault == "trickle":
-            for byte in payload:
-                await response.write(bytes([byte]))
-                await asyncio.sleep(pause)
-        await response.write_eof()
-        return response
-
-    async def _inject(
-        self, request: web.Request, response: web.StreamResponse, reply: Reply
-    ) -> web.StreamResponse:
-        fault = reply.fault
-        pause = reply.chunk_delay or 0.01
-        if fault == "truncate":
-            # Let what was written reach the client before the cut: aiohttp drops bytes
-            # that arrive together with a broken body.
-            await asyncio.sleep(0.05)
-            assert request.transport is not None
-            request.transport.close()
-            return response
-        if fault == "stall":
-            await asyncio.sleep(3600)
-        if fault == "keepalive":
-            while True:
-                await response.write(b": keepalive\n\n")
-                await asyncio.sleep(pause)
-        if fault == "trickle":
-            event = _sse({"choices": [{"index": 0, "delta": {"content": "slow"}}]})
-            for byte in itertools.cycle(event):
-                await response.write(bytes([byte]))
-                await asyncio.sleep(pause)
-        if fault == "error_event":
-            await response.write(
-                _sse({"error": {"message": "overloaded", "type": "server_error", "code": 503}})
-            )
-        elif fault == "event_error":
-            await response.write(
-                b'event: error\ndata: {"error": {"message": "boom", "type": "server_error"}}\n\n'
-            )
-        elif fault == "malformed":
-            await response.write(b'data: {"choices": [{"delta": \n\n')
         await response.write_eof()
         return response

@@ -282,13 +282,15 @@ class AsyncClient(AsyncCloseable):
         chosen: Provider | None = None
         if provider is not None:
             chosen = resolve_provider(provider)
-            if base_url is not None:
-                chosen = chosen.with_options(base_url=base_url)
         elif base_url is not None:
             chosen = provider_class("OpenAICompatible")(base_url=base_url)
         if chosen is not None:  # resolved once against the client's own settings
             chosen = chosen.resolved(
-                ProviderSettings(client_api_key=self._api_key, client_proxy=self.proxy)
+                ProviderSettings(
+                    base_url=base_url,  # a new API root for the provider (every member)
+                    client_api_key=self._api_key,
+                    client_proxy=self.proxy,
+                )
             )
         self._provider = chosen
         self.timeout = as_timeout(timeout)

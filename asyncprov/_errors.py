@@ -118,6 +118,10 @@ def _snippet(body: bytes | str | None) -> str:
 class AsyncProvError(Exception):
     """Root of every exception asyncprov raises."""
 
+    retries_spent: bool = False
+    """True when this error ended attempts already made (a call's retries, a group's
+    failover, a rate limiter's 429 waits): no enclosing retry repeats them."""
+
     @classmethod
     def from_validation(cls, exc: ValidationError, *, what: str = "request") -> Self:
         """This error for a pydantic ``ValidationError``: a short, readable summary

@@ -156,6 +156,7 @@ class _Race(Generic[_T]):
         provider = candidate.provider
         http = self.http.attempt(provider=provider.name, proxy=provider.proxy)
         http.retry_after_max = self.owner.policy.retry_after_max
+        http.owns_total = self.running == 1  # queueing beside a running sibling is not idle
         log.debug(
             "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
         )

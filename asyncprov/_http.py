@@ -31,11 +31,11 @@ from ._errors import (
 )
 from ._headers import parse_retry_after
 from ._health import ProviderHealth
-from ._http_errors import scrub, translate
+from ._http_errors import SECRET_HEADERS, scrub, translate
 from ._options import RETRY_AFTER_MAX
 from ._proxies import ProxyConfig
 from ._response import HttpResponse, Watchdog  # the response side of the seam
-from ._secrets import redact
+from ._secrets import KeyMask, redact
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._timeouts import Deadline
 from ._version import __version__
@@ -54,7 +54,6 @@ DEFAULT_CONNECTION_LIMIT = 10_000
 """The most connections a client keeps open at once, unless told otherwise."""
 
 
-
 class HttpCall:
     """What a provider gets for one attempt: the shared session, bound to this attempt's
     deadline, proxy and limits. The call-level instance (``HttpClient.call``) serves the
@@ -71,6 +70,7 @@ class HttpCall:
         "_client",
         "_raw",
         "_send_timer",
+        "_sent_headers",
         "_watchdog",
         "attempts",
         "charges",
@@ -79,6 +79,7 @@ class HttpCall:
         "max_event_size",
         "model",
         "options",
+        "owns_total",
         "provider",
         "proxy",
         "retry_after_max",
@@ -99,6 +100,7 @@ class HttpCall:
         self._raw: aiohttp.ClientResponse | None = None
         self._children: list[HttpCall] | None = None
         self._send_timer: asyncio.Timeout | None = None
+        self._sent_headers: Mapping[str, str] | None = None
         self._watchdog: Watchdog | None = None
         self.deadline = deadline
         self.health = health
@@ -106,6 +108,9 @@ class HttpCall:
         self.provider = provider
         self.model = model
         self.options = options
+        self.owns_total = True
+        """Whether time this attempt queues in a rate limiter extends the call's total
+        (not when a sibling attempt of the call was running meanwhile)."""
         self.retry_after_max = RETRY_AFTER_MAX
         """The longest ``Retry-After`` waited out (the retry policy's, set by the
         engine making the attempts)."""
@@ -135,6 +140,16 @@ class HttpCall:
         else:
             self._children.append(child)
         return child
+
+    def key_mask(self) -> KeyMask:
+        """A mask for the secrets this attempt sent (its key headers), for the text of
+        an error answer, which an upstream may echo them in."""
+        values: list[str] = []
+        for name, value in (self._sent_headers or {}).items():
+            if name.lower() in SECRET_HEADERS:
+                values.append(value)
+                values.append(value.partition(" ")[2])  # without "Bearer " / "Basic "
+        return KeyMask(values)
 
     def __enter__(self) -> None:
         return None
@@ -208,6 +223,7 @@ class HttpCall:
             payload = pydantic_core.to_json(body)
         except pydantic_core.PydanticSerializationError as exc:
             raise InvalidRequestError(f"a request value cannot be sent as JSON: {exc}") from None
+        self._sent_headers = headers
         all_headers = {"Content-Type": "application/json", **headers}
         send: dict[str, Any] = {}
         if options.extra_query:
@@ -270,10 +286,13 @@ class _Post:
         call._raw = raw
         response = self._response = HttpResponse(raw, call)
         if raw.status >= 400:
+            limited = self._limiter is not None
             try:
                 error = await response._status_error()
             finally:
                 await self.__aexit__(APIError, None, None)
+            if limited and raw.status == 429:
+                error.retries_spent = True  # the limiter waited out what it could
             raise error
         return response
 
@@ -292,7 +311,7 @@ class _Post:
                 with anyio.move_on_after(limiter.limit.max_wait or math.inf) as waiting:
                     await limiter.acquire(tokens)
             finally:
-                call.deadline.shift(clock() - queued)
+                call.deadline.shift(clock() - queued, total=call.owns_total)
             if waiting.cancelled_caught:
                 raise QueueTimeoutError(
                     f"waited over {limiter.limit.max_wait} s for a turn under the rate "

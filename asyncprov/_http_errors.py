@@ -17,10 +17,20 @@ from ._errors import (
     ProxyError,
 )
 
-__all__ = ["error_fields", "is_truncated_json", "proxy_auth_error", "scrub", "translate"]
+__all__ = [
+    "SECRET_HEADERS",
+    "error_fields",
+    "is_truncated_json",
+    "proxy_auth_error",
+    "scrub",
+    "translate",
+]
 
 
-_SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "x-api-key", "cookie"})
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "x-api-key", "x-goog-api-key", "api-key", "cookie"}
+)
+"""Request headers that carry credentials (lower-cased)."""
 
 
 def scrub(error: BaseException) -> None:
@@ -29,7 +39,7 @@ def scrub(error: BaseException) -> None:
     info = getattr(error, "request_info", None)
     if info is None or not hasattr(info, "_replace"):
         return
-    kept = {k: v for k, v in info.headers.items() if k.lower() not in _SECRET_HEADERS}
+    kept = {k: v for k, v in info.headers.items() if k.lower() not in SECRET_HEADERS}
     with suppress(AttributeError, TypeError):
         error.request_info = info._replace(  # type: ignore[attr-defined]
             headers=CIMultiDictProxy(CIMultiDict(kept))
@@ -105,9 +115,7 @@ class _ErrorBody(_ErrorObject):
     error: _ErrorObject | str | None = None
 
 
-def error_fields(
-    body: bytes, *, snippet: bool = True
-) -> tuple[str | None, str | None, str | None]:
+def error_fields(body: bytes, *, snippet: bool = True) -> tuple[str | None, str | None, str | None]:
     """(message, type, code) from an error body, else (with ``snippet``) the start of a
     body that is not JSON as the message; JSON that is no error object gives Nones."""
     try:

@@ -169,16 +169,17 @@ class HttpResponse:
         """The error for a 2xx body (or one event of it) that is not what was asked for;
         ``exc`` (from validating a whole body) tells a body cut short apart."""
         call = self._call
+        mask = call.key_mask()
         message, error_type, error_code = error_fields(payload, snippet=False)
         if message is not None:
             return ProviderError(
-                message,
+                mask(message),
                 provider=call.provider,
                 model=call.model,
                 error_type=error_type,
                 error_code=error_code,
             )
-        if exc is not None and is_truncated_json(exc):
+        if exc is not None and self._close_delimited() and is_truncated_json(exc):
             return APIConnectionError(
                 "the response body was cut short", provider=call.provider, model=call.model
             )
@@ -188,7 +189,16 @@ class HttpResponse:
             provider=call.provider,
             model=call.model,
             status=self.status,
-            body=payload,
+            body=mask(payload.decode("utf-8", "replace")),
+        )
+
+    def _close_delimited(self) -> bool:
+        """Whether only the connection closing marked the body's end (no length, not
+        chunked): then a body that ends early cannot be told from a complete one, except
+        by its content. A framed body that arrived whole was complete."""
+        headers = self._raw.headers
+        return "Content-Length" not in headers and "chunked" not in headers.get(
+            "Transfer-Encoding", ""
         )
 
     def events(self, terminator: str | None) -> _Events:
@@ -202,17 +212,18 @@ class HttpResponse:
     async def _status_error(self) -> APIError:
         """The typed error for a status of 400 or more, with the provider's message."""
         call = self._call
-        if self.status == 407:
+        if self.status == 407 and call.proxy is not None:
             return proxy_auth_error(call.provider, call.model)
         body = await self._read_prefix(64 * 1024)
         message, error_type, error_code = error_fields(body)
         cls = error_for_status(self.status)
+        mask = call.key_mask()  # an upstream may echo the key it was sent
         return cls(
-            message or f"{self._raw.reason or 'error'}",
+            mask(message or f"{self._raw.reason or 'error'}"),
             status=self.status,
             provider=call.provider,
             model=call.model,
-            body=body,
+            body=mask(body.decode("utf-8", "replace")),
             headers=dict(self.headers),
             error_type=error_type,
             error_code=error_code,

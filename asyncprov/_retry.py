@@ -23,6 +23,7 @@ from ._errors import (
     InvalidRequestError,
     ProviderError,
     ProxyError,
+    QueueTimeoutError,
     ResponseDecodeError,
     RetryProviderError,
     StreamInterruptedError,
@@ -61,6 +62,10 @@ def classify(error: BaseException) -> Outcome:
     """What ``error`` (raised before any content reached the caller) calls for."""
     if isinstance(error, TotalTimeoutError | InvalidRequestError):
         return Outcome.STOP
+    if getattr(error, "retries_spent", False):
+        return Outcome.NEXT  # retried already (a group's attempts, a limiter's 429 waits)
+    if isinstance(error, QueueTimeoutError):
+        return Outcome.NEXT  # nothing was sent; this provider's queue is too long
     if isinstance(error, HTTPStatusError):
         if error.status in _STOP_STATUS:
             return Outcome.STOP
@@ -155,12 +160,20 @@ def _listed(error: Exception, failures: list[tuple[str, Exception]], head: str) 
     error.add_note(head + ":\n" + "\n".join(_describe(name, e) for name, e in failures))
 
 
+def _spent(error: Exception) -> Exception:
+    """Mark the error that ends a group's or a provider's attempts: an enclosing group
+    may try another candidate, but never retries these attempts again."""
+    if isinstance(error, AsyncProvError):
+        error.retries_spent = True
+    return error
+
+
 def stop_error(error: Exception, failures: list[tuple[str, Exception]]) -> Exception:
     """``error`` (one that no further attempt could fix, e.g. the total timeout or a
     400), raised as itself with the attempts before it listed."""
     if len(failures) > 1:
         _listed(error, failures, f"after {len(failures)} attempts")
-    return error
+    return _spent(error)
 
 
 def final_error(failures: list[tuple[str, Exception]]) -> Exception:
@@ -171,7 +184,7 @@ def final_error(failures: list[tuple[str, Exception]]) -> Exception:
     errors = [error for _, error in failures]
     last = errors[-1]
     if len(errors) == 1:
-        return last
+        return _spent(last)
     names = {name for name, _ in failures}
     if len(names) == 1:
         head = f"{len(errors)} attempts on {next(iter(names))} failed"
@@ -180,6 +193,6 @@ def final_error(failures: list[tuple[str, Exception]]) -> Exception:
     kind = _kind(last)
     if isinstance(last, APIError) and all(_kind(e) is kind for e in errors):
         _listed(last, failures, head)
-        return last
+        return _spent(last)
     lines = "\n".join(_describe(name, error) for name, error in failures)
-    return RetryProviderError(head + ":\n" + lines, errors)
+    return _spent(RetryProviderError(head + ":\n" + lines, errors))

@@ -168,11 +168,6 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
 
 
 async def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> ChatCompletion:
-    """A whole completion: the provider's native call, else its stream folded here
-    (so the first_chunk and idle timeouts see the content as it arrives)."""
-    if provider.has_native_complete():
-        return await provider.complete(request, http)
-    stream = AsyncStream(
-        provider.stream(request, http), http.deadline, provider=provider.name, abort=http.abort
-    )
-    return await stream.collect()
+    """A whole completion, one attempt: the provider's native call, or its stream folded
+    (``Provider.complete``); either way ``first_chunk`` bounds it to the last byte."""
+    return await provider.complete(request, http)

@@ -126,13 +126,17 @@ class Deadline:
         """A fresh deadline for one attempt of this call, sharing its total."""
         return Deadline(self.timeout, total_at=self._total_at, parent=self)
 
-    def shift(self, seconds: float) -> None:
+    def shift(self, seconds: float, *, total: bool = True) -> None:
         """A wait that was not the call's own (queueing in a rate limiter) took
-        ``seconds``: move this attempt's clocks (total and, before content,
-        first_chunk) and every enclosing call's total by as much."""
+        ``seconds``: move this attempt's first_chunk clock (before content) and, with
+        ``total``, its total and every enclosing call's by as much. (An attempt queued
+        while a sibling of the same call was running leaves the totals alone: the call
+        was not idle.)"""
         seconds = max(0.0, seconds)
         if not self.has_content:
             self.progress_at += seconds
+        if not total:
+            return
         total_at = self._total_at + seconds
         deadline: Deadline | None = self
         while deadline is not None:

@@ -530,3 +530,157 @@ async def test_call_settings_never_reach_the_body(
     body = server.requests[-1].json
     assert not CALL_SETTINGS & set(body)
     assert body["n"] == 1 and body["user"] == "u"
+
+
+# --- review findings: retries never multiply, bounds hold, secrets stay out -------------
+
+
+@pytest.mark.usefixtures("instant")
+async def test_rate_limited_429s_are_not_retried_again(server: OpenAITestServer) -> None:
+    """A limiter that waited out its 429s hands the caller one RateLimitError; the
+    call's retries do not start the waits over (1 + max_429_waits sends, not x3)."""
+    from asyncprov import RateLimit
+
+    server.default = Reply(status=429, headers={"Retry-After": "0.2"})
+    limits = {"*": RateLimit(max_429_waits=2)}
+    async with AsyncClient(base_url=server.base_url, rate_limits=limits) as client:
+        with pytest.raises(RateLimitError):
+            await client.chat.completions.create(model="m", messages="hi")
+    assert len(server.requests) == 3
+
+
+async def test_queue_timeout_is_not_retried(server: OpenAITestServer) -> None:
+    """QueueTimeoutError (nothing was sent) fails over instead of queueing again."""
+    from asyncprov import QueueTimeoutError, RateLimit
+
+    limits = {"*": RateLimit(rpm=1, max_wait=0.1)}  # after one request, a minute's wait
+    async with AsyncClient(base_url=server.base_url, rate_limits=limits) as client:
+        await client.chat.completions.create(model="m", messages="hi")
+        with anyio.fail_after(5), pytest.raises(QueueTimeoutError) as caught:
+            await client.chat.completions.create(model="m", messages="hi")
+    assert caught.value.exceptions == ()  # one attempt: not queued again
+    assert len(server.requests) == 1
+
+
+@pytest.mark.usefixtures("instant")
+async def test_nested_groups_do_not_multiply_attempts(server: OpenAITestServer) -> None:
+    """A retrying group inside another: 3 attempts in all, not 3 x 3."""
+    server.default = Reply(status=500)
+    inner = RetryProvider(
+        [OpenAICompatible(base_url=server.base_url)], single_provider_retry=True, max_retries=2
+    )
+    outer = RetryProvider([inner], single_provider_retry=True, max_retries=2)
+    async with AsyncClient(outer) as client:
+        with pytest.raises(InternalServerError) as caught:
+            await client.chat.completions.create(model="m", messages="hi")
+    assert len(server.requests) == 3 and len(caught.value.exceptions) == 3
+
+
+async def test_client_base_url_reaches_every_member(servers: list[OpenAITestServer]) -> None:
+    """AsyncClient(group, base_url=...) gives every member the new API root."""
+    group = RetryProvider(
+        [OpenAICompatible(base_url="http://127.0.0.1:9/v1", name=n) for n in ("a", "b")],
+        shuffle=False,
+    )
+    async with AsyncClient(group, base_url=servers[1].base_url) as client:
+        await _text(client, stream=False)
+    assert len(servers[1].requests) == 1
+
+
+async def test_call_headers_win_over_the_key_header(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
+    """extra_headers={"Authorization": ...} wins over the key's own header."""
+    await client.chat.completions.create(
+        model="m",
+        messages="hi",
+        api_key="sk-key-123456",
+        extra_headers={"Authorization": "Bearer t"},
+    )
+    assert server.requests[-1].headers["Authorization"] == "Bearer t"
+
+
+@pytest.mark.parametrize("raw", [b'{"id": "x", "choices": [', b"", b"   "])
+async def test_framed_incomplete_json_is_a_decode_error(
+    client: AsyncClient, server: OpenAITestServer, raw: bytes
+) -> None:
+    """A body with a Content-Length that arrived whole is complete: JSON that ends early
+    there is a ResponseDecodeError, not a cut connection (and is not retried)."""
+    server.add_reply(Reply(raw=raw))
+    with pytest.raises(ResponseDecodeError):
+        await client.chat.completions.create(model="m", messages="hi", max_retries=2)
+    assert len(server.requests) == 1
+
+
+@pytest.mark.usefixtures("instant")
+async def test_folded_non_stream_is_bounded_by_first_chunk() -> None:
+    """A provider without a native non-stream call (its stream folded): first_chunk
+    bounds the whole reply, as for a JSON body, even while chunks keep coming."""
+    words = " ".join(f"w{i}" for i in range(40))
+    async with RaycastTestServer(default=Reply(content=words, chunk_delay=0.05)) as server:
+        provider = Raycast(auth="rc-token", base_url=server.base_url)
+        async with AsyncClient(provider, timeout=SHORT, max_retries=1) as client:
+            with anyio.fail_after(10), pytest.raises(FirstChunkTimeoutError):
+                await client.chat.completions.create(messages="hi")
+    assert len(server.requests) == 2
+
+
+async def test_hedged_queue_time_does_not_stretch_the_total(server: OpenAITestServer) -> None:
+    """Hedged attempts queued behind their own sibling (concurrency 1) do not extend
+    the call's total: it ends at its total."""
+    from asyncprov import RateLimit, TotalTimeoutError
+
+    server.default = Reply(delay=30)
+    group = RetryProvider(
+        [OpenAICompatible(base_url=server.base_url)],
+        single_provider_retry=True,
+        max_retries=5,
+        hedge=True,
+        hedge_delay=0.05,
+    )
+    timeout = Timeout(first_chunk=0.3, total=0.5)
+    limits = {"*": RateLimit(concurrency=1)}
+    async with AsyncClient(group, timeout=timeout, rate_limits=limits) as client:
+        started = anyio.current_time()
+        with anyio.fail_after(10), pytest.raises(TotalTimeoutError):
+            await client.chat.completions.create(model="m", messages="hi")
+        assert anyio.current_time() - started < 2.0  # was several times the total
+
+
+def test_provider_settings_repr_hides_keys() -> None:
+    """ProviderSettings' repr never shows a key or headers."""
+    from asyncprov.providers import ProviderSettings
+
+    shown = repr(
+        ProviderSettings(
+            api_key="sk-call-SECRET",
+            client_api_key="sk-client-SECRET",
+            headers={"Authorization": "Bearer SECRET"},
+        )
+    )
+    assert "SECRET" not in shown
+
+
+async def test_upstream_407_without_a_proxy_is_a_status_error(
+    client: AsyncClient, server: OpenAITestServer
+) -> None:
+    """A 407 when no proxy is configured is the upstream's status, not a proxy failure."""
+    from asyncprov import HTTPStatusError
+
+    server.add_reply(Reply(status=407))
+    with pytest.raises(HTTPStatusError) as caught:
+        await client.chat.completions.create(model="m", messages="hi")
+    assert caught.value.status == 407 and not isinstance(caught.value, ProxyError)
+
+
+async def test_an_echoed_key_is_masked_in_the_error(server: OpenAITestServer) -> None:
+    """An upstream echoing the key it was sent: the key is masked in the message, the
+    body and the attempt records."""
+    key = "sk-live-ECHOED-1234567890"
+    server.add_reply(Reply(status=401, error={"message": f"bad key {key}", "type": "auth"}))
+    async with AsyncClient(base_url=server.base_url, api_key=key) as client:
+        with pytest.raises(Exception) as caught:
+            await client.chat.completions.create(model="m", messages="hi")
+    error = caught.value
+    assert key not in str(error) and key not in getattr(error, "body", "")
+    assert "***" in str(error)

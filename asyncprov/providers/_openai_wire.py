@@ -81,12 +81,14 @@ class OpenAIWire(Provider):
     ) -> tuple[str, dict[str, Any], dict[str, str], str]:
         if not self.base_url:
             raise ConfigurationError(f"{self.name} needs base_url=...")
-        key = self.require_api_key() if self.needs_auth else self.get_api_key()
-        headers = dict(self.headers)
-        if key is not None:
-            headers[self.auth_header] = (
-                f"Bearer {key}" if self.auth_header == "Authorization" else key
-            )
+        headers: dict[str, str] = {}
+        if not any(name.lower() == self.auth_header.lower() for name in self.headers):
+            key = self.require_api_key() if self.needs_auth else self.get_api_key()
+            if key is not None:
+                headers[self.auth_header] = (
+                    f"Bearer {key}" if self.auth_header == "Authorization" else key
+                )
+        headers.update(self.headers)  # the instance's and the call's headers win
         if stream:
             headers["Accept"] = "text/event-stream"
         model = self.resolve_model(request.model)

@@ -7,12 +7,13 @@ bounds every network wait through the ``HttpCall`` it passes in.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
 
@@ -39,11 +40,11 @@ class ProviderSettings:
     defaults).
     """
 
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     proxy: ProxyConfig | None = None
-    headers: Mapping[str, str] | None = None
-    client_api_key: str | None = None
+    headers: Mapping[str, str] | None = field(default=None, repr=False)
+    client_api_key: str | None = field(default=None, repr=False)
     client_proxy: ProxyConfig | None = None
 _R = TypeVar("_R")
 
@@ -157,15 +158,6 @@ class Provider(ABC):
             shown.append(f"proxy={self.proxy!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
-    def with_options(self, *, api_key: str | None = None, base_url: str | None = None) -> Self:
-        """A copy of this provider with the given options replaced."""
-        clone = copy.copy(self)
-        if api_key is not None:
-            clone._api_key = api_key
-        if base_url is not None:
-            clone.base_url = _checked_base_url(base_url)
-        return clone
-
     def resolved(self, settings: ProviderSettings) -> Provider:
         """This provider as one call uses it: ``settings``' call-level values win over
         this instance's, which win over the client's (see ``ProviderSettings``). Returns
@@ -233,17 +225,15 @@ class Provider(ABC):
         terminator, and typed errors for everything else.
         """
 
-    @classmethod
-    def has_native_complete(cls) -> bool:
-        """Whether ``complete`` is a native non-streaming call rather than the fold."""
-        return cls.complete is not Provider.complete
-
     async def complete(self, request: ChatRequest, http: HttpCall) -> ChatCompletion:
         """The whole completion; by default the stream, folded. Override when the
         service has a cheaper native non-streaming call giving the same result."""
+        # Nothing here tells the deadline about content: the whole reply is one piece of
+        # content, so ``first_chunk`` bounds the attempt to its end, as for a JSON body.
         folded = CompletionAccumulator()
-        async for chunk in self.stream(request, http):
-            folded.add(chunk)
+        async with contextlib.aclosing(self.stream(request, http)) as chunks:
+            async for chunk in chunks:
+                folded.add(chunk)
         return folded.completion(provider=self.name)
 
     @_ClassOrInstanceMethod

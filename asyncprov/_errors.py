@@ -53,7 +53,7 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from ._headers import parse_retry_after
 
@@ -61,45 +61,17 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 __all__ = [
-    "APIConnectionError",
-    "APIError",
-    "APITimeoutError",
-    "AsyncProvError",
-    "AuthenticationError",
-    "BadRequestError",
-    "ClientClosedError",
-    "ConfigurationError",
-    "ConflictError",
-    "ConnectTimeoutError",
-    "EventTooLargeError",
-    "FirstChunkTimeoutError",
-    "HTTPStatusError",
-    "IdleTimeoutError",
-    "ImageError",
-    "ImagesNotSupportedError",
-    "InternalServerError",
-    "InvalidRequestError",
-    "MissingAuthError",
-    "ModelNotFoundError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "ProviderError",
-    "ProviderNotFoundError",
-    "ProviderNotWorkingError",
-    "ProxyError",
-    "QueueTimeoutError",
-    "RateLimitError",
-    "ResponseDecodeError",
-    "RetryNoProviderError",
-    "RetryProviderError",
-    "StreamInterruptedError",
-    "StreamNotSupportedError",
-    "StreamTimeoutError",
-    "TimeoutPhase",
-    "TotalTimeoutError",
-    "UnprocessableEntityError",
-    "error_for_status",
-]
+    "APIConnectionError", "APIError", "APITimeoutError", "AsyncProvError",
+    "AuthenticationError", "BadRequestError", "ClientClosedError", "ConfigurationError",
+    "ConflictError", "ConnectTimeoutError", "EventTooLargeError", "FirstChunkTimeoutError",
+    "HTTPStatusError", "IdleTimeoutError", "ImageError", "ImagesNotSupportedError",
+    "InternalServerError", "InvalidRequestError", "MissingAuthError", "ModelNotFoundError",
+    "NotFoundError", "PermissionDeniedError", "ProviderError", "ProviderNotFoundError",
+    "ProviderNotWorkingError", "ProxyError", "QueueTimeoutError", "RateLimitError",
+    "ResponseDecodeError", "RetryNoProviderError", "RetryProviderError",
+    "StreamInterruptedError", "StreamNotSupportedError", "StreamTimeoutError", "TimeoutPhase",
+    "TotalTimeoutError", "UnprocessableEntityError", "error_for_status",
+]  # fmt: skip
 
 SNIPPET_LIMIT = 500
 """Characters of a response body kept on an error."""
@@ -117,6 +89,16 @@ def _snippet(body: bytes | str | None) -> str:
 
 class AsyncProvError(Exception):
     """Root of every exception asyncprov raises."""
+
+    code: ClassVar[str] = "error"
+    """The error's kind in OpenAI's snake_case vocabulary (``rate_limit_error``, ...):
+    one per kind, as batch results and the gateway report it; a class names its own
+    with ``class X(Base, code="..."):`` and its subclasses inherit it."""
+
+    def __init_subclass__(cls, *, code: str | None = None, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if code is not None:
+            cls.code = code
 
     retries_spent: bool = False
     """True when this error ended attempts already made (a call's retries, a group's
@@ -137,19 +119,19 @@ class AsyncProvError(Exception):
         return cls(f"invalid {what}: " + "; ".join(lines) + suffix)
 
 
-class ConfigurationError(AsyncProvError, ValueError):
+class ConfigurationError(AsyncProvError, ValueError, code="configuration_error"):
     """Raised when the client or a provider is set up wrongly."""
 
 
-class ProviderNotFoundError(ConfigurationError):
+class ProviderNotFoundError(ConfigurationError, code="not_found_error"):
     """Raised when a provider name is not known; the message names close matches."""
 
 
-class ModelNotFoundError(ConfigurationError):
+class ModelNotFoundError(ConfigurationError, code="not_found_error"):
     """Raised when no known provider serves a model name; names close matches."""
 
 
-class MissingAuthError(ConfigurationError):
+class MissingAuthError(ConfigurationError, code="authentication_error"):
     """Raised before any request when a provider that needs a key has none."""
 
 
@@ -157,7 +139,7 @@ class ClientClosedError(ConfigurationError):
     """Raised when a closed client is used."""
 
 
-class InvalidRequestError(AsyncProvError, ValueError):
+class InvalidRequestError(AsyncProvError, ValueError, code="invalid_request_error"):
     """Raised when the request itself is malformed (messages, options) before sending."""
 
 
@@ -173,11 +155,11 @@ class StreamNotSupportedError(InvalidRequestError):
     """Raised when ``stream=True`` is asked of a provider that cannot stream."""
 
 
-class ProviderNotWorkingError(AsyncProvError):
+class ProviderNotWorkingError(AsyncProvError, code="provider_not_working_error"):
     """Raised when only providers marked not working could serve a request."""
 
 
-class APIError(AsyncProvError):
+class APIError(AsyncProvError, code="api_error"):
     """Raised when talking to a provider fails; base of every wire-level error."""
 
     partial_text: str = ""
@@ -206,11 +188,11 @@ class APIError(AsyncProvError):
         return f"{self.message} ({where})" if where else self.message
 
 
-class APIConnectionError(APIError):
+class APIConnectionError(APIError, code="connection_error"):
     """Raised when the connection fails: refused, reset, DNS, TLS, or cut mid-body."""
 
 
-class ProxyError(APIConnectionError):
+class ProxyError(APIConnectionError, code="proxy_error"):
     """Raised when the proxy refuses or cannot be reached (``status`` 407: bad credentials)."""
 
     def __init__(
@@ -225,7 +207,7 @@ class ProxyError(APIConnectionError):
         self.status = status
 
 
-class APITimeoutError(APIError, TimeoutError):
+class APITimeoutError(APIError, TimeoutError, code="timeout_error"):
     """Raised when a timeout runs out; ``phase`` says which one."""
 
     phase: TimeoutPhase = "total"
@@ -272,7 +254,7 @@ class QueueTimeoutError(APITimeoutError):
     phase: TimeoutPhase = "queue"
 
 
-class HTTPStatusError(APIError):
+class HTTPStatusError(APIError, code="api_error"):
     """Raised when a provider answers with an error status."""
 
     def __init__(
@@ -300,35 +282,35 @@ class HTTPStatusError(APIError):
         return f"HTTP {self.status}: {super().__str__()}"
 
 
-class BadRequestError(HTTPStatusError):
+class BadRequestError(HTTPStatusError, code="invalid_request_error"):
     """Raised on 400: the provider rejected the request as malformed."""
 
 
-class AuthenticationError(HTTPStatusError):
+class AuthenticationError(HTTPStatusError, code="authentication_error"):
     """Raised on 401: the key is missing, wrong or revoked."""
 
 
-class PermissionDeniedError(HTTPStatusError):
+class PermissionDeniedError(HTTPStatusError, code="permission_error"):
     """Raised on 403: the key may not use this model or endpoint."""
 
 
-class NotFoundError(HTTPStatusError):
+class NotFoundError(HTTPStatusError, code="not_found_error"):
     """Raised on 404: unknown model or endpoint."""
 
 
-class ConflictError(HTTPStatusError):
+class ConflictError(HTTPStatusError, code="conflict_error"):
     """Raised on 409: a conflicting request; retryable."""
 
 
-class UnprocessableEntityError(HTTPStatusError):
+class UnprocessableEntityError(HTTPStatusError, code="invalid_request_error"):
     """Raised on 422: the request is well-formed but cannot be processed."""
 
 
-class RateLimitError(HTTPStatusError):
+class RateLimitError(HTTPStatusError, code="rate_limit_error"):
     """Raised on 429: rate limited; ``retry_after`` holds the server's wait, if any."""
 
 
-class InternalServerError(HTTPStatusError):
+class InternalServerError(HTTPStatusError, code="server_error"):
     """Raised on 5xx: the provider failed; retryable."""
 
 
@@ -369,7 +351,7 @@ class ProviderError(APIError):
         self.partial_text = partial_text
 
 
-class ResponseDecodeError(APIError):
+class ResponseDecodeError(APIError, code="invalid_response_error"):
     """Raised when a response is not in the expected format (not SSE, not JSON, wrong shape)."""
 
     def __init__(
@@ -394,7 +376,7 @@ class EventTooLargeError(ResponseDecodeError):
         self.limit = limit
 
 
-class StreamInterruptedError(APIError):
+class StreamInterruptedError(APIError, code="stream_interrupted_error"):
     """Raised when a stream ends or breaks before its terminator; keeps the partial text."""
 
     def __init__(
@@ -409,7 +391,7 @@ class StreamInterruptedError(APIError):
         self.partial_text = partial_text
 
 
-class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
+class StreamTimeoutError(StreamInterruptedError, APITimeoutError, code="timeout_error"):
     """Raised when a timeout ends a stream after content: an interruption and a timeout."""
 
     def __init__(
@@ -427,7 +409,7 @@ class StreamTimeoutError(StreamInterruptedError, APITimeoutError):
         self.timeout = timeout
 
 
-class RetryProviderError(AsyncProvError, ExceptionGroup[Exception]):
+class RetryProviderError(AsyncProvError, ExceptionGroup[Exception], code="api_error"):
     """Raised when a call's attempts all failed, in different ways (an ExceptionGroup)."""
 
     def __new__(cls, message: str, exceptions: Sequence[Exception]) -> Self:
@@ -443,5 +425,5 @@ class RetryProviderError(AsyncProvError, ExceptionGroup[Exception]):
         return self.message
 
 
-class RetryNoProviderError(AsyncProvError):
+class RetryNoProviderError(AsyncProvError, code="no_provider_error"):
     """Raised when failover had no provider it could try at all."""

@@ -329,17 +329,24 @@ class _Post:
             if raw.status != 429:
                 limiter.answered()
                 break
-            if waits >= limiter.limit.max_429_waits or not limiter.rate_limited_for(
-                parse_retry_after(raw.headers),
-                sent_at=sent,
-                retry_after_max=call.retry_after_max,
-            ):
+            wait = None
+            if waits < limiter.limit.max_429_waits:
+                wait = limiter.on_429(
+                    parse_retry_after(raw.headers),
+                    sent_at=sent,
+                    retry_after_max=call.retry_after_max,
+                )
+            if wait is None:
                 break  # this 429 goes to the caller
             waits += 1
             raw.close()
             limiter.release()
             limiter.settle(tokens, 0)  # charged again when it is sent again
-            log.info("%s: 429, pausing the provider and sending again", call.provider)
+            log.info("%s: 429, sending again after %.3f s", call.provider, wait)
+            if wait > 0:
+                queued = clock()  # waiting out a 429 is queue time, not the call's own
+                await limiter.sleep(wait)
+                call.deadline.shift(clock() - queued, total=call.owns_total)
         if raw.status >= 400 and tokens:  # an error answer, 429 included, used no tokens
             limiter.settle(tokens, 0)
             tokens = 0

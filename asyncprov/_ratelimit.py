@@ -63,7 +63,8 @@ class RateLimitStats(BaseModel):
         paced_seconds: the time those waits took (or would have, under the testing
             switch).
         rate_limited: 429 answers waited out.
-        paused_seconds: time callers waited in pauses after 429s.
+        paused_seconds: the waits 429s asked for (a request's own, or the provider's
+            pause for every caller).
         in_flight: requests holding a slot now.
         tokens: tokens charged (estimates, corrected by the usage reported).
     """
@@ -101,6 +102,7 @@ class Limiter:
         self._paused_until = 0.0
         self._pause_began = -math.inf
         self._backoff = 0
+        self._answered_at = -math.inf  # when the provider last answered without a 429
         self.requests = self.paced = self.rate_limited = self.in_flight = self.tokens = 0
         self.paced_seconds = self.paused_seconds = 0.0
 
@@ -149,6 +151,16 @@ class Limiter:
         self.in_flight += 1
         self.requests += 1
 
+    async def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on this limiter's clock (under the testing switch the clock
+        jumps instead)."""
+        if is_testing():
+            self._skew += seconds
+        else:
+            import anyio
+
+            await anyio.sleep(seconds)
+
     async def _wait_for_budget(self, tokens: int) -> None:
         import anyio
 
@@ -163,8 +175,6 @@ class Limiter:
                     break
                 self.paced += 1
                 self.paced_seconds += wait
-            else:
-                self.paused_seconds += wait
             if is_testing():
                 self._skew += wait
             else:
@@ -210,27 +220,36 @@ class Limiter:
     def answered(self) -> None:
         """The provider answered with something other than 429."""
         self._backoff = 0
+        self._answered_at = self._now()
 
-    def rate_limited_for(
+    def on_429(
         self, retry_after: float | None, *, sent_at: float, retry_after_max: float
-    ) -> bool:
-        """A 429 arrived for a request sent at ``sent_at`` (``now()``): pause every
-        caller and say whether to send again (``False`` when the provider asks for
-        longer than the call's ``retry_after_max``, its retry policy's). Requests sent
-        before the current pause began are the same burst: their 429s do not lengthen
-        the backoff."""
+    ) -> float | None:
+        """A 429 arrived for a request sent at ``sent_at`` (``now()``). Returns how long
+        this request waits on its own before it is sent again: 0 when a pause of the
+        whole provider holds it back, ``None`` when it is not sent again (the provider
+        asks for longer than the retry policy's ``retry_after_max``).
+
+        The wait is what the server asked (``retry-after-ms`` or ``Retry-After``), and no
+        longer; without either, 0.5, 1, 2... s. When the provider answered another
+        request after this one was sent, the 429 is this request's own and only it
+        waits; otherwise every caller pauses. Requests sent before a pause began are
+        the same burst: their 429s neither pause again nor lengthen the backoff."""
         if retry_after is not None and retry_after > retry_after_max:
-            return False
+            return None
         self.rate_limited += 1
-        now = self._now()
-        if retry_after is None and sent_at < self._pause_began:
-            return True  # already paced by the pause this burst started
-        if retry_after is None:  # no Retry-After: back off 1, 2, 4... seconds
+        if sent_at < self._pause_began:
+            return 0.0  # the pause this burst started holds it back
+        if retry_after is None:
             self._backoff += 1
-            retry_after = min(retry_after_max, 2.0 ** (self._backoff - 1))
+            retry_after = min(retry_after_max, 0.5 * 2.0 ** (self._backoff - 1))
+        self.paused_seconds += retry_after
+        if self._answered_at > sent_at:
+            return retry_after  # the provider answers others: this request waits alone
+        now = self._now()
         self._pause_began = now
         self._paused_until = max(self._paused_until, now + retry_after)
-        return True
+        return 0.0
 
 
 class RateLimits(MutableMapping[str, RateLimit]):

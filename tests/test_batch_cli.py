@@ -87,7 +87,7 @@ def test_failures_are_result_lines(
         "status_code": 400,
         "body": {"error": {"message": "no", "type": "invalid"}},
     }
-    assert record["error"]["code"] == "bad_request_error" and "no" in record["error"]["message"]
+    assert record["error"]["code"] == "invalid_request_error" and "no" in record["error"]["message"]
     assert "asyncprov batch: 0 done, 1 failed" in capsys.readouterr().err  # the log line
 
 
@@ -125,7 +125,8 @@ def test_malformed_lines_are_reported_and_skipped(
     assert "Traceback" not in err
     by_id = {r["custom_id"]: r for r in results(target)}
     assert sorted(by_id) == ["a", "b", "emb", "nobody"]
-    assert by_id["emb"]["error"]["code"] == "invalid_request" and by_id["emb"]["response"] is None
+    assert by_id["emb"]["error"]["code"] == "invalid_request_error"
+    assert by_id["emb"]["response"] is None
     assert by_id["a"]["response"]["body"]["choices"][0]["message"]["content"] == "You said: one"
     assert len(threaded_server.requests) == 2
     assert "2 done, 2 failed, 0 already in OUT, 4 malformed line(s) skipped" in out

@@ -63,8 +63,10 @@ def test_chat_expected_failures_are_one_line(
     err = capsys.readouterr().err
     assert code == 1 and err.startswith("asyncprov: RateLimitError: HTTP 429")
     assert "Traceback" not in err and err.count("\n") == 1
-    assert main(["chat", "--provider", "OpenaiChat", "hi"], out=io.StringIO()) == 1
-    assert "MissingAuthError" in capsys.readouterr().err
+    assert main(["chat", "--provider", "OpenaiChat", "hi"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key\n"
+    )
     assert main(["chat", "--provider", "Nope", "hi"], out=io.StringIO()) == 1
     assert "ProviderNotFoundError" in capsys.readouterr().err
 

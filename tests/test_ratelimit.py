@@ -104,7 +104,7 @@ async def test_429_pauses_and_resends_instead_of_failing(server: OpenAITestServe
 @pytest.mark.usefixtures("testing_switch")
 async def test_429_limits(server: OpenAITestServer) -> None:
     """Too long a Retry-After, or too many 429s in a row, reach the caller as RateLimitError;
-    without Retry-After the pauses back off 1, 2, 4... seconds."""
+    without Retry-After the pauses back off 0.5, 1, 2... seconds."""
     server.add_reply(Reply(status=429, headers={"Retry-After": "120"}))
     async with limited(server, concurrency=4) as client:
         with pytest.raises(RateLimitError):
@@ -116,7 +116,7 @@ async def test_429_limits(server: OpenAITestServer) -> None:
         with pytest.raises(RateLimitError):
             await client.chat.completions.create(model="m", messages="hi")
         stats = client.rate_limits.stats(NAME)
-    assert stats.rate_limited == 2 and stats.paused_seconds == pytest.approx(3.0, abs=0.05)
+    assert stats.rate_limited == 2 and stats.paused_seconds == pytest.approx(1.5, abs=0.05)
     assert len(server.requests) == 4 and stats.in_flight == 0
 
 
@@ -213,7 +213,7 @@ def test_registry_is_a_mapping() -> None:
 @pytest.mark.usefixtures("testing_switch")
 async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
     """Eight requests in flight all answered 429 (no Retry-After) are one burst: one
-    1 s pause, not a backoff doubled eight times."""
+    0.5 s pause, not a backoff doubled eight times."""
     server.add_reply(*[Reply(status=429) for _ in range(8)])
     async with limited(server) as client:
         batch = client.chat.completions.batch([{"model": "m", "messages": "hi"}] * 8, concurrency=8)
@@ -221,7 +221,7 @@ async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
             assert all([r.ok async for r in results])
         stats = client.rate_limits.stats(NAME)
     assert stats.rate_limited == 8
-    assert stats.paused_seconds == pytest.approx(1.0, abs=0.1)
+    assert stats.paused_seconds == pytest.approx(0.5, abs=0.1)
 
 
 @pytest.mark.usefixtures("testing_switch")

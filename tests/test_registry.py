@@ -128,6 +128,8 @@ IMPORT_CHECK = textwrap.dedent(
     """
     import sys
     import asyncprov
+    print(sorted(m for m in sys.modules if m.startswith("asyncprov.")))
+    from asyncprov import AsyncClient
     loaded = sorted(m for m in sys.modules if m.startswith("asyncprov.providers"))
     print(",".join(loaded))
     from asyncprov.providers import OpenaiChat
@@ -145,7 +147,8 @@ IMPORT_CHECK = textwrap.dedent(
 
 
 def test_import_loads_no_concrete_provider() -> None:
-    """``import asyncprov`` loads only providers and providers.base; OpenaiChat loads on demand."""
+    """``import asyncprov`` loads nothing but its version; the client loads only providers
+    and providers.base; OpenaiChat loads on demand."""
     result = subprocess.run(
         [sys.executable, "-c", IMPORT_CHECK],
         capture_output=True,
@@ -155,6 +158,7 @@ def test_import_loads_no_concrete_provider() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
+        "['asyncprov._version']",
         "asyncprov.providers,asyncprov.providers.base",
         "asyncprov.providers.openai OpenaiChat",
         "ImportError",

@@ -33,6 +33,7 @@ from ._batchfile import (
     result_line,
 )
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXPECTED, UsageError, exit_status
+from ._provider import check_provider
 
 __all__ = ["add_parser", "run"]
 
@@ -263,11 +264,12 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"cannot read {args.input}: not a file")
     if args.output.exists() and args.input.resolve() == args.output.resolve():
         raise UsageError("IN and OUT are the same file; results need a file of their own")
-    limits = None
-    if args.rpm is not None or args.tpm is not None:
-        # A batch queues by design, and its waits are finite (paced, or 429 pauses).
-        limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm, max_wait=None)}
-    # Checked before OUT is touched: a bad --provider leaves no empty OUT behind.
+    # Always a limiter, so a 429's Retry-After is waited out (that request alone, or the
+    # whole provider when nothing else gets through) instead of becoming a failure line.
+    # A batch queues by design, and its waits are finite (paced, or 429 pauses).
+    limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm, max_wait=None)}
+    # Checked before OUT is touched: a bad --provider or a missing key leaves no OUT.
+    check_provider(args.provider, base_url=args.base_url, api_key=args.api_key, model="from IN")
     client = AsyncClient(
         args.provider,
         base_url=args.base_url,
@@ -318,7 +320,11 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         output.close()
     dropped = progress.in_flight if batch.cancelled else 0
-    limited = {name: client.rate_limits.stats(name) for name in providers} if limits else {}
+    limited = {
+        name: stats
+        for name in providers
+        if (stats := client.rate_limits.stats(name)).rate_limited or stats.paced
+    }
     _summary(out, progress, providers, source, time.monotonic() - started, dropped, limited)
     if earlier_failures:
         out.write(

@@ -13,14 +13,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from asyncprov import CALL_SETTINGS, BatchResult, KeyMask
+from asyncprov import CALL_SETTINGS, AsyncProvError, BatchResult, InvalidRequestError, KeyMask
 
 from ._errors import UsageError
 
@@ -39,9 +38,10 @@ _NOT_BODY_FIELDS = CALL_SETTINGS | {"stream"}
 _SHOWN_PROBLEMS = 20
 
 
-def _code(error_type: str | None) -> str:
-    """``RateLimitError`` -> ``rate_limit_error``."""
-    return re.sub(r"(?<!^)(?=[A-Z])", "_", error_type or "Error").lower()
+def _code(error: BaseException | None) -> str:
+    """The error's kind as OUT records it (``AsyncProvError.code``: OpenAI's snake_case
+    vocabulary, one per kind)."""
+    return error.code if isinstance(error, AsyncProvError) else AsyncProvError.code
 
 
 def _new_id() -> str:
@@ -62,7 +62,7 @@ def result_line(result: BatchResult, mask: KeyMask | None = None) -> str:
         body = result.completion.model_dump_json(exclude_none=True)
         return head + f'"response":{{"status_code":200,"body":{body}}},"error":null}}\n'
     message = mask(result.error_message or "")
-    error = {"code": _code(result.error_type), "message": message}
+    error = {"code": _code(result.error), "message": message}
     response = None
     if result.status is not None:
         upstream = getattr(result.error, "body", None)
@@ -262,7 +262,7 @@ class InputFile:
         if problem is not None:
             self.invalid += 1
             self.report.problem(f"{self.path} line {number}: {problem}; recorded as failed")
-            self.reject(custom_id, "invalid_request", problem)
+            self.reject(custom_id, InvalidRequestError.code, problem)
             return None
         assert isinstance(body, dict)
         request = {**body, "custom_id": custom_id}

@@ -80,6 +80,11 @@ def _tried(outcome: _Outcome) -> str:
     return ", ".join(notes) or "-"
 
 
+def _count(n: int, one: str, many: str | None = None) -> str:
+    """``1 hedge``, ``2 hedges``."""
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
 def _percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
@@ -106,10 +111,10 @@ def _report(outcomes: list[_Outcome], wall: float, out: TextIO) -> None:
     )
     errors = Counter(a.error_type for a in failed)
     out.write(
-        f"retries: {len(every) - len(answered)} tries beyond one per request; "
-        f"{len(failed)} failovers after an error"
+        f"retries: {_count(len(every) - len(answered), 'try', 'tries')} beyond one per "
+        f"request; {_count(len(failed), 'failover')} after an error"
         + (f" ({', '.join(f'{k} {v}' for k, v in errors.most_common())})" if errors else "")
-        + f", {len(hedged)} hedges (a second provider started after "
+        + f", {_count(len(hedged), 'hedge')} (a second provider started after "
         f"{HEDGE_DELAY * 1000:.0f} ms without content; the loser cancelled)\n"
     )
     if ttfts:

@@ -16,8 +16,9 @@ from asyncprov.providers import Provider
 
 from . import _batch as _batch_cli
 from ._errors import EXPECTED, UsageError, exit_status
+from ._provider import check_provider
 
-__all__ = ["main"]
+__all__ = ["run"]
 
 
 def _provider_classes() -> list[type[Provider]]:
@@ -56,11 +57,13 @@ def _providers(out: TextIO) -> int:
 
 
 def _chat(args: argparse.Namespace, out: TextIO) -> int:
-    prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read()
+    # A piped prompt ends with the newline of its last line: not part of the message.
+    prompt = " ".join(args.prompt) if args.prompt else sys.stdin.read().rstrip("\r\n")
     if not prompt.strip():
         raise UsageError("nothing to send: give a prompt, or pipe one on stdin")
     if args.max_retries < 0:
         raise UsageError("--max-retries must be 0 or more")
+    check_provider(args.provider, base_url=args.base_url, api_key=args.api_key, model=args.model)
     with Client(
         provider=args.provider,
         base_url=args.base_url,
@@ -70,14 +73,21 @@ def _chat(args: argparse.Namespace, out: TextIO) -> int:
         stream = client.chat.completions.create(
             model=args.model, messages=prompt, stream=True, images=args.image or None
         )
-        with stream:
-            for chunk in stream:
-                if args.json:
-                    out.write(chunk.model_dump_json(exclude_none=True) + "\n")
-                elif chunk.choices and (text := chunk.choices[0].delta.content):
-                    out.write(text)
-                    out.flush()
-    if not args.json:
+        wrote = False
+        try:
+            with stream:
+                for chunk in stream:
+                    if args.json:
+                        out.write(chunk.model_dump_json(exclude_none=True) + "\n")
+                    elif chunk.choices and (text := chunk.choices[0].delta.content):
+                        out.write(text)
+                        out.flush()
+                        wrote = True
+        finally:
+            if wrote:  # the partial text ends its line before any error line
+                out.write("\n")
+                out.flush()
+    if not args.json and not wrote:
         out.write("\n")
     return 0
 
@@ -140,7 +150,7 @@ def _demo(args: argparse.Namespace, out: TextIO) -> int:
     return anyio.run(lambda: run_demo(out, requests=args.requests, seed=args.seed))
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParser]]:
     parser = argparse.ArgumentParser(
         prog="asyncprov", description="One OpenAI-shaped client over many LLM providers."
     )
@@ -192,13 +202,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--requests", type=int, default=24, help="how many (default 24)")
     demo.add_argument("--seed", type=int, help="make the flaky provider's failures repeatable")
-    return parser
+    return parser, dict(commands.choices)
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
+def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     """Run the command line; returns the exit status."""
     out = out or sys.stdout
-    args = _parser().parse_args(argv)
+    parser, commands = _parser()
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # the usage of the command given, not the top-level one
+        commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         if args.command == "providers":
             return _providers(out)

@@ -4,6 +4,7 @@ input, and a crash and Ctrl-C of the real process."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import signal
@@ -465,3 +466,97 @@ def test_a_failed_write_to_out_is_one_line(
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert f"cannot write {target}" in result.stderr
+
+
+# --- what a new user hit (issue 13) -----------------------------------------------------
+
+
+def test_429s_are_waited_out_by_default(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Without --rpm or --tpm, and with retries off, a 429's Retry-After is waited out:
+    no failure line, and the summary counts the waits."""
+    threaded_server.add_reply(*[Reply(status=429, headers={"Retry-After": "0.05"})] * 3)
+    source = write_input(tmp_path / "in.jsonl", 10)
+    target = tmp_path / "out.jsonl"
+    code, out = cli(source, target, "--base-url", threaded_server.base_url, "--max-retries", "0")
+    assert code == 0, out
+    assert all(r["error"] is None for r in results(target)) and len(results(target)) == 10
+    assert "3 429(s) waited out" in out
+
+
+def test_a_lone_429_delays_only_its_own_request(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    """One 429 (Retry-After: 1) among requests that succeed pauses only that request:
+    the others keep arriving at the server without a one-second gap."""
+    replies = [Reply(content="ok")] * 60
+    replies[5] = Reply(status=429, headers={"Retry-After": "1"})
+    threaded_server.add_reply(*replies)
+    source = write_input(tmp_path / "in.jsonl", 60)
+    target = tmp_path / "out.jsonl"
+    code, _ = cli(
+        source, target, "--base-url", threaded_server.base_url, "--rpm", "600000",
+        "--concurrency", "4",
+    )  # fmt: skip
+    assert code == 0
+    arrivals = sorted(r.at for r in threaded_server.requests)
+    others = arrivals[:-1]  # the last arrival is the resent request, a second later
+    assert arrivals[-1] - arrivals[0] >= 0.9
+    assert max(b - a for a, b in itertools.pairwise(others)) < 0.5
+
+
+def test_a_missing_key_stops_before_anything(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--provider OpenaiChat without its key: one line naming the variable and the flag,
+    exit 2, and OUT is not created."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    source = write_input(tmp_path / "in.jsonl", 3)
+    target = tmp_path / "out.jsonl"
+    code, _ = cli(source, target, "--provider", "OpenaiChat")
+    assert code == 2 and not target.exists()
+    assert capsys.readouterr().err == (
+        "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key\n"
+    )
+
+
+def test_error_codes_are_one_per_kind_in_snake_case(tmp_path: Path) -> None:
+    """A refused connection is recorded as connection_error (was a_p_i_connection_error)."""
+    source = write_input(tmp_path / "in.jsonl", 1)
+    target = tmp_path / "out.jsonl"
+    code, _ = cli(source, target, "--base-url", "http://127.0.0.1:9/v1", "--max-retries", "0")
+    assert code == 1
+    assert [r["error"]["code"] for r in results(target)] == ["connection_error"]
+
+
+def test_every_error_code_is_listed_in_the_readme() -> None:
+    """The README's error-code list names every code an error can carry."""
+    import asyncprov
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    codes = {
+        getattr(asyncprov, name).code
+        for name in asyncprov.__all__
+        if isinstance(getattr(asyncprov, name), type)
+        and issubclass(getattr(asyncprov, name), asyncprov.AsyncProvError)
+    }
+    assert all(code.islower() and " " not in code for code in codes)
+    missing = {code for code in codes if f"`{code}`" not in readme}
+    assert missing == set()
+
+
+def test_the_providers_line_adds_up(threaded_server: OpenAITestServer, tmp_path: Path) -> None:
+    """Every failed line of OUT is counted on the providers line (one sent and failed,
+    one never sent because the line was invalid)."""
+    threaded_server.add_reply(Reply(status=400))
+    source = tmp_path / "in.jsonl"
+    source.write_text(
+        line("bad", "one")
+        + "\n"
+        + json.dumps({"custom_id": "emb", "url": "/v1/embeddings", "body": {}})
+        + "\n"
+    )
+    target = tmp_path / "out.jsonl"
+    code, out = cli(source, target, "--base-url", threaded_server.base_url)
+    assert code == 1
+    assert sum(r["error"] is not None for r in results(target)) == 2
+    assert "providers: (not sent) 0 done, 1 failed; OpenAICompatible 0 done, 1 failed" in out

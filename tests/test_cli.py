@@ -103,3 +103,114 @@ def test_python_dash_m_entry_point() -> None:
         check=False,
     )
     assert result.returncode == 0 and result.stdout.startswith("asyncprov ")
+
+
+# --- what a new user hit (issue 13) -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (
+            ["--provider", "RetryProvider"],
+            "--provider RetryProvider cannot be used from the command line",
+        ),
+        (["--provider", "OpenAICompatible"], "--provider OpenAICompatible needs --base-url URL"),
+        ([], "give --model (or --provider, or --base-url)"),
+    ],
+)
+def test_chat_problems_speak_in_flags(
+    argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A command line that cannot work says so in flags, never keyword arguments."""
+    assert main(["chat", *argv, "hi"], out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"asyncprov: {expected}") and err.count("\n") == 1
+    assert "=..." not in err and "instance" not in err
+
+
+def test_a_bad_flag_prints_the_commands_usage(capsys: pytest.CaptureFixture[str]) -> None:
+    """`asyncprov chat --bogus` shows chat's usage, not the top-level one."""
+    with pytest.raises(SystemExit) as caught:
+        main(["chat", "--bogus"], out=io.StringIO())
+    assert caught.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: asyncprov chat") and "unrecognized arguments: --bogus" in err
+
+
+def test_piped_prompt_loses_its_trailing_newline(
+    threaded_server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A prompt piped on stdin is sent without the newline that ends it."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("from a pipe\n"))
+    assert (
+        main(["chat", "--base-url", threaded_server.base_url, "--model", "m"], out=io.StringIO())
+        == 0
+    )
+    assert threaded_server.requests[-1].json["messages"][0]["content"] == "from a pipe"
+
+
+def test_a_cut_stream_ends_its_line_before_the_error(
+    threaded_server: OpenAITestServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After a stream breaks off, the partial text and the error are on separate lines."""
+    threaded_server.add_reply(Reply(content="a b c d", fault="truncate", fault_after=2))
+    out = io.StringIO()
+    argv = ["chat", "--base-url", threaded_server.base_url, "--model", "m", "--max-retries=0"]
+    assert main([*argv, "hi"], out=out) == 1
+    assert out.getvalue() == "a b \n"
+    assert capsys.readouterr().err.startswith("asyncprov: StreamInterruptedError")
+
+
+def test_a_provider_marked_not_working_fails_in_one_line(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`chat --provider Raycast` (marked not working) prints one line, no warning beside."""
+    argv = ["chat", "--provider", "Raycast", "--base-url", "http://127.0.0.1:9/api/v1"]
+    assert main([*argv, "--api-key", "rc-token", "--max-retries=0", "hi"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("asyncprov: APIConnectionError")
+
+
+def test_counts_read_as_english() -> None:
+    """The demo's totals say "1 hedge", "2 hedges", "1 try", "3 tries"."""
+    from asyncprov.cli._demo import _count
+
+    assert (_count(1, "hedge"), _count(2, "hedge")) == ("1 hedge", "2 hedges")
+    assert (_count(1, "try", "tries"), _count(3, "try", "tries")) == ("1 try", "3 tries")
+
+
+def test_ctrl_c_at_any_moment_exits_130_without_a_traceback() -> None:
+    """SIGINT while `asyncprov demo` starts up or runs: exit 130, one line, no traceback."""
+    import signal
+    import time
+
+    program = (
+        "import sys, asyncprov.cli; print('ready', flush=True); "
+        "sys.exit(asyncprov.cli.main(['demo', '--requests', '300']))"
+    )
+    for delay in (0.0, 0.05, 0.2, 0.5):
+        process = subprocess.Popen(
+            [sys.executable, "-c", program],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stdout is not None and process.stdout.readline() == "ready\n"
+        time.sleep(delay)
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=30)
+        assert process.returncode == 130, (delay, err)
+        assert "Traceback" not in err and err.strip().splitlines()[-1] == "asyncprov: interrupted"
+
+
+def test_serve_without_a_key_names_the_variable_and_the_flag(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`serve --provider OpenaiChat` with no key names OPENAI_API_KEY and --api-key-env,
+    not a configuration-file field."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    assert main(["serve", "--provider", "OpenaiChat"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key-env NAME\n"
+    )

@@ -72,7 +72,9 @@ async def test_upstream_status_is_passed_on(
     )
     with pytest.raises(openai.RateLimitError) as caught:
         await oa.chat.completions.create(model="m1", messages=[{"role": "user", "content": "x"}])
-    assert caught.value.status_code == 429 and "slow down" in str(caught.value)
+    assert caught.value.status_code == 429 and "rate limiting" in str(caught.value)
+    assert "slow down" not in str(caught.value)  # the upstream's own text stays in the log
+    assert caught.value.response.headers["x-request-id"] in str(caught.value)
 
 
 async def test_models_and_key_rejection(oa: openai.AsyncOpenAI, gateway: str) -> None:

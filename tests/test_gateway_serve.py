@@ -249,17 +249,18 @@ async def test_upstream_keys_are_never_echoed_or_logged(
         body["stream"] = True  # the mid-stream error event, scripted first
         async with session.post(url + "/chat/completions", json=body) as response:
             text = await response.text()
-        assert "first words" in text and "Incorrect API key provided: ***" in text
+        assert "first words" in text and "Incorrect API key" not in text
         for stream in (False, True):
             body["stream"] = stream
             async with session.post(url + "/chat/completions", json=body) as response:
                 assert response.status == 502
                 error = (await response.json())["error"]
                 assert error["message"].startswith("an upstream provider refused the gateway")
-                assert "Incorrect API key provided: ***" in error["message"]
+                assert "Incorrect API key" not in error["message"]
                 text += json.dumps(error)
     assert secret not in text
     assert secret not in caplog.text
+    assert "Incorrect API key provided: ***" in caplog.text  # the details, in the log
     assert server.requests[0].headers["Authorization"] == f"Bearer {secret}"
 
 
@@ -549,4 +550,93 @@ async def test_a_key_given_to_the_client_is_masked_too(server: OpenAITestServer)
                     text = await r.text()
         finally:
             await runner.cleanup()
-    assert secret not in text and "bad key ***" in text
+    assert secret not in text and "refused the gateway's credentials" in text
+    assert "bad key" not in text  # no upstream text reaches a client
+
+
+async def test_drain_answers_health_checks_on_new_and_open_connections(
+    server: OpenAITestServer,
+) -> None:
+    """While draining, the gateway keeps listening: /healthz and new chat requests get
+    503 on an already-open keep-alive connection and on a new one; the in-flight stream
+    finishes within the grace period; then serve() returns."""
+    server.add_reply(Reply(content="a b c d e f", chunk_delay=0.1))
+    config = {
+        "server": {"port": 0, "grace_period": 5},
+        "providers": {"up": upstream(server.base_url)},
+    }
+    stop, listening, urls = anyio.Event(), anyio.Event(), []
+
+    def ready(url: str) -> None:
+        urls.append(url)
+        listening.set()
+
+    run = functools.partial(
+        serve, parse_config(config), ready=ready, stop=stop, handle_signals=False
+    )
+    body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+    with anyio.fail_after(20):  # serve() must return once drained
+        await _drain_while_serving(run, listening, urls, body)
+
+
+async def _drain_while_serving(
+    run: Any, listening: anyio.Event, urls: list[str], body: dict[str, Any]
+) -> None:
+    async with anyio.create_task_group() as tg, aiohttp.ClientSession() as kept:
+        tg.start_soon(run)
+        with anyio.fail_after(10):
+            await listening.wait()
+        url = urls[0]
+        health = url.removesuffix("/v1") + "/healthz"
+        async with kept.get(health) as r:  # opens the keep-alive connection
+            assert r.status == 200
+        async with aiohttp.ClientSession() as streaming:
+            response = await streaming.post(
+                url + "/chat/completions", json={**body, "stream": True}
+            )
+            assert (await response.content.readline()).startswith(b"data: ")
+            run.keywords["stop"].set()
+            await anyio.wait_all_tasks_blocked()
+            async with kept.get(health) as r:
+                assert r.status == 503
+            async with kept.post(url + "/chat/completions", json=body) as r:
+                assert r.status == 503 and "shutting down" in (await r.json())["error"]["message"]
+            async with aiohttp.ClientSession() as fresh, fresh.get(health) as r:
+                assert r.status == 503
+            with anyio.fail_after(10):
+                events = await read_events(response)
+            response.release()
+        assert events[-1] == "[DONE]"
+    # Leaving the task group waited for serve() to return: the drain ended it.
+
+
+async def test_failures_name_no_upstream_address_or_provider(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An unreachable upstream: the client learns the public model, the kind of failure
+    and a request id, never the upstream's host:port or provider name; the log has the
+    details under that request id."""
+    config = {
+        "server": {"port": 0},
+        "providers": {"internal-east": upstream("http://127.0.0.1:9/v1", models=["m-up"])},
+        "routes": {"chat": {"providers": [{"provider": "internal-east", "model": "m-up"}]}},
+    }
+    caplog.set_level(logging.INFO)
+    body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+    with instant_retries():
+        async with serving(config) as url, aiohttp.ClientSession() as session:
+            for stream in (False, True):
+                async with session.post(
+                    url + "/chat/completions", json={**body, "stream": stream}
+                ) as r:
+                    assert r.status == 502
+                    request_id = r.headers["X-Request-Id"]
+                    error = (await r.json())["error"]
+                assert error["type"] == "connection_error"
+                assert error["message"] == (
+                    f"the upstream provider could not be reached (model 'chat', request "
+                    f"{request_id})"
+                )
+                assert "127.0.0.1" not in str(error) and "internal-east" not in str(error)
+                logged = [m for m in caplog.messages if request_id in m]
+                assert logged and "internal-east" in logged[0] and "127.0.0.1:9" in logged[0]

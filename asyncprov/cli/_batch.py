@@ -227,6 +227,9 @@ def _summary(
         f"completion {progress.completion_tokens:,})\n"
     )
     out.write(f"time: {elapsed:.1f} s, {rate:,.1f} requests/s\n")
+    providers = dict(providers)
+    if source.invalid:  # lines recorded as failed without being sent
+        providers["(not sent)"] = [0, providers.get("(not sent)", [0, 0])[1] + source.invalid]
     if providers:
         parts = [
             f"{name} {ok:,} done" + (f", {bad:,} failed" if bad else "")
@@ -309,7 +312,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             async with batch as results:
                 async for result in results:
                     output.write(result_line(result, mask))
-                    counts = providers.setdefault(result.provider or "(none)", [0, 0])
+                    counts = providers.setdefault(result.provider or "(not sent)", [0, 0])
                     counts[0 if result.ok else 1] += 1
                     display.update(batch.progress)
             group.cancel_scope.cancel()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TextIO
@@ -108,6 +109,15 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     else:
         if not args.provider and not args.base_url:
             raise UsageError("serve needs --config FILE, or --base-url URL / --provider NAME")
+        if args.api_key_env and not os.environ.get(args.api_key_env):
+            raise UsageError(f"--api-key-env {args.api_key_env}: that variable is not set")
+        check_provider(
+            args.provider,
+            base_url=args.base_url,
+            api_key=os.environ.get(args.api_key_env) if args.api_key_env else None,
+            model="(any)",
+            key_flag="--api-key-env NAME",
+        )
         provider_type = args.provider or "OpenAICompatible"
         provider = {"type": provider_type, "models": args.model or []}
         if args.base_url:
@@ -212,6 +222,12 @@ def run(argv: Sequence[str] | None = None, *, out: TextIO | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # the usage of the command given, not the top-level one
         commands[args.command].error(f"unrecognized arguments: {' '.join(unknown)}")
+    if args.command != "serve":
+        # One line per failure: the library's own warnings (a provider marked not
+        # working, ...) are not printed beside it.
+        library = logging.getLogger("asyncprov")
+        if not library.handlers:
+            library.addHandler(logging.NullHandler())
     try:
         if args.command == "providers":
             return _providers(out)

@@ -7,6 +7,7 @@ import hmac
 import json
 import logging
 import time
+import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -48,21 +49,37 @@ def _error(status: int, message: str, kind: str, code: str | None = None) -> web
     return web.json_response(body, status=status)
 
 
-def _status_for(error: AsyncProvError) -> tuple[int, str]:
-    """The HTTP status and OpenAI error type a gateway answers for ``error``."""
+def _status_for(error: AsyncProvError) -> int:
+    """The HTTP status a gateway answers ``error`` with."""
     if isinstance(error, HTTPStatusError):
-        return error.status, error.error_type or "upstream_error"
+        return error.status
     if isinstance(error, InvalidRequestError):
-        return 400, "invalid_request_error"
+        return 400
     if isinstance(error, ModelNotFoundError | ProviderNotFoundError):
-        return 404, "not_found_error"
+        return 404
     if isinstance(error, APITimeoutError):
-        return 504, "timeout_error"
+        return 504
     if isinstance(error, APIConnectionError | RetryProviderError | StreamInterruptedError):
-        return 502, "upstream_error"
+        return 502
     if isinstance(error, ConfigurationError):
-        return 500, "configuration_error"
-    return 502, "upstream_error"
+        return 500
+    return 502
+
+
+_SAYS = {
+    "timeout_error": "the upstream provider did not answer in time",
+    "rate_limit_error": "the upstream provider is rate limiting; try again later",
+    "connection_error": "the upstream provider could not be reached",
+    "proxy_error": "the upstream provider could not be reached",
+    "server_error": "the upstream provider failed",
+    "stream_interrupted_error": "the upstream stream broke off",
+    "invalid_response_error": "the upstream provider answered in an unexpected format",
+    "not_found_error": "the upstream provider does not serve this model",
+    "invalid_request_error": "the upstream provider rejected the request",
+    "permission_error": "the upstream provider refused the request",
+    "configuration_error": "the gateway is not configured for this request",
+}
+"""What a client is told for each kind of failure: no upstream text, host or name."""
 
 
 def _event(payload: str) -> bytes:
@@ -119,16 +136,30 @@ class _Gateway:
         matches = [hmac.compare_digest(given, key) for key in self.api_keys]
         return any(matches)
 
-    def failure(self, error: AsyncProvError) -> tuple[int, str, str]:
-        """The status, OpenAI error type and scrubbed message a client gets for ``error``."""
-        status, kind = _status_for(error)
-        message = self.scrub(str(error))
-        if isinstance(error, HTTPStatusError) and status in (401, 403):
+    def failure(
+        self, error: AsyncProvError, *, request_id: str, model: object
+    ) -> tuple[int, str, str]:
+        """The status, OpenAI error type and message a client gets for ``error``: the
+        public model name, the kind of failure and the request id, never the upstream's
+        text, address or provider name. The details go to the log under the request id."""
+        status, kind = _status_for(error), error.code
+        if isinstance(error, InvalidRequestError):  # the client's own request: say why
+            message = str(error)
+        elif isinstance(error, HTTPStatusError) and status in (401, 403):
             # The upstream refused the gateway's own credentials: the client's key is
             # fine, so it must not look like a 401 to it.
             status, kind = 502, "upstream_error"
-            message = "an upstream provider refused the gateway's credentials: " + message
-        return status, kind, message
+            message = "an upstream provider refused the gateway's credentials"
+        else:
+            message = _SAYS.get(kind, "the upstream provider failed")
+        log.warning(
+            "request %s (model %s) failed: %s: %s",
+            request_id,
+            model,
+            type(error).__name__,
+            self.scrub(str(error) + "".join("\n" + n for n in getattr(error, "__notes__", ()))),
+        )
+        return status, kind, f"{message} (model {model!r}, request {request_id})"
 
     async def health(self, request: web.Request) -> web.Response:
         if self.draining:
@@ -216,6 +247,9 @@ class _Answer:
         self.reading = True
         self.done = False
         self.response: web.StreamResponse | None = None
+        self.request_id = "req_" + uuid.uuid4().hex[:24]
+        """Sent to the client (``X-Request-Id``, and in error messages) and logged with
+        a failure's details."""
 
     async def run(self) -> web.StreamResponse:
         try:
@@ -243,20 +277,30 @@ class _Answer:
             model = route.model
         stream = bool(body.get("stream"))
         client = self.request.app[_CLIENT_KEY]
+        public = body.get("model")
         try:
             result = await client.chat.completions.create(
                 model=model, messages=body.get("messages"), stream=stream, **options
             )
         except AsyncProvError as error:
-            status, kind, message = self.gateway.failure(error)
-            log.info("request failed before streaming: %s", type(error).__name__)
-            return _error(status, message, kind)
+            status, kind, message = self.gateway.failure(
+                error, request_id=self.request_id, model=public
+            )
+            refused = _error(status, message, kind)
+            refused.headers["X-Request-Id"] = self.request_id
+            return refused
         if isinstance(result, ChatCompletion):
             return web.Response(
-                body=result.model_dump_json(exclude_none=True), content_type="application/json"
+                body=result.model_dump_json(exclude_none=True),
+                content_type="application/json",
+                headers={"X-Request-Id": self.request_id},
             )
         response = self.response = web.StreamResponse(
-            headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            headers={
+                "Content-Type": "text/event-stream",
+                "Cache-Control": "no-cache",
+                "X-Request-Id": self.request_id,
+            }
         )
         # A client disconnect cancels this handler (or fails a write); leaving
         # `async with` then closes the upstream connection at once.
@@ -267,7 +311,9 @@ class _Answer:
                     await response.write(_event(chunk.model_dump_json(exclude_none=True)))
             except AsyncProvError as error:
                 # Never a fake [DONE]: the client must see that the stream broke off.
-                status, kind, message = self.gateway.failure(error)
+                status, kind, message = self.gateway.failure(
+                    error, request_id=self.request_id, model=public
+                )
                 with contextlib.suppress(ConnectionError):
                     await response.write(_error_event(message, kind, status))
                 return response
@@ -302,6 +348,13 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
         if "Allow" in error.headers:  # 405 says which methods are
             response.headers["Allow"] = error.headers["Allow"]
         return response
+
+
+async def drain(app: web.Application) -> None:
+    """Drain the gateway while it still listens: from now on ``/healthz`` and new chat
+    requests answer 503 (on new and open connections alike), and in-flight requests
+    get the grace period. Then stop the server (``runner.cleanup()``)."""
+    await app[_GATEWAY_KEY].drain(app)
 
 
 def stop_now(app: web.Application) -> None:

@@ -11,7 +11,7 @@ import anyio
 from aiohttp import web
 
 from .. import AsyncClient, ConfigurationError
-from ._app import create_app, stop_now
+from ._app import create_app, drain, stop_now
 from ._config import GatewayConfig, build_routes
 
 __all__ = ["serve"]
@@ -79,7 +79,10 @@ async def serve(
                 if handle_signals:
                     tg.start_soon(_on_signals, stop, app)
                 await stop.wait()
-                await runner.cleanup()  # graceful: see create_app's grace_period
+                # Still listening while draining, so health checks and new requests get
+                # their 503 instead of a refused connection; then stop the server.
+                await drain(app)
+                await runner.cleanup()
                 tg.cancel_scope.cancel()
         finally:
             if runner.server is not None:  # not cleaned up yet (an error on the way)

@@ -67,8 +67,8 @@ def test_chat_expected_failures_are_one_line(
     assert capsys.readouterr().err == (
         "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key\n"
     )
-    assert main(["chat", "--provider", "Nope", "hi"], out=io.StringIO()) == 1
-    assert "ProviderNotFoundError" in capsys.readouterr().err
+    assert main(["chat", "--provider", "Nope", "hi"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err.startswith("asyncprov: --provider Nope: unknown provider")
 
 
 def test_chat_without_a_prompt_is_a_usage_error(

@@ -374,7 +374,7 @@ def test_serve_command_runs_and_stops_on_sigterm() -> None:
         (["serve", "--config", "missing.toml"], "cannot read missing.toml"),
         (["serve", "--config", str(EXAMPLE)], "providers.openai.api_key_env"),
         (["serve", "--config", str(EXAMPLE), "--base-url", "http://x/v1"], "--base-url"),
-        (["serve", "--provider", "Nope"], "providers.Nope.type"),
+        (["serve", "--provider", "Nope"], "--provider Nope: unknown provider 'Nope'"),
         (["serve", "--base-url", "http://127.0.0.1:9/v1", "--port", "-1"], "server.port"),
     ],
 )

@@ -3,7 +3,7 @@ problem said in command-line words (flags, not keyword arguments)."""
 
 from __future__ import annotations
 
-from asyncprov import ConfigurationError
+from asyncprov import ConfigurationError, ProviderNotFoundError
 from asyncprov.providers import Provider, provider_class
 
 from ._errors import UsageError
@@ -26,7 +26,10 @@ def check_provider(
         if base_url is None and not model:
             raise UsageError("give --model (or --provider, or --base-url)")
         return
-    cls = provider_class(name)
+    try:
+        cls = provider_class(name)
+    except ProviderNotFoundError as error:
+        raise UsageError(f"--provider {name}: {error}") from None
     if cls.is_group:
         raise UsageError(
             f"--provider {name} cannot be used from the command line: it combines other "

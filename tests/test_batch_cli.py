@@ -560,3 +560,30 @@ def test_the_providers_line_adds_up(threaded_server: OpenAITestServer, tmp_path:
     assert code == 1
     assert sum(r["error"] is not None for r in results(target)) == 2
     assert "providers: (not sent) 0 done, 1 failed; OpenAICompatible 0 done, 1 failed" in out
+
+
+def test_5000_lines_killed_twice_and_resumed_hold_each_id_once(
+    threaded_server: OpenAITestServer, tmp_path: Path
+) -> None:
+    """kill -9 twice mid-run, then resumed to the end: every custom_id is in OUT exactly
+    once, with its own reply (the server echoes each prompt), and a 429 now and then is
+    waited out rather than recorded."""
+    threaded_server.default = Reply(delay=0.002)
+    threaded_server.add_reply(*[Reply(status=429, headers={"Retry-After": "0.01"})] * 5)
+    source = write_input(tmp_path / "in.jsonl", 5000)
+    target = tmp_path / "out.jsonl"
+    for stop_at in (1500, 3500):
+        proc = start(source, target, threaded_server, "--concurrency", "32")
+        wait_for_lines(target, stop_at, proc)
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate()
+    proc = start(source, target, threaded_server, "--concurrency", "32")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    records = results(target)
+    ids = [r["custom_id"] for r in records]
+    assert len(ids) == len(set(ids)) == 5000
+    for record in records:
+        number = record["custom_id"].removeprefix("req-")
+        reply = record["response"]["body"]["choices"][0]["message"]["content"]
+        assert reply == f"You said: prompt {number}"

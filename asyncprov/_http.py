@@ -147,8 +147,7 @@ class HttpCall:
         values: list[str] = []
         for name, value in (self._sent_headers or {}).items():
             if name.lower() in SECRET_HEADERS:
-                values.append(value)
-                values.append(value.partition(" ")[2])  # without "Bearer " / "Basic "
+                values.append(value.partition(" ")[2] or value)  # without "Bearer "
         return KeyMask(values)
 
     def __enter__(self) -> None:

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 
 __all__ = ["KeyMask", "redact"]
 
 
 class KeyMask:
-    """Hides known key values in text an upstream may echo back (its error messages).
+    """Hides known keys in text an upstream may echo back (its error messages), in
+    every form it can reasonably be told apart: any run of 8 or more characters taken
+    from a key, in any case, so a key cut short, re-cased or partly masked upstream is
+    still hidden. Keys shorter than ``MIN_LENGTH`` are placeholders ("none", "test"),
+    not secrets: masking them would garble ordinary words.
 
-    Keys shorter than ``MIN_LENGTH`` are placeholders ("none", "test"), not secrets:
-    masking them would garble ordinary words. Longer keys are masked first, so a key
-    that contains another is hidden whole.
+    Example:
+        >>> mask = KeyMask(["sk-live-1234567890abcdef"])
+        >>> mask("bad key SK-LIVE-1234567890ab (expired)")
+        'bad key *** (expired)'
     """
 
     MIN_LENGTH = 8
@@ -20,10 +26,27 @@ class KeyMask:
     def __init__(self, keys: Iterable[str | None]) -> None:
         found = {key.strip() for key in keys if key}
         self.keys = sorted((k for k in found if len(k) >= self.MIN_LENGTH), key=len)[::-1]
+        size = self.MIN_LENGTH
+        grams = {key[i : i + size].lower() for key in self.keys for i in range(len(key) - size + 1)}
+        # A lookahead finds every (overlapping) place an 8-character piece of a key starts.
+        self._pattern = (
+            re.compile("(?=(" + "|".join(map(re.escape, sorted(grams))) + "))", re.IGNORECASE)
+            if grams
+            else None
+        )
 
     def __call__(self, text: str) -> str:
-        for key in self.keys:
-            text = text.replace(key, "***")
+        if self._pattern is None:
+            return text
+        covered: list[tuple[int, int]] = []
+        for match in self._pattern.finditer(text):
+            start, end = match.start(1), match.end(1)
+            if covered and start <= covered[-1][1]:
+                covered[-1] = (covered[-1][0], max(end, covered[-1][1]))
+            else:
+                covered.append((start, end))
+        for start, end in reversed(covered):
+            text = text[:start] + "***" + text[end:]
         return text
 
 

@@ -512,7 +512,8 @@ def test_second_signal_ends_the_grace_period_at_once(tmp_path: Path) -> None:
         try:
             assert process.stdout is not None
             url = process.stdout.readline().split()[2]
-            body = json.dumps({"model": "m", "messages": "hi", "stream": True}).encode()
+            messages = [{"role": "user", "content": "hi"}]
+            body = json.dumps({"model": "m", "messages": messages, "stream": True}).encode()
             import urllib.request
 
             request = urllib.request.Request(

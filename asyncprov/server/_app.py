@@ -17,22 +17,16 @@ from aiohttp.typedefs import Handler
 
 from .. import (
     CALL_SETTINGS,
-    APIConnectionError,
-    APITimeoutError,
     AsyncClient,
     AsyncProvError,
     ChatCompletion,
-    ConfigurationError,
     HTTPStatusError,
     InvalidRequestError,
     KeyMask,
-    ModelNotFoundError,
-    ProviderNotFoundError,
-    RetryProviderError,
-    StreamInterruptedError,
 )
 from ..providers import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
+from ._wire import SAYS, body_problem, closing, error_event, error_response, event, status_for
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
 
@@ -42,52 +36,6 @@ _SHUTTING_DOWN = "the gateway is shutting down"
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
 _GATEWAY_KEY: web.AppKey[_Gateway] = web.AppKey("gateway")
-
-
-def _error(status: int, message: str, kind: str, code: str | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-    return web.json_response(body, status=status)
-
-
-def _status_for(error: AsyncProvError) -> int:
-    """The HTTP status a gateway answers ``error`` with."""
-    if isinstance(error, HTTPStatusError):
-        return error.status
-    if isinstance(error, InvalidRequestError):
-        return 400
-    if isinstance(error, ModelNotFoundError | ProviderNotFoundError):
-        return 404
-    if isinstance(error, APITimeoutError):
-        return 504
-    if isinstance(error, APIConnectionError | RetryProviderError | StreamInterruptedError):
-        return 502
-    if isinstance(error, ConfigurationError):
-        return 500
-    return 502
-
-
-_SAYS = {
-    "timeout_error": "the upstream provider did not answer in time",
-    "rate_limit_error": "the upstream provider is rate limiting; try again later",
-    "connection_error": "the upstream provider could not be reached",
-    "proxy_error": "the upstream provider could not be reached",
-    "server_error": "the upstream provider failed",
-    "stream_interrupted_error": "the upstream stream broke off",
-    "invalid_response_error": "the upstream provider answered in an unexpected format",
-    "not_found_error": "the upstream provider does not serve this model",
-    "invalid_request_error": "the upstream provider rejected the request",
-    "permission_error": "the upstream provider refused the request",
-    "configuration_error": "the gateway is not configured for this request",
-}
-"""What a client is told for each kind of failure: no upstream text, host or name."""
-
-
-def _event(payload: str) -> bytes:
-    return f"data: {payload}\n\n".encode()
-
-
-def _error_event(message: str, kind: str, status: int) -> bytes:
-    return _event(json.dumps({"error": {"message": message, "type": kind, "code": status}}))
 
 
 def _upstream_keys(provider: Provider | None) -> list[str | None]:
@@ -115,6 +63,8 @@ class _Gateway:
         self.models = list(models) or list(self.routes or ())
         self.api_keys = [key.encode() for key in api_keys]
         self.grace_period = grace_period
+        self.max_body_size = DEFAULT_MAX_BODY_SIZE
+        self.body_timeout = 60.0
         self.draining = False
         self.inflight: dict[anyio.CancelScope, _Answer] = {}
         self.idle: anyio.Event | None = None  # made by drain(), inside the loop
@@ -128,10 +78,10 @@ class _Gateway:
     def _authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
             return True
-        header = request.headers.get("Authorization", "")
-        if not header.startswith("Bearer "):
+        scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer":  # auth scheme names are case-insensitive
             return False
-        given = header.removeprefix("Bearer ").strip().encode("utf-8", "surrogateescape")
+        given = token.strip().encode("utf-8", "surrogateescape")
         # Compare against every key, in constant time, so timing reveals nothing.
         matches = [hmac.compare_digest(given, key) for key in self.api_keys]
         return any(matches)
@@ -142,7 +92,7 @@ class _Gateway:
         """The status, OpenAI error type and message a client gets for ``error``: the
         public model name, the kind of failure and the request id, never the upstream's
         text, address or provider name. The details go to the log under the request id."""
-        status, kind = _status_for(error), error.code
+        status, kind = status_for(error), error.code
         if isinstance(error, InvalidRequestError):  # the client's own request: say why
             message = str(error)
         elif isinstance(error, HTTPStatusError) and status in (401, 403):
@@ -151,7 +101,7 @@ class _Gateway:
             status, kind = 502, "upstream_error"
             message = "an upstream provider refused the gateway's credentials"
         else:
-            message = _SAYS.get(kind, "the upstream provider failed")
+            message = SAYS.get(kind, "the upstream provider failed")
         log.warning(
             "request %s (model %s) failed: %s: %s",
             request_id,
@@ -168,7 +118,7 @@ class _Gateway:
 
     async def list_models(self, request: web.Request) -> web.Response:
         if not self._authorized(request):
-            return _error(401, "invalid or missing API key", "authentication_error")
+            return error_response(401, "invalid or missing API key", "authentication_error")
         now = int(time.time())
         data = [
             {"id": m, "object": "model", "created": now, "owned_by": "asyncprov"}
@@ -178,9 +128,9 @@ class _Gateway:
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
         if not self._authorized(request):
-            return _error(401, "invalid or missing API key", "authentication_error")
+            return error_response(401, "invalid or missing API key", "authentication_error")
         if self.draining:
-            return _error(503, _SHUTTING_DOWN, "server_error")
+            return error_response(503, _SHUTTING_DOWN, "server_error")
         # Registered before the first await, so a shutdown sees every started request.
         answer = _Answer(self, request)
         scope = anyio.CancelScope()
@@ -192,7 +142,7 @@ class _Gateway:
             return await answer.cut_off()
         except Exception as error:  # a bug, not an expected failure: no internals shown
             log.error("unexpected %s while answering", type(error).__name__)
-            return _error(500, "the gateway failed unexpectedly", "server_error")
+            return error_response(500, "the gateway failed unexpectedly", "server_error")
         finally:
             del self.inflight[scope]
             if not self.inflight and self.idle is not None:
@@ -252,15 +202,39 @@ class _Answer:
         a failure's details."""
 
     async def run(self) -> web.StreamResponse:
+        gateway = self.gateway
+        length = self.request.content_length
+        if length is not None and length > gateway.max_body_size:  # refused before reading
+            return closing(
+                error_response(413, "the request body is too large", "invalid_request_error")
+            )
         try:
-            body = await self.request.json()
+            with anyio.fail_after(gateway.body_timeout):
+                raw = await self.request.read()
         except web.HTTPRequestEntityTooLarge:
-            return _error(413, "the request body is too large", "invalid_request_error")
-        except ValueError:
-            return _error(400, "the request body is not valid JSON", "invalid_request_error")
+            return closing(
+                error_response(413, "the request body is too large", "invalid_request_error")
+            )
+        except TimeoutError:
+            message = f"the request body did not arrive within {gateway.body_timeout} s"
+            return closing(error_response(408, message, "invalid_request_error"))
         self.reading = False
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
+            return error_response(
+                400, "the request body is not valid JSON", "invalid_request_error"
+            )
         if not isinstance(body, dict):
-            return _error(400, "the request body must be a JSON object", "invalid_request_error")
+            return error_response(
+                400, "the request body must be a JSON object", "invalid_request_error"
+            )
+        problem = body_problem(body)
+        if problem is not None:
+            param, message = problem
+            return error_response(
+                400, message, "invalid_request_error", "invalid_type", param=param
+            )
         options: dict[str, Any] = {
             key: value
             for key, value in body.items()
@@ -272,7 +246,7 @@ class _Answer:
             route = routes.get(model) if isinstance(model, str) else None
             if route is None:
                 message = f"the model {model!r} does not exist; GET /v1/models lists them"
-                return _error(404, message, "invalid_request_error", "model_not_found")
+                return error_response(404, message, "invalid_request_error", "model_not_found")
             options["provider"] = route.provider
             model = route.model
         stream = bool(body.get("stream"))
@@ -286,7 +260,7 @@ class _Answer:
             status, kind, message = self.gateway.failure(
                 error, request_id=self.request_id, model=public
             )
-            refused = _error(status, message, kind)
+            refused = error_response(status, message, kind)
             refused.headers["X-Request-Id"] = self.request_id
             return refused
         if isinstance(result, ChatCompletion):
@@ -308,14 +282,14 @@ class _Answer:
             try:
                 await response.prepare(self.request)
                 async for chunk in result:
-                    await response.write(_event(chunk.model_dump_json(exclude_none=True)))
+                    await response.write(event(chunk.model_dump_json(exclude_none=True)))
             except AsyncProvError as error:
                 # Never a fake [DONE]: the client must see that the stream broke off.
                 status, kind, message = self.gateway.failure(
                     error, request_id=self.request_id, model=public
                 )
                 with contextlib.suppress(ConnectionError):
-                    await response.write(_error_event(message, kind, status))
+                    await response.write(error_event(message, kind, status))
                 return response
             except ConnectionError:  # the client went away mid-write
                 log.info("client disconnected mid-stream")
@@ -328,11 +302,11 @@ class _Answer:
 
     async def cut_off(self) -> web.StreamResponse:
         if self.response is None or not self.response.prepared:
-            return _error(503, _SHUTTING_DOWN, "server_error")
+            return error_response(503, _SHUTTING_DOWN, "server_error")
         if self.done:  # the stream was complete; only its last write was cut
             return self.response
         with contextlib.suppress(ConnectionError, RuntimeError):  # the client may be gone
-            await self.response.write(_error_event(_SHUTTING_DOWN, "server_error", 503))
+            await self.response.write(error_event(_SHUTTING_DOWN, "server_error", 503))
         return self.response
 
 
@@ -344,7 +318,7 @@ async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResp
     except web.HTTPException as error:
         if error.status < 400:
             raise
-        response = _error(error.status, error.reason, "invalid_request_error")
+        response = error_response(error.status, error.reason, "invalid_request_error")
         if "Allow" in error.headers:  # 405 says which methods are
             response.headers["Allow"] = error.headers["Allow"]
         return response
@@ -370,6 +344,7 @@ def create_app(
     api_keys: Iterable[str] = (),
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     grace_period: float = 10.0,
+    body_timeout: float = 60.0,
 ) -> web.Application:
     """An OpenAI-compatible HTTP application answering through ``client``.
 
@@ -383,12 +358,15 @@ def create_app(
         max_body_size: the largest request body, in bytes (413 above it).
         grace_period: at shutdown, seconds in-flight requests may take to finish
             before they are ended.
+        body_timeout: seconds a request may take to send its body (408 past it).
 
     Example:
         >>> app = create_app(AsyncClient(base_url="http://127.0.0.1:11434/v1"))
         >>> web.run_app(app, host="127.0.0.1", port=8000)
     """
     gateway = _Gateway(client, models, api_keys, routes, grace_period)
+    gateway.max_body_size = max_body_size
+    gateway.body_timeout = body_timeout
     app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
     app[_CLIENT_KEY] = client
     app[_GATEWAY_KEY] = gateway

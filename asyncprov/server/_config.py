@@ -68,6 +68,9 @@ __all__ = [
 DEFAULT_MAX_BODY_SIZE = 8 * 1024 * 1024
 """The largest request body accepted (413 above it): room for a few inline images."""
 
+DEFAULT_GATEWAY_EVENT_SIZE = 1024 * 1024
+"""The largest upstream event the gateway relays by default (the library's is 8 MiB)."""
+
 
 class _Section(BaseModel):
     # A misspelt key is an error, not a silently ignored setting; `port = true` or
@@ -77,6 +80,7 @@ class _Section(BaseModel):
 
 Name = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class ServerConfig(_Section):
@@ -92,6 +96,16 @@ class ServerConfig(_Section):
     max_body_size: int = Field(default=DEFAULT_MAX_BODY_SIZE, gt=0)
     grace_period: Seconds = 10.0
     """Seconds in-flight requests may take to finish at shutdown."""
+    idle_timeout: PositiveSeconds = 60.0
+    """Seconds a connection may sit idle, or take to send a request's headers."""
+    body_timeout: PositiveSeconds = 60.0
+    """Seconds a request may take to send its whole body (408 past it)."""
+    max_connections: int = Field(default=1024, ge=1)
+    """Connections open at once; one more is answered 503 and closed."""
+    max_event_size: int = Field(default=DEFAULT_GATEWAY_EVENT_SIZE, gt=0)
+    """The largest upstream event (or non-streamed body) relayed, in bytes (502 above
+    it). At most about ``max_connections`` x ``max_event_size`` bytes of events are
+    buffered at once."""
 
     def keys(self) -> list[str]:
         """Every client key: the listed ones and those in ``client_keys_env``. Keys asked

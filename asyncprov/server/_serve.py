@@ -13,6 +13,7 @@ from aiohttp import web
 from .. import AsyncClient, ConfigurationError
 from ._app import create_app, drain, stop_now
 from ._config import GatewayConfig, build_routes
+from ._connections import GatewaySite
 
 __all__ = ["serve"]
 
@@ -49,19 +50,31 @@ async def serve(
             "listening on %s with no client keys: anyone who can reach it may use it", settings.host
         )
     stop = stop or anyio.Event()
-    async with AsyncClient(fallback, timeout=config.timeouts) as client:
+    async with AsyncClient(
+        fallback, timeout=config.timeouts, max_event_size=settings.max_event_size
+    ) as client:
         app = create_app(
             client,
             routes=routes,
             api_keys=keys,
             max_body_size=settings.max_body_size,
             grace_period=settings.grace_period,
+            body_timeout=settings.body_timeout,
         )
         # handler_cancellation: a client that disconnects cancels its upstream call.
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5)
+        # keepalive_timeout: aiohttp closes a connection idle (or still sending its
+        # headers) that long, from its start and after each response.
+        runner = web.AppRunner(
+            app,
+            handler_cancellation=True,
+            shutdown_timeout=5,
+            keepalive_timeout=settings.idle_timeout,
+        )
         await runner.setup()
         try:
-            site = web.TCPSite(runner, settings.host, settings.port)
+            site = GatewaySite(
+                runner, settings.host, settings.port, max_connections=settings.max_connections
+            )
             try:
                 await site.start()
             except OSError as error:

@@ -170,8 +170,8 @@ def test_unusable_files_are_one_line_errors(
     assert cli(source, target, "--base-url", "http://127.0.0.1:9/v1")[0] == 2
     err = capsys.readouterr().err
     assert "line 1 is not a result line" in err and err.count("\n") == 1
-    assert cli(source, tmp_path / "o2.jsonl", "--provider", "Nope")[0] == 1
-    assert capsys.readouterr().err.startswith("asyncprov: ProviderNotFoundError")
+    assert cli(source, tmp_path / "o2.jsonl", "--provider", "Nope")[0] == 2
+    assert capsys.readouterr().err.startswith("asyncprov: --provider Nope: unknown provider")
     assert not (tmp_path / "o2.jsonl").exists()  # checked before OUT is made
     assert cli(source, tmp_path / "o3.jsonl", "--rpm", "0")[0] == 2
     assert capsys.readouterr().err == "asyncprov: --rpm must be a positive number\n"

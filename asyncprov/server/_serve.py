@@ -19,6 +19,9 @@ __all__ = ["serve"]
 
 log = logging.getLogger("asyncprov.server")
 
+LINGERING_TIME = 2.0
+"""Seconds spent reading an unread request body after answering it, before closing."""
+
 
 async def serve(
     config: GatewayConfig,
@@ -69,6 +72,9 @@ async def serve(
             handler_cancellation=True,
             shutdown_timeout=5,
             keepalive_timeout=settings.idle_timeout,
+            # After answering a request whose body it did not read (413, 408), aiohttp
+            # reads the rest before closing so the client sees the answer: briefly.
+            lingering_time=LINGERING_TIME,
         )
         await runner.setup()
         try:

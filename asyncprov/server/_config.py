@@ -102,6 +102,9 @@ class ServerConfig(_Section):
     """Seconds a request may take to send its whole body (408 past it)."""
     max_connections: int = Field(default=1024, ge=1)
     """Connections open at once; one more is answered 503 and closed."""
+    access_log: bool = False
+    """Log one line per request (aiohttp's access log, at INFO): off by default, as it
+    costs more than the rest of a request's handling."""
     max_event_size: int = Field(default=DEFAULT_GATEWAY_EVENT_SIZE, gt=0)
     """The largest upstream event (or non-streamed body) relayed, in bytes (502 above
     it). At most about ``max_connections`` x ``max_event_size`` bytes of events are

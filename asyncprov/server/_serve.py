@@ -75,6 +75,7 @@ async def serve(
             # After answering a request whose body it did not read (413, 408), aiohttp
             # reads the rest before closing so the client sees the answer: briefly.
             lingering_time=LINGERING_TIME,
+            access_log=logging.getLogger("aiohttp.access") if settings.access_log else None,
         )
         await runner.setup()
         try:

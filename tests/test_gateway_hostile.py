@@ -200,7 +200,8 @@ async def test_deeply_nested_json_is_a_400(server: OpenAITestServer) -> None:
     """JSON nested 100,000 deep is a 400, not a 500 from a RecursionError."""
     body = "[" * 100_000 + "]" * 100_000
     async with (
-        serving(config(server, max_body_size=1_000_000)) as url, aiohttp.ClientSession() as session,
+        serving(config(server, max_body_size=1_000_000)) as url,
+        aiohttp.ClientSession() as session,
         session.post(
             url + "/chat/completions", data=body, headers={"Content-Type": "application/json"}
         ) as r,
@@ -235,3 +236,65 @@ async def test_the_event_size_bound_holds_per_stream(server: OpenAITestServer) -
         ):
             assert r.status == 502
             assert (await r.json())["error"]["type"] == "invalid_response_error"
+
+
+async def test_upstream_garbage_in_a_stream_is_not_shown(server: OpenAITestServer) -> None:
+    """An upstream answering a stream with garbage: the client gets the short error of
+    the non-stream case, never the upstream's bytes."""
+    server.default = Reply(
+        raw=b"<html>secret internal page 10.0.0.7</html>", content_type="text/html"
+    )
+    with instant_retries():
+        async with (
+            serving(config(server)) as url,
+            aiohttp.ClientSession() as session,
+            session.post(url + "/chat/completions", json={**BODY, "stream": True}) as r,
+        ):
+            text = await r.text()
+    assert r.status == 502 and "invalid_response_error" in text
+    assert "internal" not in text and "10.0.0.7" not in text
+
+
+def test_shutdown_is_prompt_with_slow_clients_connected(tmp_path: Any) -> None:
+    """SIGTERM with 30 clients stuck mid-headers and one mid-body: the gateway exits
+    (status 0) within a few seconds, not when the slow clients give up."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    settings = tmp_path / "gw.toml"
+    settings.write_text(
+        '[server]\nport = 0\n[providers.up]\ntype = "OpenAICompatible"\n'
+        'base_url = "http://127.0.0.1:9/v1"\n'
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "asyncprov", "serve", "--config", str(settings)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    sockets = []
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline().split()[2].split(":")[2].split("/")[0])
+        for _ in range(30):
+            slow = socket.create_connection(("127.0.0.1", port))
+            slow.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHo")
+            sockets.append(slow)
+        body = socket.create_connection(("127.0.0.1", port))
+        body.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 99\r\n\r\n{"
+        )
+        sockets.append(body)
+        time.sleep(0.3)
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=20) == 0
+        assert time.monotonic() - started < 10
+    finally:
+        process.kill()
+        process.communicate()  # closes its stdout pipe
+        for held in sockets:
+            held.close()

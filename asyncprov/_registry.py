@@ -33,6 +33,16 @@ _PROVIDER_MODULES: dict[str, str] = {
     "OpenAICompatible": "asyncprov.providers.openai",
     "Reka": "asyncprov.providers.reka",
     "Raycast": "asyncprov.providers.raycast",
+    "Groq": "asyncprov.providers.hosts",
+    "DeepSeek": "asyncprov.providers.hosts",
+    "Mistral": "asyncprov.providers.hosts",
+    "OpenRouter": "asyncprov.providers.hosts",
+    "Together": "asyncprov.providers.hosts",
+    "XAI": "asyncprov.providers.hosts",
+    "Fireworks": "asyncprov.providers.hosts",
+    "Ollama": "asyncprov.providers.hosts",
+    "VLLM": "asyncprov.providers.hosts",
+    "LMStudio": "asyncprov.providers.hosts",
     "RetryProvider": "asyncprov._failover",
 }
 

@@ -13,8 +13,13 @@ from asyncprov.testing import OpenAITestServer
 @pytest.fixture(autouse=True)
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see keys or proxies from the developer's environment."""
-    names = ("OPENAI_API_KEY", "REKA_API_KEY", "RAYCAST_TOKEN", "ASYNCPROV_PROXY")
-    for name in (*names, "OPENAI_BASE_URL", "REKA_BASE_URL", "RAYCAST_BASE_URL"):
+    from asyncprov.providers import provider_class, provider_names
+
+    names = {"ASYNCPROV_PROXY", "GOOGLE_API_KEY"}
+    for provider in provider_names():
+        cls = provider_class(provider)
+        names.update(n for n in (cls.api_key_env, cls.base_url_env) if n)
+    for name in names:
         monkeypatch.delenv(name, raising=False)
 
 

@@ -86,7 +86,10 @@ def test_providers_table(monkeypatch: pytest.MonkeyPatch) -> None:
     out = io.StringIO()
     assert main(["providers"], out=out) == 0
     rows = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
-    assert set(rows) == {"OpenAICompatible", "OpenaiChat", "Raycast", "Reka"}
+    assert set(rows) == {
+        "OpenAICompatible", "OpenaiChat", "Raycast", "Reka", "Groq", "DeepSeek", "Mistral",
+        "OpenRouter", "Together", "xAI", "Fireworks", "Ollama", "vLLM", "LMStudio",
+    }  # fmt: skip
     assert rows["Reka"].split()[-2:] == ["REKA_API_KEY", "yes"]
     assert rows["OpenaiChat"].split()[-2:] == ["OPENAI_API_KEY", "no"]
     assert " no " in rows["Raycast"]  # marked not working

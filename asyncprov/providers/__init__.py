@@ -15,19 +15,39 @@ if TYPE_CHECKING:
     from .._failover import RetryProvider as RetryProvider
     from .._registry import provider_class as provider_class
     from .._registry import registered_names as provider_names
+    from .hosts import VLLM as VLLM
+    from .hosts import XAI as XAI
+    from .hosts import DeepSeek as DeepSeek
+    from .hosts import Fireworks as Fireworks
+    from .hosts import Groq as Groq
+    from .hosts import LMStudio as LMStudio
+    from .hosts import Mistral as Mistral
+    from .hosts import Ollama as Ollama
+    from .hosts import OpenRouter as OpenRouter
+    from .hosts import Together as Together
     from .openai import OpenaiChat as OpenaiChat
     from .openai import OpenAICompatible as OpenAICompatible
     from .raycast import Raycast as Raycast
     from .reka import Reka as Reka
 
 __all__ = [
+    "DeepSeek",
+    "Fireworks",
+    "Groq",
+    "LMStudio",
+    "Mistral",
+    "Ollama",
     "OpenAICompatible",
+    "OpenRouter",
     "OpenaiChat",
     "Provider",
     "ProviderSettings",
     "Raycast",
     "Reka",
     "RetryProvider",
+    "Together",
+    "VLLM",
+    "XAI",
     "provider_class",
     "provider_names",
 ]

@@ -33,6 +33,7 @@ _PROVIDER_MODULES: dict[str, str] = {
     "OpenAICompatible": "asyncprov.providers.openai",
     "Reka": "asyncprov.providers.reka",
     "Raycast": "asyncprov.providers.raycast",
+    "Anthropic": "asyncprov.providers.anthropic",
     "Groq": "asyncprov.providers.hosts",
     "DeepSeek": "asyncprov.providers.hosts",
     "Mistral": "asyncprov.providers.hosts",

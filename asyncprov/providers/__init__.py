@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from .._failover import RetryProvider as RetryProvider
     from .._registry import provider_class as provider_class
     from .._registry import registered_names as provider_names
+    from .anthropic import Anthropic as Anthropic
     from .hosts import VLLM as VLLM
     from .hosts import XAI as XAI
     from .hosts import DeepSeek as DeepSeek
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .reka import Reka as Reka
 
 __all__ = [
+    "Anthropic",
     "DeepSeek",
     "Fireworks",
     "Groq",

@@ -2,6 +2,7 @@
 scripted replies and faults, and a small HTTP proxy."""
 
 from .. import set_testing as set_testing
+from ._anthropic import AnthropicTestServer as AnthropicTestServer
 from ._proxy import ProxiedRequest as ProxiedRequest
 from ._proxy import ProxyServer as ProxyServer
 from ._raycast import RaycastTestServer as RaycastTestServer
@@ -12,6 +13,7 @@ from ._server import Reply as Reply
 from ._switch import instant_retries as instant_retries
 
 __all__ = [
+    "AnthropicTestServer",
     "Fault",
     "OpenAITestServer",
     "ProxiedRequest",

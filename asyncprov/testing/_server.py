@@ -198,7 +198,11 @@ class OpenAITestServer:
         )
 
     def _error(self, status: int, message: str, kind: str) -> web.Response:
-        return web.json_response({"error": {"message": message, "type": kind}}, status=status)
+        return web.json_response(self.error_body({"message": message, "type": kind}), status=status)
+
+    def error_body(self, error: dict[str, Any] | str) -> dict[str, Any]:
+        """The JSON body of an error answer, in this server's format."""
+        return {"error": error}
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
         self.in_flight += 1
@@ -246,7 +250,7 @@ class OpenAITestServer:
             if reply.status >= 400:
                 error = reply.error or {"message": f"scripted {reply.status}", "type": "error"}
                 return web.json_response(
-                    {"error": error}, status=reply.status, headers=reply.headers
+                    self.error_body(error), status=reply.status, headers=reply.headers
                 )
             if reply.fault == "wrong_type":
                 return web.Response(

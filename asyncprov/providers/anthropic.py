@@ -1,0 +1,290 @@
+"""Anthropic's Messages API: requests mapped from OpenAI's shape, stream events mapped
+back to OpenAI-shaped chunks (text, tool calls, finish reasons, usage)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._errors import ProviderError
+from .._http import HttpCall
+from .._types import (
+    ChatCompletionChunk,
+    ChatMessage,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCallDelta,
+    ImagePart,
+    TextPart,
+    ToolCallDelta,
+    Usage,
+)
+from .base import Provider
+
+__all__ = ["Anthropic"]
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+"""Sent when a request gives no ``max_tokens`` (the Messages API requires one)."""
+
+_FINISH = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "tool_use": "tool_calls",
+    "refusal": "content_filter",
+    "pause_turn": "stop",
+}
+# OpenAI body fields the Messages API has no place for (it refuses unknown fields).
+_OPENAI_ONLY = frozenset(
+    {
+        "n", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty",
+        "logit_bias", "parallel_tool_calls", "store", "service_tier", "reasoning_effort",
+        "metadata", "user", "max_completion_tokens", "stream_options", "seed",
+    }
+)  # fmt: skip
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    type: str
+    index: int = 0
+    message: dict[str, Any] | None = None
+    content_block: dict[str, Any] | None = None
+    delta: dict[str, Any] | None = None
+    usage: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+def _image_block(url: str) -> dict[str, Any]:
+    if url.startswith("data:"):
+        head, _, data = url.partition(",")
+        media_type = head.removeprefix("data:").split(";", 1)[0]
+        return {
+            "type": "image",
+            "source": {"type": "base64", "media_type": media_type, "data": data},
+        }
+    return {"type": "image", "source": {"type": "url", "url": url}}
+
+
+def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
+    content = message.content
+    if isinstance(content, str):
+        blocks: list[dict[str, Any]] = [{"type": "text", "text": content}] if content else []
+    else:
+        blocks = []
+        for part in content or []:
+            if isinstance(part, TextPart):
+                blocks.append({"type": "text", "text": part.text})
+            elif isinstance(part, ImagePart):
+                blocks.append(_image_block(part.image_url.url))
+    for call in message.tool_calls or []:
+        try:
+            arguments = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            arguments = {}
+        blocks.append(
+            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
+        )
+    return blocks
+
+
+def _map_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]]]:
+    """(the system text, the turns), with consecutive turns of one role merged."""
+    system: list[str] = []
+    turns: list[dict[str, Any]] = []
+    for message in messages:
+        if message.role in ("system", "developer"):
+            system.append(message.text())
+            continue
+        if message.role == "tool":
+            role = "user"
+            blocks = [
+                {
+                    "type": "tool_result",
+                    "tool_use_id": message.tool_call_id or "",
+                    "content": message.text(),
+                }
+            ]
+        else:
+            role = "assistant" if message.role == "assistant" else "user"
+            blocks = _blocks(message)
+        if turns and turns[-1]["role"] == role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            turns.append({"role": role, "content": blocks})
+    return "\n\n".join(t for t in system if t), turns
+
+
+def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return {"type": "tool", "name": name} if name else {"type": "auto"}
+    return {"type": {"required": "any", "none": "none"}.get(choice, "auto")}
+
+
+def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
+    system, turns = _map_messages(request.messages)
+    body: dict[str, Any] = {
+        "model": model,
+        "max_tokens": request.max_tokens or DEFAULT_MAX_TOKENS,
+        "messages": turns,
+        "stream": True,
+    }
+    if system:
+        body["system"] = system
+    if request.temperature is not None:
+        body["temperature"] = request.temperature
+    if request.top_p is not None:
+        body["top_p"] = request.top_p
+    if request.stop is not None:
+        body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    if request.tools:
+        body["tools"] = [
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "input_schema": tool["function"].get("parameters") or {"type": "object"},
+            }
+            for tool in request.tools
+            if tool.get("type", "function") == "function" and "function" in tool
+        ]
+    if request.tool_choice is not None:
+        body["tool_choice"] = _map_tool_choice(request.tool_choice)
+    user = request.extra.get("user")
+    if isinstance(user, str):
+        body["metadata"] = {"user_id": user}
+    body.update({k: v for k, v in request.extra.items() if k not in _OPENAI_ONLY})
+    return body
+
+
+class _Stream:
+    """The OpenAI-shaped chunks of one Messages API stream."""
+
+    def __init__(self, name: str, model: str, include_usage: bool) -> None:
+        self.name = name
+        self.model = model
+        self.include_usage = include_usage
+        self.id = ""
+        self.created = int(time.time())
+        self.tools: dict[int, int] = {}  # content block index -> tool call index
+        self.usage = Usage()
+
+    def chunk(self, delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id,
+            created=self.created,
+            model=self.model,
+            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            provider=self.name,
+        )
+
+    def process(self, event: _Event) -> ChatCompletionChunk | None:
+        kind = event.type
+        if kind == "content_block_delta" and event.delta is not None:
+            delta = event.delta
+            if delta.get("type") == "text_delta":
+                return self.chunk(Delta(content=delta.get("text", "")))
+            if delta.get("type") == "input_json_delta" and event.index in self.tools:
+                arguments = FunctionCallDelta(arguments=delta.get("partial_json", ""))
+                call = ToolCallDelta(index=self.tools[event.index], function=arguments)
+                return self.chunk(Delta(tool_calls=[call]))
+            if delta.get("type") == "thinking_delta":
+                return self.chunk(Delta(reasoning_content=delta.get("thinking", "")))
+            return None
+        if kind == "message_start" and event.message is not None:
+            self.id = event.message.get("id", "")
+            self.model = event.message.get("model") or self.model
+            self.usage.prompt_tokens = (event.message.get("usage") or {}).get("input_tokens", 0)
+            return self.chunk(Delta(role="assistant", content=""))
+        if kind == "content_block_start" and event.content_block is not None:
+            block = event.content_block
+            if block.get("type") == "tool_use":
+                index = self.tools[event.index] = len(self.tools)
+                function = FunctionCallDelta(name=block.get("name", ""), arguments="")
+                call = ToolCallDelta(
+                    index=index, id=block.get("id"), type="function", function=function
+                )
+                return self.chunk(Delta(tool_calls=[call]))
+            if block.get("type") == "text" and block.get("text"):
+                return self.chunk(Delta(content=block["text"]))
+            return None
+        if kind == "message_delta":
+            output = (event.usage or {}).get("output_tokens")
+            if output is not None:
+                self.usage.completion_tokens = output
+            reason = (event.delta or {}).get("stop_reason")
+            if reason:
+                return self.chunk(Delta(), _FINISH.get(reason, reason))
+        return None
+
+    def final_usage(self) -> ChatCompletionChunk:
+        usage = self.usage
+        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=[], usage=usage,
+            provider=self.name,
+        )  # fmt: skip
+
+
+class Anthropic(Provider):
+    """Anthropic's Claude models over the Messages API; the key comes from ``api_key=``
+    or ``ANTHROPIC_API_KEY``. Requests and replies keep OpenAI's shape: system
+    messages become ``system``, images image blocks, tools ``tools``/``tool_choice``,
+    streamed ``tool_use`` blocks OpenAI ``tool_calls``; ``max_tokens`` defaults to
+    4,096 (the API requires one)."""
+
+    url = "https://www.anthropic.com"
+    base_url = "https://api.anthropic.com"
+    needs_auth = True
+    supports_images = True
+    api_key_env = "ANTHROPIC_API_KEY"
+    base_url_env = "ANTHROPIC_BASE_URL"
+    default_model = "claude-3-5-haiku-latest"
+    models: ClassVar[tuple[str, ...]] = (
+        "claude-3-5-haiku-latest",
+        "claude-3-5-sonnet-latest",
+        "claude-3-7-sonnet-latest",
+        "claude-sonnet-4-0",
+        "claude-opus-4-0",
+    )
+
+    async def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        key = self.require_api_key()
+        model = self.resolve_model(request.model)
+        headers = {"x-api-key": key, "anthropic-version": API_VERSION, **self.headers}
+        headers.setdefault("Accept", "text/event-stream")
+        state = _Stream(self.name, model, request.include_usage)
+        url = f"{self.base_url}/v1/messages"
+        async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
+            async for events in resp.events("message_stop"):
+                for event in events:
+                    if not event.data.strip():
+                        continue
+                    try:
+                        parsed = _Event.model_validate_json(event.data)
+                    except ValidationError as exc:
+                        raise resp.decode_error(event.data, expected="Anthropic event") from exc
+                    if parsed.type == "message_stop":
+                        if state.include_usage:
+                            yield state.final_usage()
+                        return
+                    if parsed.type == "error":
+                        error = parsed.error or {}
+                        raise ProviderError(
+                            error.get("message") or "the provider sent an error event",
+                            provider=self.name,
+                            model=model,
+                            error_type=error.get("type"),
+                        )
+                    chunk = state.process(parsed)
+                    if chunk is not None:
+                        yield chunk

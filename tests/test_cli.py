@@ -87,7 +87,8 @@ def test_providers_table(monkeypatch: pytest.MonkeyPatch) -> None:
     assert main(["providers"], out=out) == 0
     rows = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
     assert set(rows) == {
-        "OpenAICompatible", "OpenaiChat", "Raycast", "Reka", "Groq", "DeepSeek", "Mistral", "Anthropic",
+        "OpenAICompatible", "OpenaiChat", "Raycast", "Reka", "Anthropic", "Groq", "DeepSeek",
+        "Mistral",
         "OpenRouter", "Together", "xAI", "Fireworks", "Ollama", "vLLM", "LMStudio",
     }  # fmt: skip
     assert rows["Reka"].split()[-2:] == ["REKA_API_KEY", "yes"]

@@ -83,6 +83,7 @@ class HttpCall:
         "provider",
         "proxy",
         "retry_after_max",
+        "waits_429",
     )
 
     def __init__(
@@ -119,6 +120,8 @@ class HttpCall:
         """Attempts made so far for this call (shared with its attempts)."""
         self.charges: list[tuple[Limiter, int]] = []
         """Tokens charged to rate limiters by this call's requests (shared likewise)."""
+        self.waits_429 = [0]
+        """429s a rate limiter waited out for this call (shared likewise)."""
 
     def attempt(self, *, provider: str, proxy: ProxyConfig | None) -> HttpCall:
         """The view for one attempt on ``provider``: a fresh deadline for its phases,
@@ -134,6 +137,7 @@ class HttpCall:
         )
         child.attempts = self.attempts
         child.charges = self.charges
+        child.waits_429 = self.waits_429
         child.retry_after_max = self.retry_after_max
         if self._children is None:
             self._children = [child]
@@ -302,7 +306,7 @@ class _Post:
 
         call = self._call
         tokens = limiter.estimate(self._body) if limiter.counts_tokens else 0
-        waits = 0
+        waits = call.waits_429  # one budget of 429 waits per call, retries included
         while True:
             # Time queued here is not the call's: its timeouts start when it is sent.
             queued = clock()
@@ -329,15 +333,16 @@ class _Post:
                 limiter.answered()
                 break
             wait = None
-            if waits < limiter.limit.max_429_waits:
+            if waits[0] < limiter.limit.max_429_waits:
                 wait = limiter.on_429(
                     parse_retry_after(raw.headers),
                     sent_at=sent,
+                    waited=waits[0],
                     retry_after_max=call.retry_after_max,
                 )
             if wait is None:
                 break  # this 429 goes to the caller
-            waits += 1
+            waits[0] += 1
             raw.close()
             limiter.release()
             limiter.settle(tokens, 0)  # charged again when it is sent again

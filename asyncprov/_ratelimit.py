@@ -101,7 +101,6 @@ class Limiter:
         self._updated = self._now()
         self._paused_until = 0.0
         self._pause_began = -math.inf
-        self._backoff = 0
         self._answered_at = -math.inf  # when the provider last answered without a 429
         self.requests = self.paced = self.rate_limited = self.in_flight = self.tokens = 0
         self.paced_seconds = self.paused_seconds = 0.0
@@ -219,37 +218,42 @@ class Limiter:
 
     def answered(self) -> None:
         """The provider answered with something other than 429."""
-        self._backoff = 0
         self._answered_at = self._now()
 
     def on_429(
-        self, retry_after: float | None, *, sent_at: float, retry_after_max: float
+        self,
+        retry_after: float | None,
+        *,
+        sent_at: float,
+        waited: int,
+        retry_after_max: float,
     ) -> float | None:
-        """A 429 arrived for a request sent at ``sent_at`` (``now()``). Returns how long
-        this request waits on its own before it is sent again: 0 when a pause of the
-        whole provider holds it back, ``None`` when it is not sent again (the provider
-        asks for longer than the retry policy's ``retry_after_max``).
+        """A 429 arrived for a request sent at ``sent_at`` (``now()``) that has waited
+        out ``waited`` 429s already. Returns how long this request waits on its own
+        before it is sent again: 0 when a pause of the whole provider holds it back,
+        ``None`` when it is not sent again (the provider asks for longer than the retry
+        policy's ``retry_after_max``).
 
         The wait is what the server asked (``retry-after-ms`` or ``Retry-After``), and no
-        longer; without either, 0.5, 1, 2... s. When the provider answered another
-        request after this one was sent, the 429 is this request's own and only it
-        waits; otherwise every caller pauses. Requests sent before a pause began are
-        the same burst: their 429s neither pause again nor lengthen the backoff."""
+        longer; without either, 0.5, 1, 2... s for this request. When the provider
+        answered another request after this one was sent, the 429 is this request's own
+        and only it waits; otherwise every caller pauses, for the longest wait any
+        request of the burst (those sent before the pause began) was asked."""
         if retry_after is not None and retry_after > retry_after_max:
             return None
         self.rate_limited += 1
-        if sent_at < self._pause_began:
-            return 0.0  # the pause this burst started holds it back
         if retry_after is None:
-            self._backoff += 1
-            retry_after = min(retry_after_max, 0.5 * 2.0 ** (self._backoff - 1))
-        self.paused_seconds += retry_after
+            retry_after = min(retry_after_max, 0.5 * 2.0**waited)
         if self._answered_at > sent_at:
+            self.paused_seconds += retry_after
             return retry_after  # the provider answers others: this request waits alone
-        now = self._now()
-        self._pause_began = now
-        self._paused_until = max(self._paused_until, now + retry_after)
-        return 0.0
+        if sent_at >= self._pause_began:  # a new pause; else one of the burst that began it
+            self._pause_began = self._now()
+        until = self._pause_began + retry_after  # a burst pauses for its longest wait
+        if until > self._paused_until:
+            self.paused_seconds += until - max(self._paused_until, self._pause_began)
+            self._paused_until = until
+        return 0.0  # the pause holds this request back with everyone else's
 
 
 class RateLimits(MutableMapping[str, RateLimit]):

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from ._errors import (
     APIConnectionError,
     APIError,
+    EventTooLargeError,
     ProviderError,
     ResponseDecodeError,
     StreamInterruptedError,
@@ -251,7 +252,13 @@ class _Events:
         while not self._done:
             data = await self._response.read_chunk()
             if data:
-                events = decoder.feed(data)
+                try:
+                    events = decoder.feed(data)
+                except EventTooLargeError as exc:
+                    # A fresh error, and no reference to the bytes: the traceback of the
+                    # original (and the failure lists that keep it) would hold them.
+                    del data
+                    raise EventTooLargeError(str(exc), limit=exc.limit) from None
                 if events:
                     self._seen = True
                     return events

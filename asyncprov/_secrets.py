@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import base64
 import re
+import urllib.parse
 from collections.abc import Iterable
 
 __all__ = ["KeyMask", "redact"]
@@ -11,9 +13,10 @@ __all__ = ["KeyMask", "redact"]
 class KeyMask:
     """Hides known keys in text an upstream may echo back (its error messages), in
     every form it can reasonably be told apart: any run of 8 or more characters taken
-    from a key, in any case, so a key cut short, re-cased or partly masked upstream is
-    still hidden. Keys shorter than ``MIN_LENGTH`` are placeholders ("none", "test"),
-    not secrets: masking them would garble ordinary words.
+    from a key, or from its base64, percent-encoded or hex form, in any case, so a key
+    cut short, re-cased, encoded or partly masked upstream is still hidden. Keys
+    shorter than ``MIN_LENGTH`` are placeholders ("none", "test"), not secrets: masking
+    them would garble ordinary words.
 
     Example:
         >>> mask = KeyMask(["sk-live-1234567890abcdef"])
@@ -27,7 +30,8 @@ class KeyMask:
         found = {key.strip() for key in keys if key}
         self.keys = sorted((k for k in found if len(k) >= self.MIN_LENGTH), key=len)[::-1]
         size = self.MIN_LENGTH
-        grams = {key[i : i + size].lower() for key in self.keys for i in range(len(key) - size + 1)}
+        forms = [form for key in self.keys for form in _encodings(key)]
+        grams = {form[i : i + size].lower() for form in forms for i in range(len(form) - size + 1)}
         # A lookahead finds every (overlapping) place an 8-character piece of a key starts.
         self._pattern = (
             re.compile("(?=(" + "|".join(map(re.escape, sorted(grams))) + "))", re.IGNORECASE)
@@ -48,6 +52,19 @@ class KeyMask:
         for start, end in reversed(covered):
             text = text[:start] + "***" + text[end:]
         return text
+
+
+def _encodings(key: str) -> list[str]:
+    """The forms a key may be echoed in: as it is, base64 (standard and URL-safe),
+    percent-encoded and hex."""
+    raw = key.encode("utf-8", "surrogateescape")
+    return [
+        key,
+        base64.b64encode(raw).decode().rstrip("="),
+        base64.urlsafe_b64encode(raw).decode().rstrip("="),
+        urllib.parse.quote(key, safe=""),
+        raw.hex(),
+    ]
 
 
 def redact(url: str) -> str:

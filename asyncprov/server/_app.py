@@ -35,6 +35,9 @@ log = logging.getLogger("asyncprov.server")
 _SHUTTING_DOWN = "the gateway is shutting down"
 
 _CLIENT_KEY: web.AppKey[AsyncClient] = web.AppKey("client", AsyncClient)
+_REQUEST_ID_KEY: web.RequestKey[str] = web.RequestKey("request_id", str)
+_PRIVATE_FIELDS = {"provider"}
+"""Fields of a completion or chunk a client never sees: which upstream answered."""
 _GATEWAY_KEY: web.AppKey[_Gateway] = web.AppKey("gateway")
 
 
@@ -72,10 +75,23 @@ class _Gateway:
         # Upstream keys never reach a client or a log line, even when an upstream echoes
         # one back in an error message.
         providers = [client.provider, *(r.provider for r in (self.routes or {}).values())]
+        names: set[str] = set()
+        for provider in providers:
+            for member in [provider, *getattr(provider, "providers", ())]:
+                if member is not None and member.name != "RetryProvider":
+                    names.add(member.name)
+        self.provider_names = sorted(names, key=len, reverse=True)
         keys = [k for p in providers for k in _upstream_keys(p)]
         self.scrub = KeyMask([*keys, client.api_key])  # the client's own key, for any provider
 
-    def _authorized(self, request: web.Request) -> bool:
+    def hide_names(self, text: str) -> str:
+        """``text`` with every configured provider name replaced: internal names (which
+        often say where an upstream runs) never reach a client."""
+        for name in self.provider_names:
+            text = text.replace(name, "the model's provider")
+        return text
+
+    def authorized(self, request: web.Request) -> bool:
         if not self.api_keys:
             return True
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
@@ -94,7 +110,7 @@ class _Gateway:
         text, address or provider name. The details go to the log under the request id."""
         status, kind = status_for(error), error.code
         if isinstance(error, InvalidRequestError):  # the client's own request: say why
-            message = str(error)
+            message = self.hide_names(str(error))
         elif isinstance(error, HTTPStatusError) and status in (401, 403):
             # The upstream refused the gateway's own credentials: the client's key is
             # fine, so it must not look like a 401 to it.
@@ -117,7 +133,7 @@ class _Gateway:
         return web.json_response({"status": "ok"})
 
     async def list_models(self, request: web.Request) -> web.Response:
-        if not self._authorized(request):
+        if not self.authorized(request):
             return error_response(401, "invalid or missing API key", "authentication_error")
         now = int(time.time())
         data = [
@@ -127,7 +143,7 @@ class _Gateway:
         return web.json_response({"object": "list", "data": data})
 
     async def chat(self, request: web.Request) -> web.StreamResponse:
-        if not self._authorized(request):
+        if not self.authorized(request):
             return error_response(401, "invalid or missing API key", "authentication_error")
         if self.draining:
             return error_response(503, _SHUTTING_DOWN, "server_error")
@@ -141,7 +157,12 @@ class _Gateway:
             # Cancelled by a shutdown: its grace period ran out, or the body never came.
             return await answer.cut_off()
         except Exception as error:  # a bug, not an expected failure: no internals shown
-            log.error("unexpected %s while answering", type(error).__name__)
+            log.error(
+                "request %s: unexpected %s while answering",
+                answer.request_id,
+                type(error).__name__,
+                exc_info=True,
+            )
             return error_response(500, "the gateway failed unexpectedly", "server_error")
         finally:
             del self.inflight[scope]
@@ -197,7 +218,7 @@ class _Answer:
         self.reading = True
         self.done = False
         self.response: web.StreamResponse | None = None
-        self.request_id = "req_" + uuid.uuid4().hex[:24]
+        self.request_id: str = request.get(_REQUEST_ID_KEY) or "req_" + uuid.uuid4().hex[:24]
         """Sent to the client (``X-Request-Id``, and in error messages) and logged with
         a failure's details."""
 
@@ -220,7 +241,7 @@ class _Answer:
             return closing(error_response(408, message, "invalid_request_error"))
         self.reading = False
         try:
-            body = json.loads(raw)
+            body = json.loads(raw, parse_constant=_not_json)
         except (ValueError, RecursionError):  # RecursionError: JSON nested too deep
             return error_response(
                 400, "the request body is not valid JSON", "invalid_request_error"
@@ -264,8 +285,9 @@ class _Answer:
             refused.headers["X-Request-Id"] = self.request_id
             return refused
         if isinstance(result, ChatCompletion):
+            result.__dict__["model"] = public if isinstance(public, str) else result.model
             return web.Response(
-                body=result.model_dump_json(exclude_none=True),
+                body=result.model_dump_json(exclude_none=True, exclude=_PRIVATE_FIELDS),
                 content_type="application/json",
                 headers={"X-Request-Id": self.request_id},
             )
@@ -282,7 +304,10 @@ class _Answer:
             try:
                 await response.prepare(self.request)
                 async for chunk in result:
-                    await response.write(event(chunk.model_dump_json(exclude_none=True)))
+                    if isinstance(public, str):
+                        chunk.__dict__["model"] = public
+                    data = chunk.model_dump_json(exclude_none=True, exclude=_PRIVATE_FIELDS)
+                    await response.write(event(data))
             except AsyncProvError as error:
                 # Never a fake [DONE]: the client must see that the stream broke off.
                 status, kind, message = self.gateway.failure(
@@ -312,16 +337,20 @@ class _Answer:
 
 @web.middleware
 async def _json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Unknown paths and methods answer in OpenAI's error JSON too."""
+    """Every response carries ``X-Request-Id``; unknown paths and methods answer in
+    OpenAI's error JSON too."""
+    request_id = request[_REQUEST_ID_KEY] = "req_" + uuid.uuid4().hex[:24]
     try:
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as error:
         if error.status < 400:
             raise
         response = error_response(error.status, error.reason, "invalid_request_error")
         if "Allow" in error.headers:  # 405 says which methods are
             response.headers["Allow"] = error.headers["Allow"]
-        return response
+    if not response.prepared:
+        response.headers.setdefault("X-Request-Id", request_id)
+    return response
 
 
 async def drain(app: web.Application) -> None:
@@ -329,6 +358,27 @@ async def drain(app: web.Application) -> None:
     requests answer 503 (on new and open connections alike), and in-flight requests
     get the grace period. Then stop the server (``runner.cleanup()``)."""
     await app[_GATEWAY_KEY].drain(app)
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")  # NaN and Infinity, which json.loads allows
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` only once the request could be answered: a wrong key or
+    an announced body over the limit is refused before the client sends its body."""
+    gateway = request.app[_GATEWAY_KEY]
+    if request.headers.get("Expect", "").lower() != "100-continue":
+        return closing(error_response(417, "unsupported Expect header", "invalid_request_error"))
+    if not gateway.authorized(request):
+        return closing(error_response(401, "invalid or missing API key", "authentication_error"))
+    length = request.content_length
+    if length is not None and length > gateway.max_body_size:
+        return closing(
+            error_response(413, "the request body is too large", "invalid_request_error")
+        )
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    return None
 
 
 def stop_now(app: web.Application) -> None:
@@ -370,7 +420,7 @@ def create_app(
     app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
     app[_CLIENT_KEY] = client
     app[_GATEWAY_KEY] = gateway
-    app.router.add_post("/v1/chat/completions", gateway.chat)
+    app.router.add_post("/v1/chat/completions", gateway.chat, expect_handler=_expect)
     app.router.add_get("/v1/models", gateway.list_models)
     app.router.add_get("/healthz", gateway.health)
     app.on_shutdown.append(gateway.drain)

@@ -100,6 +100,8 @@ class ServerConfig(_Section):
     """Seconds a connection may sit idle, or take to send a request's headers."""
     body_timeout: PositiveSeconds = 60.0
     """Seconds a request may take to send its whole body (408 past it)."""
+    send_timeout: PositiveSeconds = 60.0
+    """Seconds a client may leave an answer unread before it is disconnected."""
     max_connections: int = Field(default=1024, ge=1)
     """Connections open at once; one more is answered 503 and closed."""
     access_log: bool = False

@@ -13,7 +13,7 @@ from aiohttp import web
 from .. import AsyncClient, ConfigurationError
 from ._app import create_app, drain, stop_now
 from ._config import GatewayConfig, build_routes
-from ._connections import GatewaySite
+from ._connections import ConnectionLimits, GatewaySite
 
 __all__ = ["serve"]
 
@@ -79,9 +79,13 @@ async def serve(
         )
         await runner.setup()
         try:
-            site = GatewaySite(
-                runner, settings.host, settings.port, max_connections=settings.max_connections
+            limits = ConnectionLimits(
+                idle_timeout=settings.idle_timeout,
+                body_timeout=settings.body_timeout,
+                send_timeout=settings.send_timeout,
+                max_connections=settings.max_connections,
             )
+            site = GatewaySite(runner, settings.host, settings.port, limits=limits)
             try:
                 await site.start()
             except OSError as error:

@@ -265,6 +265,10 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         raise UsageError(f"cannot read {args.input}: no such file")
     if not args.input.is_file():
         raise UsageError(f"cannot read {args.input}: not a file")
+    if args.output.exists() and not args.output.is_file():
+        raise UsageError(
+            f"OUT must be a regular file, not {args.output}: a run reads it back to resume"
+        )
     if args.output.exists() and args.input.resolve() == args.output.resolve():
         raise UsageError("IN and OUT are the same file; results need a file of their own")
     # Always a limiter, so a 429's Retry-After is waited out (that request alone, or the

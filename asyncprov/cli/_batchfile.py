@@ -125,7 +125,7 @@ def load_output(
     try:
         handle = path.open("r+b")
     except OSError as exc:
-        raise UsageError(f"cannot open {path}: {exc.strerror}") from None
+        raise UsageError(f"cannot open {path}: {exc.strerror or exc}") from None
     with handle:
         offset = 0
         torn: tuple[int, int] | None = None  # (line number, offset) of a cut-off line
@@ -283,7 +283,7 @@ class OutputFile:
         try:
             handle = self.path.open("ab")
         except OSError as exc:
-            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
         try:
             import fcntl
 
@@ -305,7 +305,7 @@ class OutputFile:
             self.handle.write(line.encode())
             self.handle.flush()
         except OSError as exc:
-            raise UsageError(f"cannot write {self.path}: {exc.strerror}") from None
+            raise UsageError(f"cannot write {self.path}: {exc.strerror or exc}") from None
 
     def close(self) -> None:
         with contextlib.suppress(OSError):  # a failed write has been reported already

@@ -3,8 +3,13 @@ problem said in command-line words (flags, not keyword arguments)."""
 
 from __future__ import annotations
 
-from asyncprov import ConfigurationError, ProviderNotFoundError
-from asyncprov.providers import Provider, provider_class
+from asyncprov import (
+    ConfigurationError,
+    ModelNotFoundError,
+    ProviderNotFoundError,
+    ProviderNotWorkingError,
+)
+from asyncprov.providers import Provider, provider_class, provider_for_model
 
 from ._errors import UsageError
 
@@ -23,9 +28,16 @@ def check_provider(
     cannot work from the command line: a provider that combines others, one that needs
     ``--base-url``, a key that is missing, or nothing to route by."""
     if name is None:
-        if base_url is None and not model:
+        if base_url is not None:
+            return  # an OpenAI-compatible server: any model, no key needed
+        if not model:
             raise UsageError("give --model (or --provider, or --base-url)")
-        return
+        try:
+            name = provider_for_model(model).name  # the provider the model routes to
+        except (ModelNotFoundError, ProviderNotWorkingError):
+            raise UsageError(
+                f"--model {model}: no provider is known for it; give --provider or --base-url"
+            ) from None
     try:
         cls = provider_class(name)
     except ProviderNotFoundError as error:

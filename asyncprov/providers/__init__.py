@@ -3,7 +3,8 @@
 Concrete providers are imported on first access, so ``import asyncprov`` (and the
 provider contract in ``base``) never loads a provider module. ``provider_names()``
 lists every registered provider and ``provider_class(name)`` looks one up (an unknown
-name raises ``ProviderNotFoundError`` naming close matches).
+name raises ``ProviderNotFoundError`` naming close matches); ``provider_for_model(model)``
+is the provider a model name routes to.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from .base import ProviderSettings as ProviderSettings
 if TYPE_CHECKING:
     from .._failover import RetryProvider as RetryProvider
     from .._registry import provider_class as provider_class
+    from .._registry import provider_for_model as provider_for_model
     from .._registry import registered_names as provider_names
     from .anthropic import Anthropic as Anthropic
     from .hosts import VLLM as VLLM
@@ -51,15 +53,18 @@ __all__ = [
     "VLLM",
     "XAI",
     "provider_class",
+    "provider_for_model",
     "provider_names",
 ]
 
 
 def __getattr__(name: str) -> Any:
-    from .._registry import provider_class, registered_names
+    from .._registry import provider_class, provider_for_model, registered_names
 
     if name == "provider_class":
         return provider_class
+    if name == "provider_for_model":
+        return provider_for_model
     if name == "provider_names":
         return registered_names
     if name in registered_names():

@@ -101,7 +101,7 @@ class Limiter:
         self._updated = self._now()
         self._paused_until = 0.0
         self._pause_began = -math.inf
-        self._answered_at = -math.inf  # when the provider last answered without a 429
+        self._last_ok = True  # whether the provider's last answer was not a 429
         self.requests = self.paced = self.rate_limited = self.in_flight = self.tokens = 0
         self.paced_seconds = self.paused_seconds = 0.0
 
@@ -218,7 +218,7 @@ class Limiter:
 
     def answered(self) -> None:
         """The provider answered with something other than 429."""
-        self._answered_at = self._now()
+        self._last_ok = True
 
     def on_429(
         self,
@@ -235,18 +235,19 @@ class Limiter:
         policy's ``retry_after_max``).
 
         The wait is what the server asked (``retry-after-ms`` or ``Retry-After``), and no
-        longer; without either, 0.5, 1, 2... s for this request. When the provider
-        answered another request after this one was sent, the 429 is this request's own
-        and only it waits; otherwise every caller pauses, for the longest wait any
-        request of the burst (those sent before the pause began) was asked."""
+        longer; without either, 0.5, 1, 2... s for this request. A 429 right after an
+        answer that was not one is this request's own, and only it waits; a 429 after
+        another 429 pauses every caller, for the longest wait any request of the burst
+        (those sent before the pause began) was asked."""
         if retry_after is not None and retry_after > retry_after_max:
             return None
         self.rate_limited += 1
         if retry_after is None:
             retry_after = min(retry_after_max, 0.5 * 2.0**waited)
-        if self._answered_at > sent_at:
+        isolated, self._last_ok = self._last_ok, False
+        if isolated:  # the answer before this one was no 429: this request waits alone
             self.paused_seconds += retry_after
-            return retry_after  # the provider answers others: this request waits alone
+            return retry_after
         if sent_at >= self._pause_began:  # a new pause; else one of the burst that began it
             self._pause_began = self._now()
         until = self._pause_began + retry_after  # a burst pauses for its longest wait

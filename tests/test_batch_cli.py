@@ -587,3 +587,10 @@ def test_5000_lines_killed_twice_and_resumed_hold_each_id_once(
         number = record["custom_id"].removeprefix("req-")
         reply = record["response"]["body"]["choices"][0]["message"]["content"]
         assert reply == f"You said: prompt {number}"
+
+
+def test_out_must_be_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """OUT that is a device (/dev/null here) is refused at once: a run reads OUT back."""
+    source = write_input(tmp_path / "in.jsonl", 1)
+    assert cli(source, "/dev/null", "--base-url", "http://127.0.0.1:9/v1")[0] == 2
+    assert "OUT must be a regular file" in capsys.readouterr().err

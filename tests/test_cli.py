@@ -218,3 +218,28 @@ def test_serve_without_a_key_names_the_variable_and_the_flag(
     assert capsys.readouterr().err == (
         "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key-env NAME\n"
     )
+
+
+def test_the_provider_a_model_routes_to_is_checked_first(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`chat --model gpt-4o-mini` with no key, or an unknown model: one line in flag
+    words, exit 2, before anything is sent."""
+    assert main(["chat", "--model", "gpt-4o-mini", "hi"], out=io.StringIO()) == 2
+    assert capsys.readouterr().err == (
+        "asyncprov: OpenaiChat needs an API key: set OPENAI_API_KEY or pass --api-key\n"
+    )
+    assert main(["chat", "--model", "zzz", "hi"], out=io.StringIO()) == 2
+    assert "--model zzz: no provider is known for it" in capsys.readouterr().err
+
+
+def test_configuration_errors_exit_2_in_flag_words(capsys: pytest.CaptureFixture[str]) -> None:
+    """A --base-url that is no URL: exit 2, naming the flag; failures name the provider
+    and model without keyword syntax."""
+    assert main(["chat", "--base-url", "notaurl", "--model", "m", "hi"], out=io.StringIO()) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("asyncprov: ConfigurationError: --base-url must be an http(s) URL")
+    argv = ["chat", "--base-url", "http://127.0.0.1:9/v1", "--model", "m", "--max-retries=0"]
+    assert main([*argv, "hi"], out=io.StringIO()) == 1
+    err = capsys.readouterr().err
+    assert "(provider OpenAICompatible, model m)" in err and "provider=" not in err

@@ -298,3 +298,78 @@ def test_shutdown_is_prompt_with_slow_clients_connected(tmp_path: Any) -> None:
         process.communicate()  # closes its stdout pipe
         for held in sockets:
             held.close()
+
+
+# --- review findings ---------------------------------------------------------------------
+
+
+async def test_responses_name_no_provider_and_the_public_model(server: OpenAITestServer) -> None:
+    """A completion and every chunk carry the public model name and no provider field."""
+    settings = config(server)
+    settings["providers"]["up"]["models"] = ["m-up"]
+    settings["routes"] = {"chat": {"providers": [{"provider": "up", "model": "m-up"}]}}
+    body = {**BODY, "model": "chat"}
+    async with serving(settings) as url, aiohttp.ClientSession() as session:
+        async with session.post(url + "/chat/completions", json=body) as r:
+            whole = await r.json()
+        async with session.post(url + "/chat/completions", json={**body, "stream": True}) as r:
+            events = [
+                json.loads(line[6:]) async for line in r.content if line.startswith(b"data: {")
+            ]
+    assert whole["model"] == "chat" and "provider" not in whole
+    assert events and all(e["model"] == "chat" and "provider" not in e for e in events)
+
+
+async def test_every_response_has_a_request_id(server: OpenAITestServer) -> None:
+    """X-Request-Id on health checks, model lists, 404s and 405s too."""
+    async with serving(config(server)) as url, aiohttp.ClientSession() as session:
+        root = url.removesuffix("/v1")
+        for method, path in (("GET", "/healthz"), ("GET", "/v1/models"), ("GET", "/nope"),
+                             ("GET", "/v1/chat/completions")):  # fmt: skip
+            async with session.request(method, root + path) as r:
+                assert r.headers["X-Request-Id"].startswith("req_"), path
+
+
+async def test_a_client_that_stops_reading_is_dropped(server: OpenAITestServer) -> None:
+    """Thousands of pipelined requests whose answers are never read: after send_timeout
+    the connection is closed, not held for ever."""
+    request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 60_000
+    async with serving(config(server, send_timeout=0.3, idle_timeout=30)) as url, raw(url) as s:
+        with anyio.move_on_after(5):
+            await s.send(request)
+        await anyio.sleep(2)  # nothing is read meanwhile
+        with anyio.fail_after(10):
+            answers = await read_all(s)
+    assert answers.count(b"HTTP/1.1 200") < 60_000
+
+
+async def test_expect_continue_is_checked_first(
+    server: OpenAITestServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Expect: 100-continue without a valid key gets 401 (no 100 Continue first); an
+    unknown Expect gets a 417 in JSON that echoes nothing."""
+    monkeypatch.setenv("GW_CLIENT_KEYS", "client-key-1234")
+    settings = config(server, client_keys_env="GW_CLIENT_KEYS")
+    head = b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n"
+    async with serving(settings) as url:
+        async with raw(url) as s:
+            await s.send(head + b"Expect: 100-continue\r\n\r\n")
+            with anyio.fail_after(5):
+                answer = await read_all(s)
+        assert answer.startswith(b"HTTP/1.1 401") and b"100 Continue" not in answer
+        async with raw(url) as s:
+            await s.send(head + b"Expect: secret-ck-CLIENTSECRET\r\n\r\n")
+            with anyio.fail_after(5):
+                answer = await read_all(s)
+    assert answer.startswith(b"HTTP/1.1 417") and b"CLIENTSECRET" not in answer
+
+
+async def test_nan_is_not_json(server: OpenAITestServer) -> None:
+    """NaN and Infinity (which Python's json reads) are a 400, and nothing is sent."""
+    async with serving(config(server)) as url, aiohttp.ClientSession() as session:
+        for text in ('{"model": "m", "messages": [], "foo": NaN}', '{"temperature": Infinity}'):
+            async with session.post(
+                url + "/chat/completions", data=text, headers={"Content-Type": "application/json"}
+            ) as r:
+                assert r.status == 400
+    assert server.requests == []

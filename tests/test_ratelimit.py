@@ -17,6 +17,7 @@ from asyncprov import (
     RateLimitError,
     RateLimits,
     RateLimitStats,
+    RetryProviderError,
     Timeout,
     TotalTimeoutError,
 )
@@ -212,8 +213,9 @@ def test_registry_is_a_mapping() -> None:
 
 @pytest.mark.usefixtures("testing_switch")
 async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
-    """Eight requests in flight all answered 429 (no Retry-After) are one burst: one
-    0.5 s pause, not a backoff doubled eight times."""
+    """Eight requests in flight all answered 429 (no Retry-After) are one burst: the
+    first waits its 0.5 s alone, the second pauses the provider 0.5 s for the rest; no
+    backoff doubled eight times."""
     server.add_reply(*[Reply(status=429) for _ in range(8)])
     async with limited(server) as client:
         batch = client.chat.completions.batch([{"model": "m", "messages": "hi"}] * 8, concurrency=8)
@@ -221,7 +223,7 @@ async def test_a_burst_of_429s_pauses_once(server: OpenAITestServer) -> None:
             assert all([r.ok async for r in results])
         stats = client.rate_limits.stats(NAME)
     assert stats.rate_limited == 8
-    assert stats.paused_seconds == pytest.approx(0.5, abs=0.1)
+    assert stats.paused_seconds == pytest.approx(1.0, abs=0.1)
 
 
 @pytest.mark.usefixtures("testing_switch")
@@ -249,3 +251,31 @@ async def test_a_queue_wait_past_max_wait_is_a_queue_timeout(server: OpenAITestS
         assert len(server.requests) == 1
         reply = await client.chat.completions.create(model="m", messages="after")
         assert reply.choices[0].message.content == "You said: after"
+
+
+@pytest.mark.usefixtures("testing_switch")
+async def test_429_backoff_is_per_request(server: OpenAITestServer) -> None:
+    """Without Retry-After each request backs off 0.5, 1... s from its own first 429:
+    a second request does not start where the first one stopped."""
+    server.add_reply(*[Reply(status=429) for _ in range(6)])
+    async with limited(server, max_429_waits=2) as client:
+        for _ in range(2):
+            with pytest.raises(RateLimitError):
+                await client.chat.completions.create(model="m", messages="hi")
+        stats = client.rate_limits.stats(NAME)
+    assert stats.paused_seconds == pytest.approx(3.0, abs=0.05)  # (0.5 + 1) x 2
+
+
+@pytest.mark.usefixtures("testing_switch")
+async def test_retries_share_one_budget_of_429_waits(server: OpenAITestServer) -> None:
+    """A call's retries do not start the limiter's 429 waits over."""
+    server.add_reply(*[Reply(status=429)] * 5, Reply(status=500), *[Reply(status=429)] * 20)
+    limits = {NAME: RateLimit(max_429_waits=5)}
+    async with AsyncClient(base_url=server.base_url, max_retries=2, rate_limits=limits) as client:
+        with pytest.raises(RetryProviderError) as caught:
+            await client.chat.completions.create(model="m", messages="hi")
+    assert len(server.requests) == 7  # 5 waited out, a 500, one retry's 429: no more
+    assert [type(e).__name__ for e in caught.value.exceptions] == [
+        "InternalServerError",
+        "RateLimitError",
+    ]

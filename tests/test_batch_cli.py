@@ -594,3 +594,15 @@ def test_out_must_be_a_regular_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     source = write_input(tmp_path / "in.jsonl", 1)
     assert cli(source, "/dev/null", "--base-url", "http://127.0.0.1:9/v1")[0] == 2
     assert "OUT must be a regular file" in capsys.readouterr().err
+
+
+def test_the_provider_of_ins_first_model_is_checked_first(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With no --provider, the provider IN's first model routes to is checked before
+    anything is sent: no key means one line, exit 2 and no OUT."""
+    source = tmp_path / "in.jsonl"
+    source.write_text(line("a", "hi", model="gpt-4o-mini") + "\n")
+    target = tmp_path / "out.jsonl"
+    assert cli(source, target)[0] == 2 and not target.exists()
+    assert "OpenaiChat needs an API key: set OPENAI_API_KEY" in capsys.readouterr().err

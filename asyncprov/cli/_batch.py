@@ -5,6 +5,8 @@ progress display, Ctrl-C, and the summary."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import math
 import os
 import signal
@@ -157,6 +159,20 @@ def _count_lines(path: Path) -> int:
     return count
 
 
+def _first_model(path: Path) -> str | None:
+    """The model of IN's first request, to check the provider it routes to up front
+    (later lines are checked as they run)."""
+    with (
+        contextlib.suppress(OSError, ValueError, AttributeError, TypeError, RecursionError),
+        path.open("rb") as f,
+    ):
+        for line in f:
+            if line.strip():
+                model = json.loads(line).get("body", {}).get("model")
+                return model if isinstance(model, str) else None
+    return None
+
+
 def _known_keys(args: argparse.Namespace) -> KeyMask:
     """A mask for every key this run may send: --api-key and the providers' key
     variables."""
@@ -276,7 +292,12 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # A batch queues by design, and its waits are finite (paced, or 429 pauses).
     limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm, max_wait=None)}
     # Checked before OUT is touched: a bad --provider or a missing key leaves no OUT.
-    check_provider(args.provider, base_url=args.base_url, api_key=args.api_key, model="from IN")
+    check_provider(
+        args.provider,
+        base_url=args.base_url,
+        api_key=args.api_key,
+        model=args.model or _first_model(args.input) or "from IN",
+    )
     client = AsyncClient(
         args.provider,
         base_url=args.base_url,

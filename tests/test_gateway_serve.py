@@ -165,9 +165,10 @@ async def pair() -> AsyncIterator[tuple[OpenAITestServer, OpenAITestServer]]:
 
 
 @contextlib.asynccontextmanager
-async def serving(config: dict[str, Any]) -> AsyncIterator[str]:
-    """`serve` running in the background; yields its API root URL."""
-    stop, listening, urls = anyio.Event(), anyio.Event(), []
+async def serving(config: dict[str, Any], *, stop: anyio.Event | None = None) -> AsyncIterator[str]:
+    """`serve` running in the background; yields its API root URL. Setting ``stop``
+    starts its shutdown; leaving waits until serve() has returned."""
+    stop, listening, urls = stop or anyio.Event(), anyio.Event(), []
 
     def ready(url: str) -> None:
         urls.append(url)
@@ -566,49 +567,30 @@ async def test_drain_answers_health_checks_on_new_and_open_connections(
         "server": {"port": 0, "grace_period": 5},
         "providers": {"up": upstream(server.base_url)},
     }
-    stop, listening, urls = anyio.Event(), anyio.Event(), []
-
-    def ready(url: str) -> None:
-        urls.append(url)
-        listening.set()
-
-    run = functools.partial(
-        serve, parse_config(config), ready=ready, stop=stop, handle_signals=False
-    )
+    stop = anyio.Event()
     body: dict[str, Any] = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
     with anyio.fail_after(20):  # serve() must return once drained
-        await _drain_while_serving(run, listening, urls, body)
-
-
-async def _drain_while_serving(
-    run: Any, listening: anyio.Event, urls: list[str], body: dict[str, Any]
-) -> None:
-    async with anyio.create_task_group() as tg, aiohttp.ClientSession() as kept:
-        tg.start_soon(run)
-        with anyio.fail_after(10):
-            await listening.wait()
-        url = urls[0]
-        health = url.removesuffix("/v1") + "/healthz"
-        async with kept.get(health) as r:  # opens the keep-alive connection
-            assert r.status == 200
-        async with aiohttp.ClientSession() as streaming:
-            response = await streaming.post(
-                url + "/chat/completions", json={**body, "stream": True}
-            )
-            assert (await response.content.readline()).startswith(b"data: ")
-            run.keywords["stop"].set()
-            await anyio.wait_all_tasks_blocked()
-            async with kept.get(health) as r:
-                assert r.status == 503
-            async with kept.post(url + "/chat/completions", json=body) as r:
-                assert r.status == 503 and "shutting down" in (await r.json())["error"]["message"]
-            async with aiohttp.ClientSession() as fresh, fresh.get(health) as r:
-                assert r.status == 503
-            with anyio.fail_after(10):
+        async with serving(config, stop=stop) as url, aiohttp.ClientSession() as kept:
+            health = url.removesuffix("/v1") + "/healthz"
+            async with kept.get(health) as r:  # opens the keep-alive connection
+                assert r.status == 200
+            async with aiohttp.ClientSession() as streaming:
+                response = await streaming.post(
+                    url + "/chat/completions", json={**body, "stream": True}
+                )
+                assert (await response.content.readline()).startswith(b"data: ")
+                stop.set()
+                await anyio.wait_all_tasks_blocked()
+                async with kept.get(health) as r:
+                    assert r.status == 503
+                async with kept.post(url + "/chat/completions", json=body) as r:
+                    assert r.status == 503
+                    assert "shutting down" in (await r.json())["error"]["message"]
+                async with aiohttp.ClientSession() as fresh, fresh.get(health) as r:
+                    assert r.status == 503
                 events = await read_events(response)
-            response.release()
-        assert events[-1] == "[DONE]"
-    # Leaving the task group waited for serve() to return: the drain ended it.
+                response.release()
+    assert events[-1] == "[DONE]"  # and leaving waited for serve() to return
 
 
 async def test_failures_name_no_upstream_address_or_provider(

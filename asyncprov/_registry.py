@@ -34,6 +34,7 @@ _PROVIDER_MODULES: dict[str, str] = {
     "Reka": "asyncprov.providers.reka",
     "Raycast": "asyncprov.providers.raycast",
     "Anthropic": "asyncprov.providers.anthropic",
+    "Gemini": "asyncprov.providers.gemini",
     "Groq": "asyncprov.providers.hosts",
     "DeepSeek": "asyncprov.providers.hosts",
     "Mistral": "asyncprov.providers.hosts",

@@ -88,7 +88,7 @@ def test_providers_table(monkeypatch: pytest.MonkeyPatch) -> None:
     rows = {line.split()[0]: line for line in out.getvalue().splitlines()[1:]}
     assert set(rows) == {
         "OpenAICompatible", "OpenaiChat", "Raycast", "Reka", "Anthropic", "Groq", "DeepSeek",
-        "Mistral",
+        "Mistral", "Gemini",
         "OpenRouter", "Together", "xAI", "Fireworks", "Ollama", "vLLM", "LMStudio",
     }  # fmt: skip
     assert rows["Reka"].split()[-2:] == ["REKA_API_KEY", "yes"]

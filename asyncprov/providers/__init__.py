@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from .._registry import provider_for_model as provider_for_model
     from .._registry import registered_names as provider_names
     from .anthropic import Anthropic as Anthropic
+    from .gemini import Gemini as Gemini
     from .hosts import VLLM as VLLM
     from .hosts import XAI as XAI
     from .hosts import DeepSeek as DeepSeek
@@ -37,6 +38,7 @@ __all__ = [
     "Anthropic",
     "DeepSeek",
     "Fireworks",
+    "Gemini",
     "Groq",
     "LMStudio",
     "Mistral",

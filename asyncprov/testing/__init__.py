@@ -3,6 +3,7 @@ scripted replies and faults, and a small HTTP proxy."""
 
 from .. import set_testing as set_testing
 from ._anthropic import AnthropicTestServer as AnthropicTestServer
+from ._gemini import GeminiTestServer as GeminiTestServer
 from ._proxy import ProxiedRequest as ProxiedRequest
 from ._proxy import ProxyServer as ProxyServer
 from ._raycast import RaycastTestServer as RaycastTestServer
@@ -15,6 +16,7 @@ from ._switch import instant_retries as instant_retries
 __all__ = [
     "AnthropicTestServer",
     "Fault",
+    "GeminiTestServer",
     "OpenAITestServer",
     "ProxiedRequest",
     "ProxyServer",

@@ -230,6 +230,7 @@ class OpenAITestServer:
         if self.api_key is not None and self.api_key not in (
             request.headers.get("Authorization", "").removeprefix("Bearer "),
             request.headers.get("X-Api-Key"),
+            request.headers.get("X-Goog-Api-Key"),
         ):
             return self._error(401, "invalid API key", "authentication_error")
         reply = self._replies.popleft() if self._replies else self.default
@@ -375,7 +376,7 @@ class OpenAITestServer:
         for index, event in enumerate(events):
             if fault is not None and index == after + self.lead_events:
                 return await inject(request, response, reply)
-            if fault == "no_done" and event.startswith(b"data: [DONE]"):
+            if fault == "no_done" and index == len(events) - 1:  # the terminator
                 break
             await response.write(event)
             if reply.chunk_delay:

@@ -1,0 +1,254 @@
+"""Google's Gemini (the Generative Language API): requests mapped from OpenAI's shape,
+``streamGenerateContent?alt=sse`` responses mapped back to OpenAI-shaped chunks."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from collections.abc import AsyncGenerator
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from .._http import HttpCall
+from .._types import (
+    ChatCompletionChunk,
+    ChatMessage,
+    ChatRequest,
+    ChunkChoice,
+    Delta,
+    FunctionCallDelta,
+    ImagePart,
+    TextPart,
+    ToolCallDelta,
+    Usage,
+)
+from .base import Provider
+
+__all__ = ["Gemini"]
+
+_FINISH = {
+    "STOP": "stop",
+    "MAX_TOKENS": "length",
+    "SAFETY": "content_filter",
+    "RECITATION": "content_filter",
+    "BLOCKLIST": "content_filter",
+    "PROHIBITED_CONTENT": "content_filter",
+    "SPII": "content_filter",
+    "MALFORMED_FUNCTION_CALL": "stop",
+    "OTHER": "stop",
+}
+_ids = itertools.count(1)
+
+
+class _Candidate(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    content: dict[str, Any] | None = None
+    finishReason: str | None = None
+
+
+class _Response(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    candidates: list[_Candidate] = []
+    usageMetadata: dict[str, Any] | None = None
+    modelVersion: str | None = None
+    responseId: str | None = None
+
+
+def _parts(message: ChatMessage) -> list[dict[str, Any]]:
+    content = message.content
+    parts: list[dict[str, Any]] = []
+    if isinstance(content, str):
+        if content:
+            parts.append({"text": content})
+    else:
+        for part in content or []:
+            if isinstance(part, TextPart):
+                parts.append({"text": part.text})
+            elif isinstance(part, ImagePart):
+                url = part.image_url.url
+                if url.startswith("data:"):
+                    head, _, data = url.partition(",")
+                    mime = head.removeprefix("data:").split(";", 1)[0]
+                    parts.append({"inlineData": {"mimeType": mime, "data": data}})
+                else:
+                    parts.append({"fileData": {"mimeType": "image/*", "fileUri": url}})
+    for call in message.tool_calls or []:
+        try:
+            args = json.loads(call.function.arguments or "{}")
+        except ValueError:
+            args = {}
+        parts.append({"functionCall": {"name": call.function.name, "args": args}})
+    return parts
+
+
+def _map_request(request: ChatRequest) -> dict[str, Any]:
+    system: list[str] = []
+    contents: list[dict[str, Any]] = []
+    names: dict[str, str] = {}  # tool call id -> function name, for the responses
+    for message in request.messages:
+        for call in message.tool_calls or []:
+            names[call.id] = call.function.name
+        if message.role in ("system", "developer"):
+            system.append(message.text())
+            continue
+        if message.role == "tool":
+            name = names.get(message.tool_call_id or "", message.name or "tool")
+            parts = [{"functionResponse": {"name": name, "response": {"result": message.text()}}}]
+            role = "user"
+        else:
+            role = "model" if message.role == "assistant" else "user"
+            parts = _parts(message)
+        if contents and contents[-1]["role"] == role:
+            contents[-1]["parts"].extend(parts)
+        else:
+            contents.append({"role": role, "parts": parts})
+    body: dict[str, Any] = {"contents": contents}
+    if system:
+        body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
+    config: dict[str, Any] = {}
+    for option, key in (
+        ("temperature", "temperature"),
+        ("top_p", "topP"),
+        ("max_tokens", "maxOutputTokens"),
+    ):
+        value = getattr(request, option)
+        if value is not None:
+            config[key] = value
+    if request.stop is not None:
+        config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+    response_format = request.response_format or {}
+    if response_format.get("type") == "json_object":
+        config["responseMimeType"] = "application/json"
+    elif response_format.get("type") == "json_schema":
+        config["responseMimeType"] = "application/json"
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if schema is not None:
+            config["responseJsonSchema"] = schema
+    if config:
+        body["generationConfig"] = config
+    if request.tools:
+        declarations = [
+            {
+                "name": tool["function"]["name"],
+                "description": tool["function"].get("description", ""),
+                "parameters": tool["function"].get("parameters") or {"type": "object"},
+            }
+            for tool in request.tools
+            if "function" in tool
+        ]
+        body["tools"] = [{"functionDeclarations": declarations}]
+    if request.tool_choice is not None:
+        body["toolConfig"] = {"functionCallingConfig": _map_tool_choice(request.tool_choice)}
+    return body
+
+
+def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(choice, dict):
+        name = (choice.get("function") or {}).get("name")
+        return {"mode": "ANY", "allowedFunctionNames": [name]} if name else {"mode": "AUTO"}
+    return {"mode": {"required": "ANY", "none": "NONE"}.get(choice, "AUTO")}
+
+
+class Gemini(Provider):
+    """Google's Gemini models; the key comes from ``api_key=``, ``GEMINI_API_KEY`` or
+    ``GOOGLE_API_KEY`` (sent as ``x-goog-api-key``). Requests and replies keep OpenAI's
+    shape: system messages become ``systemInstruction``, images ``inlineData`` parts,
+    tools ``functionDeclarations``, ``functionCall`` parts OpenAI ``tool_calls``."""
+
+    url = "https://ai.google.dev"
+    base_url = "https://generativelanguage.googleapis.com"
+    needs_auth = True
+    supports_images = True
+    api_key_env = "GEMINI_API_KEY"
+    base_url_env = "GEMINI_BASE_URL"
+    default_model = "gemini-2.0-flash"
+    models: ClassVar[tuple[str, ...]] = (
+        "gemini-2.0-flash",
+        "gemini-2.0-flash-lite",
+        "gemini-2.5-flash",
+        "gemini-2.5-pro",
+        "gemini-1.5-pro",
+    )
+
+    def get_api_key(self) -> str | None:
+        return super().get_api_key() or (os.environ.get("GOOGLE_API_KEY", "").strip() or None)
+
+    async def stream(
+        self, request: ChatRequest, http: HttpCall
+    ) -> AsyncGenerator[ChatCompletionChunk, None]:
+        key = self.require_api_key()
+        model = self.resolve_model(request.model)
+        headers = {"x-goog-api-key": key, "Accept": "text/event-stream", **self.headers}
+        url = f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
+        name = self.name
+        chunk_id = f"gemini-{next(_ids)}"
+        created = int(time.time())
+        first, calls = True, 0
+        usage: Usage | None = None
+        async with http.post(url, body=_map_request(request), headers=headers) as resp:
+            # No terminator: a stream is whole once a candidate says why it finished.
+            async for events in resp.events("a finishReason"):
+                for event in events:
+                    if not event.data.strip():
+                        continue
+                    try:
+                        parsed = _Response.model_validate_json(event.data)
+                    except ValidationError as exc:
+                        raise resp.decode_error(event.data, expected="Gemini response") from exc
+                    if parsed.usageMetadata:
+                        meta = parsed.usageMetadata
+                        prompt = meta.get("promptTokenCount", 0)
+                        output = meta.get("candidatesTokenCount", 0)
+                        usage = Usage(
+                            prompt_tokens=prompt,
+                            completion_tokens=output,
+                            total_tokens=meta.get("totalTokenCount", prompt + output),
+                        )
+                    candidate = parsed.candidates[0] if parsed.candidates else _Candidate()
+                    delta = Delta(role="assistant" if first else None)
+                    first = False
+                    text, tool_calls = "", []
+                    for part in (candidate.content or {}).get("parts", []):
+                        if "text" in part and not part.get("thought"):
+                            text += part["text"]
+                        elif "functionCall" in part:
+                            call = part["functionCall"]
+                            function = FunctionCallDelta(
+                                name=call.get("name", ""),
+                                arguments=json.dumps(call.get("args", {})),
+                            )
+                            tool_calls.append(
+                                ToolCallDelta(
+                                    index=calls,
+                                    id=f"call_{chunk_id}_{calls}",
+                                    type="function",
+                                    function=function,
+                                )
+                            )
+                            calls += 1
+                    delta.content = text or None
+                    delta.tool_calls = tool_calls or None
+                    reason = candidate.finishReason
+                    finish = None
+                    if reason:
+                        finish = "tool_calls" if calls else _FINISH.get(reason, "stop")
+                    yield ChatCompletionChunk(
+                        id=parsed.responseId or chunk_id,
+                        created=created,
+                        model=parsed.modelVersion or model,
+                        choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+                        provider=name,
+                    )
+                    if finish is not None:
+                        if request.include_usage and usage is not None:
+                            yield ChatCompletionChunk(
+                                id=parsed.responseId or chunk_id, created=created,
+                                model=parsed.modelVersion or model, choices=[], usage=usage,
+                                provider=name,
+                            )  # fmt: skip
+                        return

@@ -1,0 +1,130 @@
+"""Google's Gemini: the mapping both ways, and calls against a local server speaking
+the Generative Language API (streams, tools, errors, cut streams)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from asyncprov import (
+    AsyncClient,
+    Client,
+    InternalServerError,
+    RateLimitError,
+    StreamInterruptedError,
+)
+from asyncprov._request import build_request
+from asyncprov.providers import Gemini
+from asyncprov.providers.gemini import _map_request
+from asyncprov.testing import GeminiTestServer, Reply
+
+TOOL = {
+    "type": "function",
+    "function": {"name": "weather", "parameters": {"type": "object", "properties": {}}},
+}
+
+
+def test_request_mapping() -> None:
+    """System to systemInstruction, user/assistant to user/model contents with parts,
+    images to inlineData, options to generationConfig, tools to functionDeclarations,
+    a JSON schema response format to responseJsonSchema."""
+    messages = [
+        {"role": "system", "content": "be brief"},
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": "data:image/jpeg;base64,/9j/"}},
+            ],
+        },
+        {"role": "assistant", "content": "a cat"},
+        {"role": "user", "content": "sure?"},
+    ]
+    schema = {"type": "object", "properties": {"animal": {"type": "string"}}}
+    request = build_request(
+        model="gemini-2.0-flash", messages=messages, stream=True, temperature=0.3,
+        max_tokens=50, stop=["END"], tools=[TOOL], tool_choice="required",
+        response_format={"type": "json_schema", "json_schema": {"name": "a", "schema": schema}},
+    )  # fmt: skip
+    body = _map_request(request)
+    assert body["systemInstruction"] == {"parts": [{"text": "be brief"}]}
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+    assert body["contents"][0]["parts"][1] == {
+        "inlineData": {"mimeType": "image/jpeg", "data": "/9j/"}
+    }
+    assert body["generationConfig"] == {
+        "temperature": 0.3, "maxOutputTokens": 50, "stopSequences": ["END"],
+        "responseMimeType": "application/json", "responseJsonSchema": schema,
+    }  # fmt: skip
+    assert body["tools"][0]["functionDeclarations"][0]["name"] == "weather"
+    assert body["toolConfig"] == {"functionCallingConfig": {"mode": "ANY"}}
+
+
+async def test_a_stream_through_the_client() -> None:
+    """Text, the finish reason and usage from CRLF-framed SSE; the key header is sent."""
+    async with GeminiTestServer(replies=["Hello from Gemini."]) as server:
+        provider = Gemini(api_key="gem-key-123456", base_url=server.base_url)
+        async with AsyncClient(provider) as client:
+            stream = await client.chat.completions.create(
+                messages="hi", stream=True, stream_options={"include_usage": True}
+            )
+            chunks = [chunk async for chunk in stream]
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == "Hello from Gemini." and {c.provider for c in chunks} == {"Gemini"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    assert chunks[-1].usage is not None and chunks[-1].usage.completion_tokens == 3
+    sent = server.requests[-1]
+    assert sent.headers["x-goog-api-key"] == "gem-key-123456"
+    assert sent.path == "/v1beta/models/gemini-2.0-flash:streamGenerateContent"
+    assert sent.query == {"alt": "sse"}
+
+
+async def test_a_function_call_becomes_tool_calls() -> None:
+    """A functionCall part is an OpenAI tool call; finish_reason "tool_calls"."""
+    call = {"id": "x", "name": "weather", "arguments": '{"city": "Rome"}'}
+    async with (
+        GeminiTestServer(replies=[Reply(content="", tool_calls=[call])]) as server,
+        AsyncClient(Gemini(api_key="k", base_url=server.base_url)) as client,
+    ):
+        reply = await client.chat.completions.create(messages="weather?", tools=[TOOL])
+    assert reply.choices[0].finish_reason == "tool_calls"
+    calls = reply.choices[0].message.tool_calls
+    assert calls is not None and calls[0].function.name == "weather"
+    assert json.loads(calls[0].function.arguments) == {"city": "Rome"}
+
+
+async def test_errors_and_cut_streams() -> None:
+    """429 RESOURCE_EXHAUSTED is a RateLimitError, 503 an InternalServerError; a stream
+    that ends without a finishReason is interrupted."""
+    async with GeminiTestServer() as server:
+        provider = Gemini(api_key="k", base_url=server.base_url)
+        async with AsyncClient(provider, max_retries=0) as client:
+            server.add_reply(
+                Reply(
+                    status=429,
+                    error={"code": 429, "message": "quota", "status": "RESOURCE_EXHAUSTED"},
+                )
+            )
+            with pytest.raises(RateLimitError) as caught:
+                await client.chat.completions.create(messages="hi")
+            assert caught.value.message == "quota"
+            server.add_reply(
+                Reply(status=503, error={"code": 503, "message": "busy", "status": "UNAVAILABLE"})
+            )
+            with pytest.raises(InternalServerError):
+                await client.chat.completions.create(messages="hi")
+            server.add_reply(Reply(content="a b c", fault="no_done", fault_after=1))
+            with pytest.raises(StreamInterruptedError, match="finishReason"):
+                await client.chat.completions.create(messages="hi")
+
+
+def test_the_sync_client_and_the_key_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Client(provider="Gemini") reads GOOGLE_API_KEY when GEMINI_API_KEY is unset."""
+    server = GeminiTestServer(api_key="google-key-123456")
+    with server.run_in_thread():
+        monkeypatch.setenv("GOOGLE_API_KEY", "google-key-123456")
+        monkeypatch.setenv("GEMINI_BASE_URL", server.base_url)
+        with Client(provider="Gemini") as client:
+            reply = client.chat.completions.create(messages="hello")
+    assert reply.choices[0].message.content == "You said: hello"

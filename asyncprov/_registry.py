@@ -100,10 +100,19 @@ def _model_table() -> dict[str, tuple[type[Provider], ...]]:
     return {model: tuple(classes) for model, classes in table.items()}
 
 
+_PREFIXES = {"claude-": "Anthropic", "gemini-": "Gemini"}
+"""Vendors whose new model names are routed before this table lists them."""
+
+
 def provider_for_model(model: str) -> Provider:
-    """The preferred working provider serving ``model``."""
+    """The preferred working provider serving ``model`` (a listed model, or a name with
+    a vendor's prefix: ``claude-...``, ``gemini-...``)."""
     table = _model_table()
     classes = table.get(model)
+    if not classes:
+        prefix = next((p for p in _PREFIXES if model.startswith(p)), None)
+        if prefix is not None:
+            return provider_class(_PREFIXES[prefix]).default()
     if not classes:
         raise ModelNotFoundError(
             f"no provider is known for model {model!r}{_close(model, sorted(table))}; "

@@ -158,6 +158,21 @@ class Provider(ABC):
             shown.append(f"proxy={self.proxy!r}")
         return f"{type(self).__name__}({', '.join(shown)})"
 
+    @_ClassOrInstanceMethod
+    def with_model(self, model: str, /) -> Provider:
+        """This provider always asked for ``model``, whatever model a call names: a
+        failover group's member with a model of its own.
+
+        Example:
+            >>> RetryProvider([OpenaiChat.with_model("gpt-4o-mini"),
+            ...                Anthropic.with_model("claude-3-5-haiku-latest")])
+        """
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError("with_model needs a model name")
+        serving = copy.copy(self)
+        vars(serving).update(models=(model,), default_model=model, model_aliases={})
+        return serving
+
     def resolved(self, settings: ProviderSettings) -> Provider:
         """This provider as one call uses it: ``settings``' call-level values win over
         this instance's, which win over the client's (see ``ProviderSettings``). Returns

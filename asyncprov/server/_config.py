@@ -221,6 +221,8 @@ def _serving(provider: Provider, models: list[str]) -> Provider:
     """A copy of ``provider`` listing ``models``, the first its default. With one model
     it sends that one whatever model a route asks for (the failover engine sends a
     provider its default model when it lists others)."""
+    if len(models) == 1:
+        return provider.with_model(models[0])
     serving = copy.copy(provider)
     vars(serving).update(models=tuple(models), default_model=models[0])
     return serving

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from ._errors import StreamInterruptedError as StreamInterruptedError
     from ._errors import StreamNotSupportedError as StreamNotSupportedError
     from ._errors import StreamTimeoutError as StreamTimeoutError
+    from ._errors import StructuredOutputError as StructuredOutputError
     from ._errors import TotalTimeoutError as TotalTimeoutError
     from ._errors import UnprocessableEntityError as UnprocessableEntityError
     from ._ratelimit import RateLimit as RateLimit
@@ -122,6 +123,7 @@ _LAZY = {
     "StreamInterruptedError": "._errors",
     "StreamNotSupportedError": "._errors",
     "StreamTimeoutError": "._errors",
+    "StructuredOutputError": "._errors",
     "TotalTimeoutError": "._errors",
     "UnprocessableEntityError": "._errors",
     "RateLimit": "._ratelimit",
@@ -234,6 +236,7 @@ __all__ = [
     "StreamInterruptedError",
     "StreamNotSupportedError",
     "StreamTimeoutError",
+    "StructuredOutputError",
     "TextPart",
     "Timeout",
     "ToolCall",

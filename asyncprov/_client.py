@@ -6,6 +6,8 @@ import logging
 from collections.abc import AsyncIterable, Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast, overload
 
+from pydantic import BaseModel
+
 from ._closing import AsyncCloseable
 from ._errors import (
     ConfigurationError,
@@ -16,7 +18,14 @@ from ._failover import Opener, open_stream, retry_one
 from ._health import ProviderHealth
 from ._http import DEFAULT_CONNECTION_LIMIT, HttpCall, HttpClient
 from ._images import DEFAULT_MAX_IMAGE_BYTES, load_image_urls
-from ._options import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES, CallOptions
+from ._options import (
+    BATCH_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    CallOptions,
+    checked_hedge_delay,
+    checked_mapping,
+    checked_retries,
+)
 from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._request import (
@@ -24,12 +33,14 @@ from ._request import (
     CallSettings,
     CreateOptions,
     MessagesInput,
+    ParseOptions,
     attach_images,
     build_request,
 )
 from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
+from ._structured import json_schema_format, parse_reply
 from ._timeouts import TimeoutInput, as_timeout
 from ._types import (
     ChatCompletion,
@@ -46,35 +57,6 @@ __all__ = ["AsyncClient"]
 log = logging.getLogger("asyncprov")
 
 _T = TypeVar("_T")
-
-def _retries(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigurationError(f"max_retries must be a whole number of 0 or more, not {value!r}")
-    return value
-
-
-def _hedge_delay(value: object) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
-        raise ConfigurationError(f"hedge_delay must be a number of seconds >= 0, not {value!r}")
-    return float(value)
-
-
-def _checked_mapping(
-    name: str, value: Mapping[str, Any] | None, *, headers: bool = False
-) -> Mapping[str, Any] | None:
-    """A per-call mapping, checked (header names and values: text on one line)."""
-    if not value:
-        return None
-    if not isinstance(value, Mapping):
-        raise ConfigurationError(f"{name} must be a mapping, not {type(value).__name__}")
-    for key, item in value.items():
-        if not isinstance(key, str) or (headers and not isinstance(item, str)):
-            raise ConfigurationError(f"{name} keys{' and values' if headers else ''} must be text")
-        if headers and any(c in key + item for c in "\r\n\0"):
-            raise ConfigurationError(f"{name}[{key.strip()!r}] contains a line break")
-    return dict(value)
 
 
 class AsyncCompletions:
@@ -178,6 +160,38 @@ class AsyncCompletions:
         result = await client._attempts(chosen, request, http, open_stream)
         result.attempts = tuple(http.attempts)
         return result
+
+    async def parse(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        response_format: type[BaseModel],
+        **options: Unpack[ParseOptions],
+    ) -> ChatCompletion:
+        """A whole completion whose reply is validated into ``response_format`` (a
+        pydantic model): ``choices[0].message.parsed`` is the instance, or ``None`` with
+        ``message.refusal`` set when the provider refused. Each provider is asked its
+        native way (OpenAI's strict ``json_schema``, Gemini's response schema,
+        Anthropic's forced tool).
+
+        Raises:
+            StructuredOutputError: the reply does not validate (``.raw`` holds it).
+
+        Example:
+            >>> class City(BaseModel):
+            ...     name: str
+            ...     country: str
+            >>> reply = await client.chat.completions.parse(
+            ...     model="gpt-4o-mini", messages="The capital of France?", response_format=City)
+            >>> reply.choices[0].message.parsed
+            City(name='Paris', country='France')
+        """
+        completion = await self.create(
+            model, messages, stream=False, response_format=json_schema_format(response_format),
+            **options,
+        )  # fmt: skip
+        return parse_reply(completion, response_format)
 
     def batch(
         self,
@@ -294,7 +308,7 @@ class AsyncClient(AsyncCloseable):
             )
         self._provider = chosen
         self.timeout = as_timeout(timeout)
-        self.max_retries = _retries(max_retries)
+        self.max_retries = checked_retries(max_retries)
         """Retries after the first attempt on a lone provider (``create`` may override)."""
         self._options = CallOptions(timeout=self.timeout, max_retries=self.max_retries)
         self._policies: dict[int, RetryPolicy] = {}
@@ -371,7 +385,7 @@ class AsyncClient(AsyncCloseable):
                     api_key=api_key or None,
                     base_url=base_url,
                     proxy=resolve_proxy(proxy, env={}) if proxy else None,
-                    headers=_checked_mapping("extra_headers", extra_headers, headers=True),
+                    headers=checked_mapping("extra_headers", extra_headers, headers=True),
                     client_api_key=self._api_key,
                     client_proxy=self.proxy,
                 )
@@ -394,10 +408,12 @@ class AsyncClient(AsyncCloseable):
         ):
             options = CallOptions(
                 timeout=as_timeout(timeout, self.timeout),
-                max_retries=self.max_retries if max_retries is None else _retries(max_retries),
-                hedge_delay=_hedge_delay(hedge_delay),
-                extra_query=_checked_mapping("extra_query", extra_query),
-                extra_body=_checked_mapping("extra_body", extra_body),
+                max_retries=self.max_retries
+                if max_retries is None
+                else checked_retries(max_retries),
+                hedge_delay=checked_hedge_delay(hedge_delay),
+                extra_query=checked_mapping("extra_query", extra_query),
+                extra_body=checked_mapping("extra_body", extra_body),
             )
         return chosen, options
 

@@ -43,7 +43,8 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
     │   │   └── InternalServerError             5xx
     │   ├── ProviderError                       (error reported inside a 200 body)
     │   ├── ResponseDecodeError                 (status, body)
-    │   │   └── EventTooLargeError
+    │   │   ├── EventTooLargeError
+    │   │   └── StructuredOutputError           (raw)
     │   └── StreamInterruptedError              (partial_text)
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
     ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
@@ -69,8 +70,9 @@ __all__ = [
     "NotFoundError", "PermissionDeniedError", "ProviderError", "ProviderNotFoundError",
     "ProviderNotWorkingError", "ProxyError", "QueueTimeoutError", "RateLimitError",
     "ResponseDecodeError", "RetryNoProviderError", "RetryProviderError",
-    "StreamInterruptedError", "StreamNotSupportedError", "StreamTimeoutError", "TimeoutPhase",
-    "TotalTimeoutError", "UnprocessableEntityError", "error_for_status",
+    "StreamInterruptedError", "StreamNotSupportedError", "StreamTimeoutError",
+    "StructuredOutputError", "TimeoutPhase", "TotalTimeoutError", "UnprocessableEntityError",
+    "error_for_status",
 ]  # fmt: skip
 
 SNIPPET_LIMIT = 500
@@ -374,6 +376,17 @@ class EventTooLargeError(ResponseDecodeError):
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
         self.limit = limit
+
+
+class StructuredOutputError(ResponseDecodeError):
+    """Raised by ``parse()`` when a reply does not validate against the schema asked for."""
+
+    def __init__(
+        self, message: str, *, raw: str, provider: str | None = None, model: str | None = None
+    ) -> None:
+        super().__init__(message, provider=provider, model=model, body=raw)
+        self.raw = raw
+        """The reply's text, as it came."""
 
 
 class StreamInterruptedError(APIError, code="stream_interrupted_error"):

@@ -22,6 +22,7 @@ __all__ = [
     "CallSettings",
     "CreateOptions",
     "MessagesInput",
+    "ParseOptions",
     "attach_images",
     "build_request",
 ]
@@ -62,9 +63,8 @@ class CallSettings(TypedDict, total=False):
     """Fields merged, last, into the JSON body."""
 
 
-class BodyOptions(TypedDict, total=False):
-    """The OpenAI body fields ``create()`` types; others may be passed as keywords too
-    (sent as they are) or in ``extra_body``."""
+class _Fields(TypedDict, total=False):
+    """The OpenAI body fields ``create()`` and ``parse()`` type alike."""
 
     temperature: float | None
     top_p: float | None
@@ -74,7 +74,6 @@ class BodyOptions(TypedDict, total=False):
     seed: int | None
     tools: list[dict[str, Any]] | None
     tool_choice: str | dict[str, Any] | None
-    response_format: dict[str, Any] | None
     stream_options: dict[str, Any] | None
     """``{"include_usage": True}`` adds a last chunk with the ``usage``."""
     n: int | None
@@ -89,8 +88,20 @@ class BodyOptions(TypedDict, total=False):
     reasoning_effort: str | None
 
 
+class BodyOptions(_Fields, total=False):
+    """The OpenAI body fields ``create()`` types; others may be passed as keywords too
+    (sent as they are) or in ``extra_body``."""
+
+    response_format: dict[str, Any] | None
+
+
 class CreateOptions(CallSettings, BodyOptions, total=False):
     """Every keyword of ``create()`` besides ``model``, ``messages`` and ``stream``."""
+
+
+class ParseOptions(CallSettings, _Fields, total=False):
+    """Every keyword of ``parse()`` besides ``model``, ``messages`` and
+    ``response_format`` (a pydantic model there)."""
 
 
 CALL_SETTINGS: frozenset[str] = frozenset(CallSettings.__optional_keys__)

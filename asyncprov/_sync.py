@@ -16,6 +16,8 @@ from collections import deque
 from collections.abc import AsyncIterable, Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, Literal, Self, Unpack, overload
 
+from pydantic import BaseModel
+
 from ._client import AsyncClient
 from ._closing import Closeable
 from ._errors import ClientClosedError
@@ -24,7 +26,7 @@ from ._images import DEFAULT_MAX_IMAGE_BYTES
 from ._loop_thread import End, LoopThread, Pump, close_pump, shutdown
 from ._options import BATCH_CONCURRENCY, DEFAULT_MAX_RETRIES
 from ._registry import ProviderInput
-from ._request import CreateOptions, MessagesInput
+from ._request import CreateOptions, MessagesInput, ParseOptions
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
 from ._timeouts import TimeoutInput
@@ -182,6 +184,27 @@ class Completions:
         if isinstance(result, AsyncStream):
             return Stream(loop, result)
         return result
+
+    def parse(
+        self,
+        model: str | None = None,
+        messages: MessagesInput | None = None,
+        *,
+        response_format: type[BaseModel],
+        **options: Unpack[ParseOptions],
+    ) -> ChatCompletion:
+        """A whole completion validated into ``response_format``; the arguments are
+        those of ``AsyncClient``'s ``chat.completions.parse``."""
+        loop = self._client._running_loop()
+        return loop.call(
+            functools.partial(
+                self._client._async.chat.completions.parse,
+                model,
+                messages,
+                response_format=response_format,
+                **options,
+            )
+        )
 
     def batch(
         self,

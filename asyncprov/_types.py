@@ -213,6 +213,8 @@ class Message(_Response):
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
     refusal: str | None = None
+    parsed: Any = Field(default=None, exclude=True, repr=False)
+    """With ``parse()``: the reply validated into the model asked for (never dumped)."""
 
 
 class Choice(_Response):

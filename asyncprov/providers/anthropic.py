@@ -46,6 +46,7 @@ _OPENAI_ONLY = frozenset(
         "n", "logprobs", "top_logprobs", "presence_penalty", "frequency_penalty",
         "logit_bias", "parallel_tool_calls", "store", "service_tier", "reasoning_effort",
         "metadata", "user", "max_completion_tokens", "stream_options", "seed",
+        "response_format",
     }
 )  # fmt: skip
 
@@ -129,6 +130,15 @@ def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     return {"type": {"required": "any", "none": "none"}.get(choice, "auto")}
 
 
+def _json_tool(request: ChatRequest) -> tuple[str, dict[str, Any]] | None:
+    """(name, schema) of the tool standing for a ``json_schema`` response format."""
+    response_format = request.response_format or {}
+    if response_format.get("type") != "json_schema":
+        return None
+    spec = response_format.get("json_schema") or {}
+    return str(spec.get("name") or "respond"), spec.get("schema") or {"type": "object"}
+
+
 def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
     system, turns = _map_messages(request.messages)
     body: dict[str, Any] = {
@@ -157,6 +167,14 @@ def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
         ]
     if request.tool_choice is not None:
         body["tool_choice"] = _map_tool_choice(request.tool_choice)
+    json_tool = _json_tool(request)
+    if json_tool is not None:  # structured output: a tool the model must call
+        name, schema = json_tool
+        description = "Give the answer as this tool's input."
+        body.setdefault("tools", []).append(
+            {"name": name, "description": description, "input_schema": schema}
+        )
+        body["tool_choice"] = {"type": "tool", "name": name}
     user = request.extra.get("user")
     if isinstance(user, str):
         body["metadata"] = {"user_id": user}
@@ -167,8 +185,13 @@ def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
 class _Stream:
     """The OpenAI-shaped chunks of one Messages API stream."""
 
-    def __init__(self, name: str, model: str, include_usage: bool) -> None:
+    def __init__(
+        self, name: str, model: str, include_usage: bool, json_tool: str | None = None
+    ) -> None:
         self.name = name
+        self.json_tool = json_tool
+        """The tool standing for structured output: its input is the reply's content."""
+        self.json_blocks: set[int] = set()
         self.model = model
         self.include_usage = include_usage
         self.id = ""
@@ -191,6 +214,8 @@ class _Stream:
             delta = event.delta
             if delta.get("type") == "text_delta":
                 return self.chunk(Delta(content=delta.get("text", "")))
+            if delta.get("type") == "input_json_delta" and event.index in self.json_blocks:
+                return self.chunk(Delta(content=delta.get("partial_json", "")))
             if delta.get("type") == "input_json_delta" and event.index in self.tools:
                 arguments = FunctionCallDelta(arguments=delta.get("partial_json", ""))
                 call = ToolCallDelta(index=self.tools[event.index], function=arguments)
@@ -205,6 +230,9 @@ class _Stream:
             return self.chunk(Delta(role="assistant", content=""))
         if kind == "content_block_start" and event.content_block is not None:
             block = event.content_block
+            if block.get("type") == "tool_use" and block.get("name") == self.json_tool:
+                self.json_blocks.add(event.index)
+                return None
             if block.get("type") == "tool_use":
                 index = self.tools[event.index] = len(self.tools)
                 function = FunctionCallDelta(name=block.get("name", ""), arguments="")
@@ -220,6 +248,8 @@ class _Stream:
             if output is not None:
                 self.usage.completion_tokens = output
             reason = (event.delta or {}).get("stop_reason")
+            if reason == "tool_use" and self.json_blocks and not self.tools:
+                reason = "end_turn"  # the structured reply was the answer
             if reason:
                 return self.chunk(Delta(), _FINISH.get(reason, reason))
         return None
@@ -262,7 +292,10 @@ class Anthropic(Provider):
         model = self.resolve_model(request.model)
         headers = {"x-api-key": key, "anthropic-version": API_VERSION, **self.headers}
         headers.setdefault("Accept", "text/event-stream")
-        state = _Stream(self.name, model, request.include_usage)
+        json_tool = _json_tool(request)
+        state = _Stream(
+            self.name, model, request.include_usage, json_tool[0] if json_tool else None
+        )
         url = f"{self.base_url}/v1/messages"
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
             async for events in resp.events("message_stop"):

@@ -82,3 +82,77 @@ async def test_vendor_model_names_route_to_their_vendor(monkeypatch: pytest.Monk
             b = await client.chat.completions.create(model="gemini-9-pro", messages="hi")
     assert (a.provider, b.provider) == ("Anthropic", "Gemini")
     assert claude.requests[0].json["model"] == "claude-opus-9"
+
+
+@pytest.mark.parametrize("vendor", ["Anthropic", "Gemini"])
+async def test_the_gateway_serves_the_new_vendors(
+    vendor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`type = "Anthropic"` / `"Gemini"` in the gateway's config: answered in OpenAI's
+    format, streamed and whole, with no code of the gateway's own for them."""
+    import aiohttp
+
+    from tests.test_gateway_serve import serving
+
+    server_cls = AnthropicTestServer if vendor == "Anthropic" else GeminiTestServer
+    async with server_cls(default=Reply(content="hello from upstream")) as upstream:
+        monkeypatch.setenv("GW_VENDOR_KEY", "vendor-key-123456")
+        config = {
+            "server": {"port": 0},
+            "providers": {
+                "up": {
+                    "type": vendor,
+                    "base_url": upstream.base_url,
+                    "api_key_env": "GW_VENDOR_KEY",
+                }
+            },
+        }
+        model = "claude-3-5-haiku-latest" if vendor == "Anthropic" else "gemini-2.0-flash"
+        body = {"model": model, "messages": [{"role": "user", "content": "hi"}]}
+        async with serving(config) as url, aiohttp.ClientSession() as session:
+            async with session.post(url + "/chat/completions", json=body) as r:
+                whole = await r.json()
+            async with session.post(url + "/chat/completions", json={**body, "stream": True}) as r:
+                text = await r.text()
+    assert "choices" in whole, whole
+    assert whole["choices"][0]["message"]["content"] == "hello from upstream"
+    assert "hello" in text and text.rstrip().endswith("data: [DONE]")
+
+
+@pytest.mark.parametrize("vendor", ["Anthropic", "Gemini"])
+def test_batch_runs_the_new_vendors(vendor: str, tmp_path: object) -> None:
+    """`asyncprov batch --provider Anthropic|Gemini`: one result line per request."""
+    import io
+    import json
+    from pathlib import Path
+
+    from asyncprov.cli import main
+
+    folder = Path(str(tmp_path))
+    server = (AnthropicTestServer if vendor == "Anthropic" else GeminiTestServer)()
+    source = folder / "in.jsonl"
+    source.write_text(
+        "".join(
+            json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+                        "body": {"model": "m", "messages": [{"role": "user", "content": f"q{i}"}]}})
+            + "\n"
+            for i in range(3)
+        )
+    )  # fmt: skip
+    target = folder / "out.jsonl"
+    with server.run_in_thread():
+        argv = [
+            "batch",
+            str(source),
+            str(target),
+            "--provider",
+            vendor,
+            "--base-url",
+            server.base_url,
+        ]
+        assert main([*argv, "--api-key", "vendor-key-123456"], out=io.StringIO()) == 0
+    lines = [json.loads(line) for line in target.read_text().splitlines()]
+    replies = {
+        r["custom_id"]: r["response"]["body"]["choices"][0]["message"]["content"] for r in lines
+    }
+    assert replies == {f"r{i}": f"You said: q{i}" for i in range(3)}

@@ -19,8 +19,8 @@ from typing import TextIO
 import anyio
 
 from asyncprov import AsyncClient, AsyncProvError, Attempt, Timeout
-from asyncprov.providers import OpenAICompatible, RetryProvider
-from asyncprov.testing import OpenAITestServer, Reply
+from asyncprov.providers import Anthropic, Gemini, OpenAICompatible, Provider, RetryProvider
+from asyncprov.testing import AnthropicTestServer, GeminiTestServer, OpenAITestServer, Reply
 
 __all__ = ["run_demo"]
 
@@ -39,7 +39,7 @@ class _Outcome:
 
 
 _FAILURES: dict[str, Reply] = {
-    "503": Reply(status=503, error={"message": "overloaded", "type": "server_error"}),
+    "529": Reply(status=529, error={"type": "overloaded_error", "message": "Overloaded"}),
     "500": Reply(status=500),
     "reset": Reply(fault="reset"),
     "429": Reply(status=429, headers={"Retry-After": "0"}),
@@ -83,6 +83,12 @@ def _tried(outcome: _Outcome) -> str:
 def _count(n: int, one: str, many: str | None = None) -> str:
     """``1 hedge``, ``2 hedges``."""
     return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def _named(provider: Provider, name: str) -> Provider:
+    """``provider`` reported (and kept healthy or not) under ``name``."""
+    provider.name = name
+    return provider
 
 
 def _percentile(values: list[float], fraction: float) -> float:
@@ -135,12 +141,14 @@ async def run_demo(
     order; timing (who wins a hedge) can still differ a little between runs.
     """
     rng = random.Random(seed)
-    healthy = OpenAITestServer(default=Reply(chunk_delay=0.005))
+    # Three vendors' wire formats: healthy speaks Gemini's, flaky Anthropic's, slow
+    # OpenAI's; the client reads one OpenAI-shaped stream whoever answers.
+    healthy = GeminiTestServer(default=Reply(chunk_delay=0.005))
     slow = OpenAITestServer(default=Reply(delay=SLOW_DELAY, chunk_delay=0.005))
     # "flaky" is one provider to the client; behind it, one server per behaviour, so a
     # seed decides which requests fail, however the concurrent requests interleave.
-    flaky = {"ok": OpenAITestServer(default=Reply(chunk_delay=0.005))}
-    flaky.update({kind: OpenAITestServer(default=reply) for kind, reply in _FAILURES.items()})
+    flaky = {"ok": AnthropicTestServer(default=Reply(chunk_delay=0.005))}
+    flaky.update({kind: AnthropicTestServer(default=reply) for kind, reply in _FAILURES.items()})
     servers = [healthy, slow, *flaky.values()]
     plans = []
     for _ in range(requests):
@@ -155,20 +163,22 @@ async def run_demo(
             for server in servers:
                 await stack.enter_async_context(server)
             members = {
-                "healthy": OpenAICompatible(base_url=healthy.base_url, name="healthy"),
+                "healthy": _named(Gemini(api_key="demo", base_url=healthy.base_url), "healthy"),
                 "slow": OpenAICompatible(base_url=slow.base_url, name="slow"),
             }
 
             def group(order: list[str], behaviour: str) -> RetryProvider:
-                flaky_one = OpenAICompatible(base_url=flaky[behaviour].base_url, name="flaky")
+                flaky_one = _named(
+                    Anthropic(api_key="demo", base_url=flaky[behaviour].base_url), "flaky"
+                )
                 chosen = [members.get(name, flaky_one) for name in order]
                 return RetryProvider(chosen, shuffle=False, hedge=True, hedge_delay=HEDGE_DELAY)
 
             out.write(
                 f"asyncprov demo: {requests} concurrent streaming requests, offline, to "
-                "three local providers\n"
-                f"  healthy: answers at once   flaky: fails about half the time   "
-                f"slow: {SLOW_DELAY:.0f} s before the first byte\n"
+                "three local providers of three wire formats\n"
+                f"  healthy (Gemini's API): answers at once   flaky (Anthropic's): fails "
+                f"about half the time   slow (OpenAI's): {SLOW_DELAY:.0f} s before the first byte\n"
                 f"through RetryProvider (random order per request, hedged after "
                 f"{HEDGE_DELAY * 1000:.0f} ms without content, {concurrency} at a time)\n"
             )

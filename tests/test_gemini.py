@@ -128,3 +128,32 @@ def test_the_sync_client_and_the_key_variables(monkeypatch: pytest.MonkeyPatch) 
         with Client(provider="Gemini") as client:
             reply = client.chat.completions.create(messages="hello")
     assert reply.choices[0].message.content == "You said: hello"
+
+
+def test_a_function_call_stream_split_at_every_byte() -> None:
+    """The server's stream (CRLF framed) cut into two reads at every byte offset gives
+    the same text, function call and finish reason."""
+    from asyncprov._sse import SSEDecoder
+    from asyncprov.providers.gemini import _Response, _Stream
+
+    call = {"id": "x", "name": "weather", "arguments": '{"city": "Lima"}'}
+    server = GeminiTestServer()
+    reply = Reply(content="Looking it up.", tool_calls=[call])
+    body = b"".join(server.render_events({"contents": []}, reply))
+    for cut in range(len(body) + 1):
+        decoder, state = SSEDecoder(), _Stream("Gemini", "m")
+        text, calls, finish = "", [], None
+        for part in (body[:cut], body[cut:]):
+            for event in decoder.feed(part) if part else []:
+                chunk = state.process(_Response.model_validate_json(event.data))
+                delta = chunk.choices[0].delta
+                text += delta.content or ""
+                calls += [
+                    (c.function.name, c.function.arguments)
+                    for c in delta.tool_calls or []
+                    if c.function
+                ]
+                finish = chunk.choices[0].finish_reason or finish
+        assert (text, calls, finish) == (
+            "Looking it up.", [("weather", '{"city": "Lima"}')], "tool_calls",
+        ), cut  # fmt: skip

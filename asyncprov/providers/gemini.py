@@ -154,6 +154,61 @@ def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     return {"mode": {"required": "ANY", "none": "NONE"}.get(choice, "AUTO")}
 
 
+class _Stream:
+    """The OpenAI-shaped chunks of one Gemini stream, one per response event."""
+
+    def __init__(self, name: str, model: str) -> None:
+        self.name = name
+        self.model = model
+        self.id = f"gemini-{next(_ids)}"
+        self.created = int(time.time())
+        self.first = True
+        self.calls = 0
+        self.usage: Usage | None = None
+
+    def process(self, parsed: _Response) -> ChatCompletionChunk:
+        if parsed.usageMetadata:
+            meta = parsed.usageMetadata
+            prompt = meta.get("promptTokenCount", 0)
+            output = meta.get("candidatesTokenCount", 0)
+            total = meta.get("totalTokenCount", prompt + output)
+            self.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=total)
+        self.id = parsed.responseId or self.id
+        self.model = parsed.modelVersion or self.model
+        candidate = parsed.candidates[0] if parsed.candidates else _Candidate()
+        delta = Delta(role="assistant" if self.first else None)
+        self.first = False
+        text, tool_calls = "", []
+        for part in (candidate.content or {}).get("parts", []):
+            if "text" in part and not part.get("thought"):
+                text += part["text"]
+            elif "functionCall" in part:
+                call = part["functionCall"]
+                arguments = json.dumps(call.get("args", {}))
+                function = FunctionCallDelta(name=call.get("name", ""), arguments=arguments)
+                call_id = f"call_{self.id}_{self.calls}"
+                tool_calls.append(
+                    ToolCallDelta(index=self.calls, id=call_id, type="function", function=function)
+                )
+                self.calls += 1
+        delta.content = text or None
+        delta.tool_calls = tool_calls or None
+        finish = None
+        if candidate.finishReason:
+            finish = "tool_calls" if self.calls else _FINISH.get(candidate.finishReason, "stop")
+        return self._chunk([ChunkChoice(delta=delta, finish_reason=finish)])
+
+    def final_usage(self) -> ChatCompletionChunk:
+        chunk = self._chunk([])
+        chunk.usage = self.usage
+        return chunk
+
+    def _chunk(self, choices: list[ChunkChoice]) -> ChatCompletionChunk:
+        return ChatCompletionChunk(
+            id=self.id, created=self.created, model=self.model, choices=choices, provider=self.name
+        )
+
+
 class Gemini(Provider):
     """Google's Gemini models; the key comes from ``api_key=``, ``GEMINI_API_KEY`` or
     ``GOOGLE_API_KEY`` (sent as ``x-goog-api-key``). Requests and replies keep OpenAI's
@@ -185,11 +240,7 @@ class Gemini(Provider):
         model = self.resolve_model(request.model)
         headers = {"x-goog-api-key": key, "Accept": "text/event-stream", **self.headers}
         url = f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
-        name = self.name
-        chunk_id = f"gemini-{next(_ids)}"
-        created = int(time.time())
-        first, calls = True, 0
-        usage: Usage | None = None
+        state = _Stream(self.name, model)
         async with http.post(url, body=_map_request(request), headers=headers) as resp:
             # No terminator: a stream is whole once a candidate says why it finished.
             async for events in resp.events("a finishReason"):
@@ -200,55 +251,9 @@ class Gemini(Provider):
                         parsed = _Response.model_validate_json(event.data)
                     except ValidationError as exc:
                         raise resp.decode_error(event.data, expected="Gemini response") from exc
-                    if parsed.usageMetadata:
-                        meta = parsed.usageMetadata
-                        prompt = meta.get("promptTokenCount", 0)
-                        output = meta.get("candidatesTokenCount", 0)
-                        usage = Usage(
-                            prompt_tokens=prompt,
-                            completion_tokens=output,
-                            total_tokens=meta.get("totalTokenCount", prompt + output),
-                        )
-                    candidate = parsed.candidates[0] if parsed.candidates else _Candidate()
-                    delta = Delta(role="assistant" if first else None)
-                    first = False
-                    text, tool_calls = "", []
-                    for part in (candidate.content or {}).get("parts", []):
-                        if "text" in part and not part.get("thought"):
-                            text += part["text"]
-                        elif "functionCall" in part:
-                            call = part["functionCall"]
-                            function = FunctionCallDelta(
-                                name=call.get("name", ""),
-                                arguments=json.dumps(call.get("args", {})),
-                            )
-                            tool_calls.append(
-                                ToolCallDelta(
-                                    index=calls,
-                                    id=f"call_{chunk_id}_{calls}",
-                                    type="function",
-                                    function=function,
-                                )
-                            )
-                            calls += 1
-                    delta.content = text or None
-                    delta.tool_calls = tool_calls or None
-                    reason = candidate.finishReason
-                    finish = None
-                    if reason:
-                        finish = "tool_calls" if calls else _FINISH.get(reason, "stop")
-                    yield ChatCompletionChunk(
-                        id=parsed.responseId or chunk_id,
-                        created=created,
-                        model=parsed.modelVersion or model,
-                        choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-                        provider=name,
-                    )
-                    if finish is not None:
-                        if request.include_usage and usage is not None:
-                            yield ChatCompletionChunk(
-                                id=parsed.responseId or chunk_id, created=created,
-                                model=parsed.modelVersion or model, choices=[], usage=usage,
-                                provider=name,
-                            )  # fmt: skip
+                    chunk = state.process(parsed)
+                    yield chunk
+                    if chunk.choices[0].finish_reason is not None:
+                        if request.include_usage and state.usage is not None:
+                            yield state.final_usage()
                         return

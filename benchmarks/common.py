@@ -58,6 +58,50 @@ def sse_events(n: int) -> list[bytes]:
     return events
 
 
+def anthropic_events(n: int) -> list[bytes]:
+    """The same ``n``-chunk stream in Anthropic's Messages API events."""
+
+    def event(name: str, payload: dict[str, object]) -> bytes:
+        return (
+            f"event: {name}\ndata: ".encode()
+            + json.dumps(payload, separators=(",", ":")).encode()
+            + b"\n\n"
+        )
+
+    message = {"id": "m", "type": "message", "role": "assistant", "content": [], "model": "m",
+               "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+    events = [
+        event("message_start", {"type": "message_start", "message": message}),
+        event("content_block_start",
+              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
+    ]  # fmt: skip
+    for i in range(n):
+        delta = {"type": "text_delta", "text": content_piece(i)}
+        events.append(
+            event(
+                "content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta}
+            )
+        )
+    events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
+    events.append(event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
+                                          "usage": {"output_tokens": n}}))  # fmt: skip
+    events.append(event("message_stop", {"type": "message_stop"}))
+    return events
+
+
+def gemini_events(n: int) -> list[bytes]:
+    """The same ``n``-chunk stream in Gemini's ``streamGenerateContent?alt=sse`` events."""
+
+    def event(parts: list[dict[str, str]], **more: object) -> bytes:
+        candidate = {"content": {"role": "model", "parts": parts}, "index": 0, **more}
+        body = {"candidates": [candidate], "modelVersion": "m", "responseId": "r"}
+        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n\r\n"
+
+    events = [event([{"text": content_piece(i)}]) for i in range(n)]
+    events.append(event([], finishReason="STOP"))
+    return events
+
+
 def completion_json() -> bytes:
     """The body of the non-streamed ``json`` scenario."""
     body = {

@@ -34,7 +34,16 @@ import time
 from types import TracebackType
 from typing import Any, Self
 
-from .common import PACED_INTERVAL, PYTHON, STALL_PREFIX, child_env, completion_json, sse_events
+from .common import (
+    PACED_INTERVAL,
+    PYTHON,
+    STALL_PREFIX,
+    anthropic_events,
+    child_env,
+    completion_json,
+    gemini_events,
+    sse_events,
+)
 
 __all__ = ["BenchServer", "measure_capacity"]
 
@@ -73,6 +82,7 @@ class _Responses:
             "404 Not Found", b'{"error":{"message":"unknown route or model","type":"bench"}}'
         )
         self._streams: dict[int, bytes] = {}
+        self._vendor: dict[tuple[str, int], bytes] = {}
         self._paced: dict[int, list[bytes]] = {}
         for n in (50, 20_000):
             self.stream(n)
@@ -83,6 +93,15 @@ class _Responses:
         if cached is None:
             body = b"".join(_frame(event) for event in sse_events(n))
             cached = self._streams[n] = _SSE_HEAD + body + _CHUNKED_END
+        return cached
+
+    def vendor_stream(self, wire: str, n: int) -> bytes:
+        """The ``n``-chunk stream in Anthropic's or Gemini's wire format."""
+        cached = self._vendor.get((wire, n))
+        if cached is None:
+            events = anthropic_events(n) if wire == "anthropic" else gemini_events(n)
+            body = b"".join(_frame(event) for event in events)
+            cached = self._vendor[wire, n] = _SSE_HEAD + body + _CHUNKED_END
         return cached
 
     def paced(self, n: int) -> list[bytes]:
@@ -178,6 +197,21 @@ class _Connection(asyncio.Protocol):
             return
         found = _MODEL_RE.search(body)
         model = found.group(1) if found else b""
+        if method == b"POST" and path.endswith(b"/v1/messages"):
+            n = _count(model, b"stream-", _MAX_STREAM)
+            transport.write(
+                self.responses.not_found
+                if n is None
+                else self.responses.vendor_stream("anthropic", n)
+            )
+            return
+        if method == b"POST" and b":streamGenerateContent" in path:
+            name = path.split(b"/models/", 1)[-1].split(b":", 1)[0]
+            n = _count(name, b"stream-", _MAX_STREAM)
+            transport.write(
+                self.responses.not_found if n is None else self.responses.vendor_stream("gemini", n)
+            )
+            return
         if method != b"POST" or not path.endswith(b"/chat/completions"):
             transport.write(self.responses.not_found)
         elif model == b"json":

@@ -134,7 +134,7 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
     """The server's stream (CRLF framed) cut into two reads at every byte offset gives
     the same text, function call and finish reason."""
     from asyncprov._sse import SSEDecoder
-    from asyncprov.providers.gemini import _Response, _Stream
+    from asyncprov.providers.gemini import _parse, _Stream
 
     call = {"id": "x", "name": "weather", "arguments": '{"city": "Lima"}'}
     server = GeminiTestServer()
@@ -145,7 +145,7 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
         text, calls, finish = "", [], None
         for part in (body[:cut], body[cut:]):
             for event in decoder.feed(part) if part else []:
-                chunk = state.process(_Response.model_validate_json(event.data))
+                chunk = state.process(_parse(event.data))
                 delta = chunk.choices[0].delta
                 text += delta.content or ""
                 calls += [

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import pydantic_core
 
 from .._errors import ProviderError
 from .._http import HttpCall
@@ -16,8 +16,6 @@ from .._types import (
     ChatCompletionChunk,
     ChatMessage,
     ChatRequest,
-    ChunkChoice,
-    Delta,
     FunctionCallDelta,
     ImagePart,
     TextPart,
@@ -51,16 +49,21 @@ _OPENAI_ONLY = frozenset(
 )  # fmt: skip
 
 
-class _Event(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+def _parse(data: bytes) -> dict[str, Any]:
+    """One event's JSON (parsed without a model: this runs for every chunk)."""
+    parsed = pydantic_core.from_json(data)
+    if not isinstance(parsed, dict):
+        raise ValueError("an event must be a JSON object")
+    return parsed
 
-    type: str
-    index: int = 0
-    message: dict[str, Any] | None = None
-    content_block: dict[str, Any] | None = None
-    delta: dict[str, Any] | None = None
-    usage: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+
+def _delta(**fields: Any) -> dict[str, Any]:
+    return fields
+
+
+# Validating a plain dict in pydantic's core is the cheapest way to build a chunk.
+ChatCompletionChunk.model_rebuild()
+_chunk_from = ChatCompletionChunk.__pydantic_validator__.validate_python
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -199,59 +202,65 @@ class _Stream:
         self.tools: dict[int, int] = {}  # content block index -> tool call index
         self.usage = Usage()
 
-    def chunk(self, delta: Delta, finish: str | None = None) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id,
-            created=self.created,
-            model=self.model,
-            choices=[ChunkChoice(delta=delta, finish_reason=finish)],
-            provider=self.name,
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
+        chunk: ChatCompletionChunk = _chunk_from(
+            {
+                "id": self.id,
+                "created": self.created,
+                "model": self.model,
+                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+            }
         )
+        chunk.__dict__["provider"] = self.name
+        return chunk
 
-    def process(self, event: _Event) -> ChatCompletionChunk | None:
-        kind = event.type
-        if kind == "content_block_delta" and event.delta is not None:
-            delta = event.delta
-            if delta.get("type") == "text_delta":
-                return self.chunk(Delta(content=delta.get("text", "")))
-            if delta.get("type") == "input_json_delta" and event.index in self.json_blocks:
-                return self.chunk(Delta(content=delta.get("partial_json", "")))
-            if delta.get("type") == "input_json_delta" and event.index in self.tools:
+    def process(self, event: dict[str, Any]) -> ChatCompletionChunk | None:
+        kind = event.get("type")
+        index = event.get("index", 0)
+        if kind == "content_block_delta":
+            delta = event.get("delta") or {}
+            kind = delta.get("type")
+            if kind == "text_delta":
+                return self.chunk(_delta(content=delta.get("text", "")))
+            if kind == "input_json_delta" and index in self.json_blocks:
+                return self.chunk(_delta(content=delta.get("partial_json", "")))
+            if kind == "input_json_delta" and index in self.tools:
                 arguments = FunctionCallDelta(arguments=delta.get("partial_json", ""))
-                call = ToolCallDelta(index=self.tools[event.index], function=arguments)
-                return self.chunk(Delta(tool_calls=[call]))
-            if delta.get("type") == "thinking_delta":
-                return self.chunk(Delta(reasoning_content=delta.get("thinking", "")))
+                call = ToolCallDelta(index=self.tools[index], function=arguments)
+                return self.chunk(_delta(tool_calls=[call]))
+            if kind == "thinking_delta":
+                return self.chunk(_delta(reasoning_content=delta.get("thinking", "")))
             return None
-        if kind == "message_start" and event.message is not None:
-            self.id = event.message.get("id", "")
-            self.model = event.message.get("model") or self.model
-            self.usage.prompt_tokens = (event.message.get("usage") or {}).get("input_tokens", 0)
-            return self.chunk(Delta(role="assistant", content=""))
-        if kind == "content_block_start" and event.content_block is not None:
-            block = event.content_block
+        if kind == "message_start":
+            message = event.get("message") or {}
+            self.id = message.get("id", "")
+            self.model = message.get("model") or self.model
+            self.usage.prompt_tokens = (message.get("usage") or {}).get("input_tokens", 0)
+            return self.chunk(_delta(role="assistant", content=""))
+        if kind == "content_block_start":
+            block = event.get("content_block") or {}
             if block.get("type") == "tool_use" and block.get("name") == self.json_tool:
-                self.json_blocks.add(event.index)
+                self.json_blocks.add(index)
                 return None
             if block.get("type") == "tool_use":
-                index = self.tools[event.index] = len(self.tools)
+                number = self.tools[index] = len(self.tools)
                 function = FunctionCallDelta(name=block.get("name", ""), arguments="")
                 call = ToolCallDelta(
-                    index=index, id=block.get("id"), type="function", function=function
+                    index=number, id=block.get("id"), type="function", function=function
                 )
-                return self.chunk(Delta(tool_calls=[call]))
+                return self.chunk(_delta(tool_calls=[call]))
             if block.get("type") == "text" and block.get("text"):
-                return self.chunk(Delta(content=block["text"]))
+                return self.chunk(_delta(content=block["text"]))
             return None
         if kind == "message_delta":
-            output = (event.usage or {}).get("output_tokens")
+            output = (event.get("usage") or {}).get("output_tokens")
             if output is not None:
                 self.usage.completion_tokens = output
-            reason = (event.delta or {}).get("stop_reason")
+            reason = (event.get("delta") or {}).get("stop_reason")
             if reason == "tool_use" and self.json_blocks and not self.tools:
                 reason = "end_turn"  # the structured reply was the answer
             if reason:
-                return self.chunk(Delta(), _FINISH.get(reason, reason))
+                return self.chunk(_delta(), _FINISH.get(reason, reason))
         return None
 
     def final_usage(self) -> ChatCompletionChunk:
@@ -303,15 +312,16 @@ class Anthropic(Provider):
                     if not event.data.strip():
                         continue
                     try:
-                        parsed = _Event.model_validate_json(event.data)
-                    except ValidationError as exc:
+                        parsed = _parse(event.data)
+                    except ValueError as exc:
                         raise resp.decode_error(event.data, expected="Anthropic event") from exc
-                    if parsed.type == "message_stop":
+                    kind = parsed.get("type")
+                    if kind == "message_stop":
                         if state.include_usage:
                             yield state.final_usage()
                         return
-                    if parsed.type == "error":
-                        error = parsed.error or {}
+                    if kind == "error":
+                        error = parsed.get("error") or {}
                         raise ProviderError(
                             error.get("message") or "the provider sent an error event",
                             provider=self.name,

@@ -10,15 +10,13 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+import pydantic_core
 
 from .._http import HttpCall
 from .._types import (
     ChatCompletionChunk,
     ChatMessage,
     ChatRequest,
-    ChunkChoice,
-    Delta,
     FunctionCallDelta,
     ImagePart,
     TextPart,
@@ -43,20 +41,16 @@ _FINISH = {
 _ids = itertools.count(1)
 
 
-class _Candidate(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    content: dict[str, Any] | None = None
-    finishReason: str | None = None
+ChatCompletionChunk.model_rebuild()
+_chunk_from = ChatCompletionChunk.__pydantic_validator__.validate_python
 
 
-class _Response(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
-    candidates: list[_Candidate] = []
-    usageMetadata: dict[str, Any] | None = None
-    modelVersion: str | None = None
-    responseId: str | None = None
+def _parse(data: bytes) -> dict[str, Any]:
+    """One response event's JSON (parsed without a model: this runs for every chunk)."""
+    parsed = pydantic_core.from_json(data)
+    if not isinstance(parsed, dict):
+        raise ValueError("a response event must be a JSON object")
+    return parsed
 
 
 def _parts(message: ChatMessage) -> list[dict[str, Any]]:
@@ -166,20 +160,19 @@ class _Stream:
         self.calls = 0
         self.usage: Usage | None = None
 
-    def process(self, parsed: _Response) -> ChatCompletionChunk:
-        if parsed.usageMetadata:
-            meta = parsed.usageMetadata
+    def process(self, parsed: dict[str, Any]) -> ChatCompletionChunk:
+        meta = parsed.get("usageMetadata")
+        if meta:
             prompt = meta.get("promptTokenCount", 0)
             output = meta.get("candidatesTokenCount", 0)
             total = meta.get("totalTokenCount", prompt + output)
             self.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=total)
-        self.id = parsed.responseId or self.id
-        self.model = parsed.modelVersion or self.model
-        candidate = parsed.candidates[0] if parsed.candidates else _Candidate()
-        delta = Delta(role="assistant" if self.first else None)
-        self.first = False
+        self.id = parsed.get("responseId") or self.id
+        self.model = parsed.get("modelVersion") or self.model
+        candidates = parsed.get("candidates") or [{}]
+        candidate = candidates[0]
         text, tool_calls = "", []
-        for part in (candidate.content or {}).get("parts", []):
+        for part in (candidate.get("content") or {}).get("parts", ()):
             if "text" in part and not part.get("thought"):
                 text += part["text"]
             elif "functionCall" in part:
@@ -191,22 +184,30 @@ class _Stream:
                     ToolCallDelta(index=self.calls, id=call_id, type="function", function=function)
                 )
                 self.calls += 1
-        delta.content = text or None
-        delta.tool_calls = tool_calls or None
+        delta: dict[str, Any] = {"content": text or None}
+        if self.first:
+            delta["role"] = "assistant"
+        if tool_calls:
+            delta["tool_calls"] = tool_calls
+        self.first = False
         finish = None
-        if candidate.finishReason:
-            finish = "tool_calls" if self.calls else _FINISH.get(candidate.finishReason, "stop")
-        return self._chunk([ChunkChoice(delta=delta, finish_reason=finish)])
+        reason = candidate.get("finishReason")
+        if reason:
+            finish = "tool_calls" if self.calls else _FINISH.get(reason, "stop")
+        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish}])
 
     def final_usage(self) -> ChatCompletionChunk:
         chunk = self._chunk([])
         chunk.usage = self.usage
         return chunk
 
-    def _chunk(self, choices: list[ChunkChoice]) -> ChatCompletionChunk:
-        return ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=choices, provider=self.name
+    def _chunk(self, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
+        # Validating a plain dict in pydantic's core is the cheapest way to build a chunk.
+        chunk: ChatCompletionChunk = _chunk_from(
+            {"id": self.id, "created": self.created, "model": self.model, "choices": choices}
         )
+        chunk.__dict__["provider"] = self.name
+        return chunk
 
 
 class Gemini(Provider):
@@ -248,8 +249,8 @@ class Gemini(Provider):
                     if not event.data.strip():
                         continue
                     try:
-                        parsed = _Response.model_validate_json(event.data)
-                    except ValidationError as exc:
+                        parsed = _parse(event.data)
+                    except ValueError as exc:
                         raise resp.decode_error(event.data, expected="Gemini response") from exc
                     chunk = state.process(parsed)
                     yield chunk

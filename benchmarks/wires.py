@@ -1,0 +1,126 @@
+"""``python -m benchmarks.wires``: streaming through each wire format, against OpenAI's.
+
+The benchmark server sends the same 20,000 content chunks (same pieces of text) as an
+OpenAI stream, an Anthropic Messages stream and a Gemini ``streamGenerateContent``
+stream. Each round runs each wire once, in a fresh worker process, the order rotating;
+the report gives medians (min-max) of chunks/s and CPU µs per chunk, and each wire's cost
+against OpenAI's. Target (issue 16): Anthropic and Gemini within 1.15x of OpenAI's.
+Writes ``benchmarks/WIRES.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+from asyncprov import __version__
+
+from .common import child_env, expected_text
+from .server import BenchServer
+
+WIRES = ("openai", "anthropic", "gemini")
+
+WORKER = """
+import asyncio, json, sys, time
+from asyncprov import AsyncClient
+from asyncprov.providers import Anthropic, Gemini, OpenAICompatible
+wire, root, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+provider = {
+    "openai": lambda: OpenAICompatible(base_url=root + "/v1"),
+    "anthropic": lambda: Anthropic(api_key="bench-key", base_url=root),
+    "gemini": lambda: Gemini(api_key="bench-key", base_url=root),
+}[wire]()
+async def main():
+    async with AsyncClient(provider, max_retries=0) as client:
+        async def once():
+            stream = await client.chat.completions.create(
+                model=f"stream-{n}", messages="hi", stream=True)
+            parts = []
+            async for chunk in stream:
+                if chunk.choices and chunk.choices[0].delta.content:
+                    parts.append(chunk.choices[0].delta.content)
+            return "".join(parts)
+        await once()  # warm-up
+        wall, cpu = time.perf_counter(), time.process_time()
+        text = await once()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        print(json.dumps({"text_len": len(text), "text": text[:40], "wall": wall, "cpu": cpu}))
+asyncio.run(main())
+"""
+
+
+def _run(wire: str, root: str, n: int) -> dict[str, float]:
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER, wire, root, str(n)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env=child_env(),
+    )
+    data = json.loads(result.stdout.splitlines()[-1])
+    if data["text_len"] != len(expected_text(n)):
+        raise RuntimeError(f"{wire}: the stream did not add up ({data['text_len']} chars)")
+    return {"chunks_per_s": n / data["wall"], "cpu_us_per_chunk": data["cpu"] / n * 1e6}
+
+
+def run(rounds: int, n: int) -> dict[str, list[dict[str, float]]]:
+    results: dict[str, list[dict[str, float]]] = {wire: [] for wire in WIRES}
+    with BenchServer(lifetime=1800) as server:
+        root = f"http://127.0.0.1:{server.port}"
+        for index in range(rounds):
+            order = WIRES[index % 3 :] + WIRES[: index % 3]
+            for wire in order:
+                results[wire].append(_run(wire, root, n))
+    return results
+
+
+def report(results: dict[str, list[dict[str, float]]], command: str) -> str:
+    def median(wire: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[wire])
+
+    def span(wire: str, key: str) -> str:
+        values = [r[key] for r in results[wire]]
+        return f"{median(wire, key):,.2f} ({min(values):,.2f}–{max(values):,.2f})"
+
+    lines = [
+        "# Streaming through each wire format",
+        "",
+        f"`{command}`: Python {platform.python_version()}, {os.cpu_count()} cores, "
+        f"asyncprov {__version__}; {len(results['openai'])} rounds, medians (min–max).",
+        "",
+        "| wire | chunks/s | CPU µs per chunk | cost x OpenAI's (CPU) | target |",
+        "|---|---|---|---|---|",
+    ]
+    base = median("openai", "cpu_us_per_chunk")
+    for wire in WIRES:
+        ratio = median(wire, "cpu_us_per_chunk") / base
+        target = "" if wire == "openai" else ("met" if ratio <= 1.15 else "**missed**")
+        lines.append(
+            f"| {wire} | {span(wire, 'chunks_per_s')} | {span(wire, 'cpu_us_per_chunk')} | "
+            f"{ratio:.2f}x | {'≤ 1.15x ' + target if target else ''} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.wires")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--chunks", type=int, default=20_000)
+    parser.add_argument("--output", type=Path, default=Path(__file__).with_name("WIRES.md"))
+    args = parser.parse_args()
+    results = run(args.rounds, args.chunks)
+    text = report(results, f"python -m benchmarks.wires --rounds {args.rounds}")
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

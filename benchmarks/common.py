@@ -70,11 +70,11 @@ def anthropic_events(n: int) -> list[bytes]:
 
     message = {"id": "m", "type": "message", "role": "assistant", "content": [], "model": "m",
                "usage": {"input_tokens": 5, "output_tokens": 1}}  # fmt: skip
+    block = {"type": "text", "text": ""}
     events = [
         event("message_start", {"type": "message_start", "message": message}),
-        event("content_block_start",
-              {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}}),
-    ]  # fmt: skip
+        event("content_block_start", {"type": "content_block_start", "content_block": block}),
+    ]
     for i in range(n):
         delta = {"type": "text_delta", "text": content_piece(i)}
         events.append(
@@ -83,8 +83,9 @@ def anthropic_events(n: int) -> list[bytes]:
             )
         )
     events.append(event("content_block_stop", {"type": "content_block_stop", "index": 0}))
-    events.append(event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn"},
-                                          "usage": {"output_tokens": n}}))  # fmt: skip
+    usage = {"output_tokens": n}
+    end = {"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": usage}
+    events.append(event("message_delta", end))
     events.append(event("message_stop", {"type": "message_stop"}))
     return events
 

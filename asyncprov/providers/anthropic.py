@@ -64,6 +64,9 @@ def _delta(**fields: Any) -> dict[str, Any]:
 # Validating a plain dict in pydantic's core is the cheapest way to build a chunk.
 ChatCompletionChunk.model_rebuild()
 _chunk_from = ChatCompletionChunk.__pydantic_validator__.validate_python
+_chunk_json = ChatCompletionChunk.__pydantic_validator__.validate_json
+_TEXT_DELTA = b'"delta":{"type":"text_delta","text":'
+_TEXT_TAIL = b'},"finish_reason":null}]}'
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -200,7 +203,23 @@ class _Stream:
         self.id = ""
         self.created = int(time.time())
         self.tools: dict[int, int] = {}  # content block index -> tool call index
+        self.text_head = b""
+        """A text chunk's JSON up to its content, once the message started."""
         self.usage = Usage()
+
+    def text_chunk(self, data: bytes) -> ChatCompletionChunk | None:
+        """The chunk of a compact ``text_delta`` event, its JSON string spliced into the
+        chunk's JSON and validated once (``None``: not that shape; take the long way)."""
+        start = data.find(_TEXT_DELTA)
+        if start < 0 or not self.text_head or not data.endswith(b'"}}'):
+            return None
+        text = data[start + len(_TEXT_DELTA) : -2]
+        try:
+            chunk: ChatCompletionChunk = _chunk_json(self.text_head + text + _TEXT_TAIL)
+        except ValueError:
+            return None
+        chunk.__dict__["provider"] = self.name
+        return chunk
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         chunk: ChatCompletionChunk = _chunk_from(
@@ -236,6 +255,10 @@ class _Stream:
             self.id = message.get("id", "")
             self.model = message.get("model") or self.model
             self.usage.prompt_tokens = (message.get("usage") or {}).get("input_tokens", 0)
+            head = {"id": self.id, "created": self.created, "model": self.model}
+            self.text_head = (
+                pydantic_core.to_json(head)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
+            )
             return self.chunk(_delta(role="assistant", content=""))
         if kind == "content_block_start":
             block = event.get("content_block") or {}
@@ -309,6 +332,11 @@ class Anthropic(Provider):
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
             async for events in resp.events("message_stop"):
                 for event in events:
+                    if event.event == "content_block_delta":  # most events: the fast way
+                        fast = state.text_chunk(event.data)
+                        if fast is not None:
+                            yield fast
+                            continue
                     if not event.data.strip():
                         continue
                     try:

@@ -11,6 +11,7 @@ __all__ = ["ProviderHealth"]
 
 log = logging.getLogger("asyncprov")
 
+
 class ProviderHealth:
     """Recent failures per provider, kept per client (never module-wide).
 

@@ -73,8 +73,6 @@ def as_timeout(value: TimeoutInput, default: Timeout | None = None) -> Timeout:
     return base.model_copy(update={"total": float(value)})
 
 
-
-
 class Deadline:
     """When the current wait of one attempt must end, and why.
 

@@ -18,7 +18,8 @@ from asyncprov import (
 from asyncprov._request import build_request
 from asyncprov._sse import SSEDecoder
 from asyncprov.providers import Anthropic
-from asyncprov.providers.anthropic import DEFAULT_MAX_TOKENS, _map_request, _parse, _Stream
+from asyncprov.providers.anthropic import DEFAULT_MAX_TOKENS, _map_request, _Stream
+from asyncprov.providers.base import json_event
 from asyncprov.testing import AnthropicTestServer, Reply, instant_retries
 
 TOOL = {
@@ -111,7 +112,7 @@ def test_tool_call_stream_split_at_every_byte() -> None:
         text, arguments, names, finish = "", "", [], None
         for part in (body[:cut], body[cut:]):
             for event in decoder.feed(part) if part else []:
-                chunk = state.process(_parse(event.data))
+                chunk = state.process(json_event(event.data))
                 if chunk is None:
                     continue
                 delta = chunk.choices[0].delta

@@ -134,7 +134,8 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
     """The server's stream (CRLF framed) cut into two reads at every byte offset gives
     the same text, function call and finish reason."""
     from asyncprov._sse import SSEDecoder
-    from asyncprov.providers.gemini import _parse, _Stream
+    from asyncprov.providers.base import json_event
+    from asyncprov.providers.gemini import _Stream
 
     call = {"id": "x", "name": "weather", "arguments": '{"city": "Lima"}'}
     server = GeminiTestServer()
@@ -145,7 +146,7 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
         text, calls, finish = "", [], None
         for part in (body[:cut], body[cut:]):
             for event in decoder.feed(part) if part else []:
-                chunk = state.process(_parse(event.data))
+                chunk = state.process(json_event(event.data))
                 delta = chunk.choices[0].delta
                 text += delta.content or ""
                 calls += [

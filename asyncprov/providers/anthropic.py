@@ -22,7 +22,7 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
-from .base import Provider
+from .base import Provider, chunk_from, json_event
 
 __all__ = ["Anthropic"]
 
@@ -49,21 +49,10 @@ _OPENAI_ONLY = frozenset(
 )  # fmt: skip
 
 
-def _parse(data: bytes) -> dict[str, Any]:
-    """One event's JSON (parsed without a model: this runs for every chunk)."""
-    parsed = pydantic_core.from_json(data)
-    if not isinstance(parsed, dict):
-        raise ValueError("an event must be a JSON object")
-    return parsed
-
-
 def _delta(**fields: Any) -> dict[str, Any]:
     return fields
 
 
-# Validating a plain dict in pydantic's core is the cheapest way to build a chunk.
-ChatCompletionChunk.model_rebuild()
-_chunk_from = ChatCompletionChunk.__pydantic_validator__.validate_python
 _chunk_json = ChatCompletionChunk.__pydantic_validator__.validate_json
 _TEXT_DELTA = b'"delta":{"type":"text_delta","text":'
 _TEXT_TAIL = b'},"finish_reason":null}]}'
@@ -222,16 +211,15 @@ class _Stream:
         return chunk
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
-        chunk: ChatCompletionChunk = _chunk_from(
+        return chunk_from(
             {
                 "id": self.id,
                 "created": self.created,
                 "model": self.model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            }
+            },
+            self.name,
         )
-        chunk.__dict__["provider"] = self.name
-        return chunk
 
     def process(self, event: dict[str, Any]) -> ChatCompletionChunk | None:
         kind = event.get("type")
@@ -340,7 +328,7 @@ class Anthropic(Provider):
                     if not event.data.strip():
                         continue
                     try:
-                        parsed = _parse(event.data)
+                        parsed = json_event(event.data)
                     except ValueError as exc:
                         raise resp.decode_error(event.data, expected="Anthropic event") from exc
                     kind = parsed.get("type")

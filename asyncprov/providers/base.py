@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Concatenate, Generic, ParamSpec, Self, TypeVar
 from urllib.parse import urlsplit
 
+import pydantic_core
+
 from .._accumulate import CompletionAccumulator
 from .._errors import ConfigurationError, MissingAuthError, ModelNotFoundError
 from .._http import HttpCall
@@ -24,9 +26,29 @@ from .._proxies import ProxyConfig, resolve_proxy
 from .._secrets import redact
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
 
-__all__ = ["Provider", "ProviderSettings"]
+__all__ = ["Provider", "ProviderSettings", "chunk_from", "json_event"]
 
 _P = ParamSpec("_P")
+
+ChatCompletionChunk.model_rebuild()
+_validate_chunk = ChatCompletionChunk.__pydantic_validator__.validate_python
+
+
+def json_event(data: bytes) -> dict[str, Any]:
+    """One event's JSON object, parsed without a model (a provider with its own wire
+    format calls it for every chunk): ``ValueError`` when it is not one."""
+    parsed = pydantic_core.from_json(data)
+    if not isinstance(parsed, dict):
+        raise ValueError("an event must be a JSON object")
+    return parsed
+
+
+def chunk_from(fields: dict[str, Any], provider: str) -> ChatCompletionChunk:
+    """A chunk from plain data (validating a dict in pydantic's core is the cheapest way
+    to build one), reported as ``provider``'s."""
+    chunk: ChatCompletionChunk = _validate_chunk(fields)
+    chunk.__dict__["provider"] = provider  # pydantic's __setattr__ costs more
+    return chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +68,8 @@ class ProviderSettings:
     headers: Mapping[str, str] | None = field(default=None, repr=False)
     client_api_key: str | None = field(default=None, repr=False)
     client_proxy: ProxyConfig | None = None
+
+
 _R = TypeVar("_R")
 
 

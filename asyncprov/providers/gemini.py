@@ -10,8 +10,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-import pydantic_core
-
 from .._http import HttpCall
 from .._types import (
     ChatCompletionChunk,
@@ -23,7 +21,7 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
-from .base import Provider
+from .base import Provider, chunk_from, json_event
 
 __all__ = ["Gemini"]
 
@@ -39,18 +37,6 @@ _FINISH = {
     "OTHER": "stop",
 }
 _ids = itertools.count(1)
-
-
-ChatCompletionChunk.model_rebuild()
-_chunk_from = ChatCompletionChunk.__pydantic_validator__.validate_python
-
-
-def _parse(data: bytes) -> dict[str, Any]:
-    """One response event's JSON (parsed without a model: this runs for every chunk)."""
-    parsed = pydantic_core.from_json(data)
-    if not isinstance(parsed, dict):
-        raise ValueError("a response event must be a JSON object")
-    return parsed
 
 
 def _parts(message: ChatMessage) -> list[dict[str, Any]]:
@@ -202,12 +188,10 @@ class _Stream:
         return chunk
 
     def _chunk(self, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
-        # Validating a plain dict in pydantic's core is the cheapest way to build a chunk.
-        chunk: ChatCompletionChunk = _chunk_from(
-            {"id": self.id, "created": self.created, "model": self.model, "choices": choices}
+        return chunk_from(
+            {"id": self.id, "created": self.created, "model": self.model, "choices": choices},
+            self.name,
         )
-        chunk.__dict__["provider"] = self.name
-        return chunk
 
 
 class Gemini(Provider):
@@ -249,7 +233,7 @@ class Gemini(Provider):
                     if not event.data.strip():
                         continue
                     try:
-                        parsed = _parse(event.data)
+                        parsed = json_event(event.data)
                     except ValueError as exc:
                         raise resp.decode_error(event.data, expected="Gemini response") from exc
                     chunk = state.process(parsed)

@@ -199,3 +199,22 @@ def test_the_sync_client_and_the_key_variable(monkeypatch: pytest.MonkeyPatch) -
             reply = client.chat.completions.create(messages="hello")
     assert reply.choices[0].message.content == "You said: hello"
     assert reply.provider == "Anthropic"
+
+
+@pytest.mark.parametrize("arguments", ["not json", "[1, 2]", "", '"text"'])
+def test_tool_call_arguments_not_an_object_become_empty_input(arguments: str) -> None:
+    """A replayed assistant tool call whose arguments are not a JSON object is sent as an
+    empty input (the Messages API requires an object), on Anthropic and Gemini alike."""
+    from asyncprov.providers.gemini import _map_request as gemini_request
+
+    call = {"id": "t1", "type": "function", "function": {"name": "f", "arguments": arguments}}
+    messages = [
+        {"role": "user", "content": "hi"},
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+    ]
+    body = request(messages=messages)
+    assert body["messages"][1]["content"] == [  # type: ignore[index]
+        {"type": "tool_use", "id": "t1", "name": "f", "input": {}}
+    ]
+    gemini = gemini_request(build_request(model="gemini-x", messages=messages, stream=True))
+    assert gemini["contents"][1]["parts"] == [{"functionCall": {"name": "f", "args": {}}}]

@@ -3,7 +3,6 @@ back to OpenAI-shaped chunks (text, tool calls, finish reasons, usage)."""
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
@@ -22,6 +21,7 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
+from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
 from .base import Provider, chunk_from, json_event
 
 __all__ = ["Anthropic"]
@@ -59,14 +59,11 @@ _TEXT_TAIL = b'},"finish_reason":null}]}'
 
 
 def _image_block(url: str) -> dict[str, Any]:
-    if url.startswith("data:"):
-        head, _, data = url.partition(",")
-        media_type = head.removeprefix("data:").split(";", 1)[0]
-        return {
-            "type": "image",
-            "source": {"type": "base64", "media_type": media_type, "data": data},
-        }
-    return {"type": "image", "source": {"type": "url", "url": url}}
+    inline = data_url(url)
+    if inline is None:
+        return {"type": "image", "source": {"type": "url", "url": url}}
+    source = {"type": "base64", "media_type": inline[0], "data": inline[1]}
+    return {"type": "image", "source": source}
 
 
 def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
@@ -80,14 +77,15 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, ImagePart):
                 blocks.append(_image_block(part.image_url.url))
-    for call in message.tool_calls or []:
-        try:
-            arguments = json.loads(call.function.arguments or "{}")
-        except ValueError:
-            arguments = {}
-        blocks.append(
-            {"type": "tool_use", "id": call.id, "name": call.function.name, "input": arguments}
-        )
+    blocks.extend(
+        {
+            "type": "tool_use",
+            "id": call.id,
+            "name": call.function.name,
+            "input": call_arguments(call),
+        }
+        for call in message.tool_calls or ()
+    )
     return blocks
 
 
@@ -111,10 +109,7 @@ def _map_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
         else:
             role = "assistant" if message.role == "assistant" else "user"
             blocks = _blocks(message)
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
-        else:
-            turns.append({"role": role, "content": blocks})
+        append_turn(turns, role, "content", blocks)
     return "\n\n".join(t for t in system if t), turns
 
 
@@ -149,16 +144,11 @@ def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
     if request.top_p is not None:
         body["top_p"] = request.top_p
     if request.stop is not None:
-        body["stop_sequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+        body["stop_sequences"] = stop_sequences(request)
     if request.tools:
         body["tools"] = [
-            {
-                "name": tool["function"]["name"],
-                "description": tool["function"].get("description", ""),
-                "input_schema": tool["function"].get("parameters") or {"type": "object"},
-            }
-            for tool in request.tools
-            if tool.get("type", "function") == "function" and "function" in tool
+            {"name": name, "description": description, "input_schema": schema}
+            for name, description, schema in function_tools(request)
         ]
     if request.tool_choice is not None:
         body["tool_choice"] = _map_tool_choice(request.tool_choice)

@@ -21,6 +21,7 @@ from .._types import (
     ToolCallDelta,
     Usage,
 )
+from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
 from .base import Provider, chunk_from, json_event
 
 __all__ = ["Gemini"]
@@ -51,18 +52,15 @@ def _parts(message: ChatMessage) -> list[dict[str, Any]]:
                 parts.append({"text": part.text})
             elif isinstance(part, ImagePart):
                 url = part.image_url.url
-                if url.startswith("data:"):
-                    head, _, data = url.partition(",")
-                    mime = head.removeprefix("data:").split(";", 1)[0]
-                    parts.append({"inlineData": {"mimeType": mime, "data": data}})
-                else:
+                inline = data_url(url)
+                if inline is None:
                     parts.append({"fileData": {"mimeType": "image/*", "fileUri": url}})
-    for call in message.tool_calls or []:
-        try:
-            args = json.loads(call.function.arguments or "{}")
-        except ValueError:
-            args = {}
-        parts.append({"functionCall": {"name": call.function.name, "args": args}})
+                else:
+                    parts.append({"inlineData": {"mimeType": inline[0], "data": inline[1]}})
+    parts.extend(
+        {"functionCall": {"name": call.function.name, "args": call_arguments(call)}}
+        for call in message.tool_calls or ()
+    )
     return parts
 
 
@@ -83,10 +81,7 @@ def _map_request(request: ChatRequest) -> dict[str, Any]:
         else:
             role = "model" if message.role == "assistant" else "user"
             parts = _parts(message)
-        if contents and contents[-1]["role"] == role:
-            contents[-1]["parts"].extend(parts)
-        else:
-            contents.append({"role": role, "parts": parts})
+        append_turn(contents, role, "parts", parts)
     body: dict[str, Any] = {"contents": contents}
     if system:
         body["systemInstruction"] = {"parts": [{"text": "\n\n".join(system)}]}
@@ -100,7 +95,7 @@ def _map_request(request: ChatRequest) -> dict[str, Any]:
         if value is not None:
             config[key] = value
     if request.stop is not None:
-        config["stopSequences"] = [request.stop] if isinstance(request.stop, str) else request.stop
+        config["stopSequences"] = stop_sequences(request)
     response_format = request.response_format or {}
     if response_format.get("type") == "json_object":
         config["responseMimeType"] = "application/json"
@@ -113,13 +108,8 @@ def _map_request(request: ChatRequest) -> dict[str, Any]:
         body["generationConfig"] = config
     if request.tools:
         declarations = [
-            {
-                "name": tool["function"]["name"],
-                "description": tool["function"].get("description", ""),
-                "parameters": tool["function"].get("parameters") or {"type": "object"},
-            }
-            for tool in request.tools
-            if "function" in tool
+            {"name": name, "description": description, "parameters": schema}
+            for name, description, schema in function_tools(request)
         ]
         body["tools"] = [{"functionDeclarations": declarations}]
     if request.tool_choice is not None:

@@ -10,6 +10,7 @@ needs no care.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import NoReturn
 
@@ -21,6 +22,7 @@ DEFAULT_MAX_EVENT_SIZE: int = 8 * 1024 * 1024
 """Default limit, in bytes, on the size of one event; see `SSEDecoder`."""
 
 _BOM = b"\xef\xbb\xbf"
+_NAME_DATA = operator.methodcaller("partition", b"\ndata: ")
 
 
 @dataclass(slots=True)
@@ -151,6 +153,8 @@ class SSEDecoder:
                 parts[0] = parts[0][6:]
                 events = list(map(ServerSentEvent, parts))
                 chunk = b"data: " + rest
+            elif chunk[:7] == b"event: ":
+                events, chunk = _named_run(chunk)
         # Every block but the last is followed by a blank line, so ends an event.
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
@@ -242,3 +246,21 @@ class SSEDecoder:
         raise EventTooLargeError(
             f"server-sent event larger than max_event_size ({limit} bytes)", limit=limit
         )
+
+
+def _named_run(chunk: bytes) -> tuple[list[ServerSentEvent], bytes]:
+    """The events of a run of blocks that are each ``event: NAME`` then one ``data: ``
+    line (Anthropic's streams) but for the last, and the bytes left from that last one;
+    ``([], chunk)`` when the run is not only such blocks (the general path parses it)."""
+    parts = chunk.split(b"\n\nevent: ")
+    rest = parts.pop()
+    # Each part holds at least one LF (before "data: "); with this count, exactly one.
+    if not parts or chunk.count(b"\n") != 3 * len(parts) + rest.count(b"\n"):
+        return [], chunk
+    parts[0] = parts[0][7:]
+    events: list[ServerSentEvent] = []
+    for name, separator, data in map(_NAME_DATA, parts):
+        if not separator:
+            return [], chunk
+        events.append(ServerSentEvent(data, name.decode("utf-8", "replace") or "message"))
+    return events, b"event: " + rest

@@ -442,3 +442,30 @@ def test_random_event_streams_match_reference(seed: int) -> None:
         chunks.append(stream[start:end])
         start = end
     assert decode(*chunks) == reference(stream)
+
+
+NAMED_FRAMES = [
+    b'event: content_block_delta\ndata: {"delta":{"text":"hi"}}\n\n',
+    b"event: ping\ndata: \n\n",
+    b"event: \ndata: unnamed\n\n",
+    b"event: e\ndata:no-space\n\n",
+    b"event:tight\ndata: x\n\n",
+    b"event: e\ndata: a\ndata: b\n\n",
+    b"event: e\nid: 3\ndata: c\n\n",
+    b"event: e\n\n",
+    b"event: e\ndata:  two spaces\n\n",
+    b"data: plain\n\n",
+    "event: ünï\ndata: 世界\n\n".encode(),
+]
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_random_named_event_runs_match_reference(seed: int) -> None:
+    """Runs of `event:` + `data:` blocks (Anthropic's streams, parsed a run at a time)
+    mixed with near-misses of that shape decode like the reference in any reads."""
+    rng = random.Random(seed)
+    weights = [30, 3, 1, 1, 1, 1, 1, 1, 1, 2, 1] if seed % 2 else [1] * len(NAMED_FRAMES)
+    stream = b"".join(rng.choices(NAMED_FRAMES, weights, k=rng.randrange(1, 300)))
+    size = rng.choice([1, 7, 60, 600, 6000, len(stream)])
+    chunks = [stream[i : i + size] for i in range(0, len(stream), size)]
+    assert decode(*chunks) == reference(stream)

@@ -138,6 +138,12 @@ class SSEDecoder:
             chunk = bytes(self._partial)
             self._partial.clear()
             fresh = not self._size and self._event is None and self._id is None
+        if not fresh and self._event is not None and not self._size and self._id is None:
+            # The last read ended after an event's "event:" line (the usual cut in
+            # Anthropic's streams): put the line back so the run below starts whole.
+            chunk = b"event: " + self._event.encode() + b"\n" + chunk
+            self._event = None
+            fresh = True
 
         events: list[ServerSentEvent] = []
         if fresh and len(chunk) <= limit:

@@ -134,7 +134,6 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
     """The server's stream (CRLF framed) cut into two reads at every byte offset gives
     the same text, function call and finish reason."""
     from asyncprov._sse import SSEDecoder
-    from asyncprov.providers.base import json_event
     from asyncprov.providers.gemini import _Stream
 
     call = {"id": "x", "name": "weather", "arguments": '{"city": "Lima"}'}
@@ -146,7 +145,7 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
         text, calls, finish = "", [], None
         for part in (body[:cut], body[cut:]):
             for event in decoder.feed(part) if part else []:
-                chunk = state.process(json_event(event.data))
+                chunk = state.event(event.data)
                 delta = chunk.choices[0].delta
                 text += delta.content or ""
                 calls += [
@@ -158,3 +157,53 @@ def test_a_function_call_stream_split_at_every_byte() -> None:
         assert (text, calls, finish) == (
             "Looking it up.", [("weather", '{"city": "Lima"}')], "tool_calls",
         ), cut  # fmt: skip
+
+
+def _gemini_event(
+    parts: list[dict[str, object]], compact: bool, usage: object = None, **more: object
+) -> bytes:
+    candidate = {"content": {"role": "model", "parts": parts}, **more}
+    body = {"candidates": [candidate], "modelVersion": "gemini-x", "responseId": "r-1"}
+    if usage is not None:
+        body["usageMetadata"] = usage
+    return json.dumps(body, separators=(",", ":") if compact else (",", ": ")).encode()
+
+
+TEXTS = ['say "hi"', "ends in a backslash \\", 'a "}] inside', "é 世界 🙂", '\\"', "x"]
+
+
+@pytest.mark.parametrize("compact", [False, True])
+def test_fast_text_events_give_the_chunks_of_the_full_parse(compact: bool) -> None:
+    """Text events take a fast way (the JSON string spliced into the chunk); every event
+    shape, including near-misses of the fast one, gives the chunks a full parse gives,
+    and the usage of the last event that carried one."""
+    from asyncprov.providers.base import json_event
+    from asyncprov.providers.gemini import _Stream
+
+    usage = {"promptTokenCount": 3, "candidatesTokenCount": 5, "totalTokenCount": 8}
+    events = [_gemini_event([{"text": "first"}], compact)]
+    events += [_gemini_event([{"text": text}], compact) for text in TEXTS]
+    events += [
+        _gemini_event([{"text": "u"}], compact, usage={"promptTokenCount": 3}),
+        _gemini_event([{"text": "v"}], compact, usage=usage),
+        json.dumps({"candidates": [{"content": {"parts": [{"text": "no role"}]}}]}).encode(),
+        _gemini_event([{"text": ""}], compact),
+        _gemini_event([{"text": "thinking", "thought": True}], compact),
+        _gemini_event([{"text": "a"}, {"text": "b"}], compact),
+        _gemini_event([{"text": "r", "thoughtSignature": "c2ln"}], compact),
+        _gemini_event([{"functionCall": {"name": "f", "args": {"q": 1}}}], compact),
+        json.dumps({"candidates": [{"index": 0, "content": {"parts": [{"text": "w"}]}}]}).encode(),
+        _gemini_event([{"text": "end"}], compact, finishReason="STOP"),
+    ]  # fmt: skip
+    fast, full = _Stream("Gemini", "m"), _Stream("Gemini", "m")
+    full.created = fast.created
+    taken = 0
+    for data in events:
+        taken += fast.text_chunk(data) is not None if fast.text_head else 0
+        got, expected = fast.event(data), full.process(json_event(data))
+        assert got.model_dump() == expected.model_dump(), data
+        assert got.provider == expected.provider == "Gemini"
+    # The events laid out like the first took the fast way (two with usage), but for the
+    # text holding an escaped '"}]'; the other layouts took the long way.
+    assert taken == len(TEXTS) - 1 + 2
+    assert fast.final_usage().model_dump() == full.final_usage().model_dump()

@@ -7,8 +7,6 @@ import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
-import pydantic_core
-
 from .._errors import ProviderError
 from .._http import HttpCall
 from .._types import (
@@ -22,7 +20,7 @@ from .._types import (
     Usage,
 )
 from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from .base import Provider, chunk_from, json_event
+from .base import Provider, chunk_from, json_event, text_chunk, text_head
 
 __all__ = ["Anthropic"]
 
@@ -53,9 +51,7 @@ def _delta(**fields: Any) -> dict[str, Any]:
     return fields
 
 
-_chunk_json = ChatCompletionChunk.__pydantic_validator__.validate_json
 _TEXT_DELTA = b'"delta":{"type":"text_delta","text":'
-_TEXT_TAIL = b'},"finish_reason":null}]}'
 
 
 def _image_block(url: str) -> dict[str, Any]:
@@ -192,13 +188,7 @@ class _Stream:
         start = data.find(_TEXT_DELTA)
         if start < 0 or not self.text_head or not data.endswith(b'"}}'):
             return None
-        text = data[start + len(_TEXT_DELTA) : -2]
-        try:
-            chunk: ChatCompletionChunk = _chunk_json(self.text_head + text + _TEXT_TAIL)
-        except ValueError:
-            return None
-        chunk.__dict__["provider"] = self.name
-        return chunk
+        return text_chunk(self.text_head, data[start + len(_TEXT_DELTA) : -2], self.name)
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         return chunk_from(
@@ -233,10 +223,7 @@ class _Stream:
             self.id = message.get("id", "")
             self.model = message.get("model") or self.model
             self.usage.prompt_tokens = (message.get("usage") or {}).get("input_tokens", 0)
-            head = {"id": self.id, "created": self.created, "model": self.model}
-            self.text_head = (
-                pydantic_core.to_json(head)[:-1] + b',"choices":[{"index":0,"delta":{"content":'
-            )
+            self.text_head = text_head(self.id, self.created, self.model)
             return self.chunk(_delta(role="assistant", content=""))
         if kind == "content_block_start":
             block = event.get("content_block") or {}

@@ -22,7 +22,7 @@ from .._types import (
     Usage,
 )
 from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from .base import Provider, chunk_from, json_event
+from .base import Provider, chunk_from, json_event, text_chunk, text_head
 
 __all__ = ["Gemini"]
 
@@ -38,6 +38,8 @@ _FINISH = {
     "OTHER": "stop",
 }
 _ids = itertools.count(1)
+# Where a text part's string starts, as the API writes it (and written compactly).
+_TEXT_PARTS = (b'"parts": [{"text": ', b'"parts":[{"text":')
 
 
 def _parts(message: ChatMessage) -> list[dict[str, Any]]:
@@ -124,6 +126,36 @@ def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     return {"mode": {"required": "ANY", "none": "NONE"}.get(choice, "AUTO")}
 
 
+def _escaped(data: bytes, quote: int) -> bool:
+    """Whether the quote at ``quote`` is escaped (an odd run of backslashes before it)."""
+    run = 0
+    while data[quote - 1 - run] == 0x5C:
+        run += 1
+    return run % 2 == 1
+
+
+def _one_string(data: bytes, start: int, end: int) -> bool:
+    """Whether ``data[start:end + 1]`` is one JSON string (every quote inside escaped)."""
+    quote = data.find(b'"', start + 1)
+    while quote < end:
+        if not _escaped(data, quote):
+            return False
+        quote = data.find(b'"', quote + 1)
+    return not _escaped(data, end)
+
+
+def _text_prefix(data: bytes) -> bytes:
+    """The bytes up to and including the opening quote of the first candidate's text
+    part, when the event opens with it; ``b""`` otherwise."""
+    if data.startswith(b'{"candidates":'):
+        for marker in _TEXT_PARTS:
+            start = data.find(marker)
+            if start >= 0 and data.find(b"}", 0, start) < 0:
+                end = start + len(marker)
+                return data[: end + 1] if data[end : end + 1] == b'"' else b""
+    return b""
+
+
 class _Stream:
     """The OpenAI-shaped chunks of one Gemini stream, one per response event."""
 
@@ -134,17 +166,48 @@ class _Stream:
         self.created = int(time.time())
         self.first = True
         self.calls = 0
-        self.usage: Usage | None = None
+        self.usage_metadata: dict[str, Any] | None = None
+        """The last ``usageMetadata`` (each event carries the counts so far)."""
+        self.usage_event: bytes | None = None
+        """A later event with ``usageMetadata`` that took the fast way, parsed at the end."""
+        self.text_head = b""
+        self.prefix = b""
+        """The bytes of the first event up to its text part's string, when it had one."""
+
+    def event(self, data: bytes) -> ChatCompletionChunk:
+        """The chunk of one event: ``ValueError`` when it is not a JSON object."""
+        chunk = self.text_chunk(data)
+        if chunk is None:
+            chunk = self.process(json_event(data))
+            self.prefix = self.prefix or _text_prefix(data)
+        return chunk
+
+    def text_chunk(self, data: bytes) -> ChatCompletionChunk | None:
+        """The chunk of an event laid out like the first up to one text part's string, with
+        nothing after it in the part and no finish reason: the string is spliced into the
+        chunk's JSON (``None``: not that shape; take the long way)."""
+        prefix = self.prefix
+        if not prefix or not data.startswith(prefix):
+            return None
+        start = len(prefix) - 1  # the string's opening quote
+        end = data.find(b'"}]', start + 1)
+        if end <= start + 1:
+            return None
+        quoted = data[end - 1] == 0x5C or data.count(b'"', start, end + 1) != 2
+        if quoted and not _one_string(data, start, end):
+            return None
+        if data.find(b'"finishReason"', end) >= 0:
+            return None
+        if data.find(b'"usageMetadata"', end) >= 0:
+            self.usage_event = data
+        return text_chunk(self.text_head, data[start : end + 1], self.name)
 
     def process(self, parsed: dict[str, Any]) -> ChatCompletionChunk:
-        meta = parsed.get("usageMetadata")
-        if meta:
-            prompt = meta.get("promptTokenCount", 0)
-            output = meta.get("candidatesTokenCount", 0)
-            total = meta.get("totalTokenCount", prompt + output)
-            self.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=total)
+        if parsed.get("usageMetadata"):
+            self.usage_metadata, self.usage_event = parsed["usageMetadata"], None
         self.id = parsed.get("responseId") or self.id
         self.model = parsed.get("modelVersion") or self.model
+        self.text_head = text_head(self.id, self.created, self.model)
         candidates = parsed.get("candidates") or [{}]
         candidate = candidates[0]
         text, tool_calls = "", []
@@ -173,8 +236,14 @@ class _Stream:
         return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish}])
 
     def final_usage(self) -> ChatCompletionChunk:
+        if self.usage_event is not None:
+            self.usage_metadata = json_event(self.usage_event)["usageMetadata"]
+        meta = self.usage_metadata or {}
+        prompt = meta.get("promptTokenCount", 0)
+        output = meta.get("candidatesTokenCount", 0)
+        total = meta.get("totalTokenCount", prompt + output)
         chunk = self._chunk([])
-        chunk.usage = self.usage
+        chunk.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=total)
         return chunk
 
     def _chunk(self, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
@@ -220,15 +289,14 @@ class Gemini(Provider):
             # No terminator: a stream is whole once a candidate says why it finished.
             async for events in resp.events("a finishReason"):
                 for event in events:
-                    if not event.data.strip():
-                        continue
                     try:
-                        parsed = json_event(event.data)
+                        chunk = state.event(event.data)
                     except ValueError as exc:
+                        if not event.data.strip():
+                            continue
                         raise resp.decode_error(event.data, expected="Gemini response") from exc
-                    chunk = state.process(parsed)
                     yield chunk
                     if chunk.choices[0].finish_reason is not None:
-                        if request.include_usage and state.usage is not None:
+                        if request.include_usage and (state.usage_metadata or state.usage_event):
                             yield state.final_usage()
                         return

@@ -16,7 +16,8 @@ _ids = itertools.count(1)
 
 
 def _event(payload: Mapping[str, Any]) -> bytes:
-    return b"data: " + json.dumps(payload, separators=(",", ":")).encode() + b"\r\n\r\n"
+    # As the API writes it: a space after each colon, none after commas.
+    return b"data: " + json.dumps(payload, separators=(",", ": ")).encode() + b"\r\n\r\n"
 
 
 class GeminiTestServer(OpenAITestServer):

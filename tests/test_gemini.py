@@ -207,3 +207,6 @@ def test_fast_text_events_give_the_chunks_of_the_full_parse(compact: bool) -> No
     # text holding an escaped '"}]'; the other layouts took the long way.
     assert taken == len(TEXTS) - 1 + 2
     assert fast.final_usage().model_dump() == full.final_usage().model_dump()
+    # A key named usageMetadata elsewhere than the top level holds no usage to take.
+    fast.event(_gemini_event([{"text": "n"}], compact, extra={"usageMetadata": 1}))
+    assert fast.final_usage().usage == full.final_usage().usage

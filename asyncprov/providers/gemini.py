@@ -237,7 +237,8 @@ class _Stream:
 
     def final_usage(self) -> ChatCompletionChunk:
         if self.usage_event is not None:
-            self.usage_metadata = json_event(self.usage_event)["usageMetadata"]
+            meta = json_event(self.usage_event).get("usageMetadata")
+            self.usage_metadata = meta if isinstance(meta, dict) else self.usage_metadata
         meta = self.usage_metadata or {}
         prompt = meta.get("promptTokenCount", 0)
         output = meta.get("candidatesTokenCount", 0)

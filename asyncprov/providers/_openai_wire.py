@@ -15,7 +15,7 @@ from .._errors import APIError, ConfigurationError, ProviderError
 from .._http import HttpCall
 from .._response import HttpResponse
 from .._types import ChatCompletion, ChatCompletionChunk, ChatMessage, ChatRequest
-from .base import Provider
+from .base import Provider, validate_chunk_json
 
 __all__ = ["OpenAIWire"]
 
@@ -34,10 +34,7 @@ _OPTIONS = (
 
 _MESSAGES: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
 
-# Built once when this (lazily imported) module loads; calling the validator directly
-# skips pydantic's per-call wrapper on the hottest line of every stream.
-ChatCompletionChunk.model_rebuild()
-_validate_chunk = ChatCompletionChunk.__pydantic_validator__.validate_json
+# Built once when this (lazily imported) module loads, as base's chunk validator is.
 ChatCompletion.model_rebuild()
 _validate_completion: Callable[[bytes], ChatCompletion] = (
     ChatCompletion.__pydantic_validator__.validate_json
@@ -100,7 +97,7 @@ class OpenAIWire(Provider):
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
         url, body, headers, model = self._request_parts(request, stream=True)
         name = self.name
-        validate = _validate_chunk
+        validate = validate_chunk_json
         async with http.post(url, body=body, headers=headers) as resp:
             async for events in resp.events("[DONE]"):
                 for event in events:

@@ -26,11 +26,25 @@ from .._proxies import ProxyConfig, resolve_proxy
 from .._secrets import redact
 from .._types import ChatCompletion, ChatCompletionChunk, ChatRequest, MessageInput
 
-__all__ = ["Provider", "ProviderSettings", "chunk_from", "json_event", "text_chunk", "text_head"]
+__all__ = [
+    "Provider",
+    "ProviderSettings",
+    "chunk_from",
+    "json_event",
+    "text_chunk",
+    "text_head",
+    "validate_chunk_json",
+]
 
 _P = ParamSpec("_P")
 
+# Built once when the first provider module loads; calling pydantic-core's validators
+# directly skips pydantic's per-call wrapper on the hottest line of every stream.
 ChatCompletionChunk.model_rebuild()
+validate_chunk_json: Callable[[bytes], ChatCompletionChunk] = (
+    ChatCompletionChunk.__pydantic_validator__.validate_json
+)
+"""A chunk from its JSON (what every OpenAI-shaped stream sends)."""
 _validate_chunk = ChatCompletionChunk.__pydantic_validator__.validate_python
 
 
@@ -44,7 +58,6 @@ def json_event(data: bytes) -> dict[str, Any]:
 
 
 _TEXT_TAIL = b'},"finish_reason":null}]}'
-_validate_chunk_json = ChatCompletionChunk.__pydantic_validator__.validate_json
 
 
 def text_head(id: str, created: int, model: str) -> bytes:
@@ -58,7 +71,7 @@ def text_chunk(head: bytes, text: bytes, provider: str) -> ChatCompletionChunk |
     event, spliced after `text_head` and validated once (the fast way for the many text
     events of a stream); ``None`` when the result is not a valid chunk."""
     try:
-        chunk: ChatCompletionChunk = _validate_chunk_json(head + text + _TEXT_TAIL)
+        chunk = validate_chunk_json(head + text + _TEXT_TAIL)
     except ValueError:
         return None
     chunk.__dict__["provider"] = provider

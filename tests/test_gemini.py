@@ -210,3 +210,19 @@ def test_fast_text_events_give_the_chunks_of_the_full_parse(compact: bool) -> No
     # A key named usageMetadata elsewhere than the top level holds no usage to take.
     fast.event(_gemini_event([{"text": "n"}], compact, extra={"usageMetadata": 1}))
     assert fast.final_usage().usage == full.final_usage().usage
+
+
+def test_key_variables_in_order_with_the_same_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """GEMINI_API_KEY wins over GOOGLE_API_KEY; a key from either is stripped and one
+    with a line break is refused, as every provider's key is."""
+    from asyncprov import ConfigurationError
+
+    monkeypatch.setenv("GOOGLE_API_KEY", "google-key\n")
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert Gemini().get_api_key() == "google-key"
+    monkeypatch.setenv("GEMINI_API_KEY", "gemini-key")
+    assert Gemini().get_api_key() == "gemini-key"
+    monkeypatch.delenv("GEMINI_API_KEY")
+    monkeypatch.setenv("GOOGLE_API_KEY", "google\nkey")
+    with pytest.raises(ConfigurationError, match="line break"):
+        Gemini().get_api_key()

@@ -174,6 +174,8 @@ class Provider(ABC):
     """Other names for models, mapped to the name sent on the wire."""
     api_key_env: ClassVar[str | None] = None
     """Environment variable the key is read from when none is passed."""
+    api_key_env_fallbacks: ClassVar[tuple[str, ...]] = ()
+    """Further variables read, in order, when ``api_key_env`` is unset or empty."""
     base_url_env: ClassVar[str | None] = None
     """Environment variable that overrides the default ``base_url`` (gateways, tests)."""
 
@@ -263,7 +265,11 @@ class Provider(ABC):
 
     def get_api_key(self) -> str | None:
         """The key: the one passed in, else the environment variable, else ``None``."""
-        key = self._api_key or (os.environ.get(self.api_key_env) if self.api_key_env else None)
+        key = self._api_key
+        if not key and self.api_key_env:
+            key = os.environ.get(self.api_key_env)
+            for variable in self.api_key_env_fallbacks:
+                key = key or os.environ.get(variable)
         if not key:
             return None
         key = key.strip()  # keys read from files often end in a newline

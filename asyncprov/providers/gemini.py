@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import os
 import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
@@ -265,6 +264,7 @@ class Gemini(Provider):
     needs_auth = True
     supports_images = True
     api_key_env = "GEMINI_API_KEY"
+    api_key_env_fallbacks = ("GOOGLE_API_KEY",)
     base_url_env = "GEMINI_BASE_URL"
     default_model = "gemini-2.0-flash"
     models: ClassVar[tuple[str, ...]] = (
@@ -274,9 +274,6 @@ class Gemini(Provider):
         "gemini-2.5-pro",
         "gemini-1.5-pro",
     )
-
-    def get_api_key(self) -> str | None:
-        return super().get_api_key() or (os.environ.get("GOOGLE_API_KEY", "").strip() or None)
 
     async def stream(
         self, request: ChatRequest, http: HttpCall

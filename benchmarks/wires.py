@@ -2,10 +2,12 @@
 
 The benchmark server sends the same 20,000 content chunks (same pieces of text) as an
 OpenAI stream, an Anthropic Messages stream and a Gemini ``streamGenerateContent``
-stream. Each round runs each wire once, in a fresh worker process, the order rotating;
-the report gives medians (min-max) of chunks/s and CPU µs per chunk, and each wire's cost
-against OpenAI's. Target (issue 16): Anthropic and Gemini within 1.15x of OpenAI's.
-Writes ``benchmarks/WIRES.md``.
+stream. Each round runs each wire once, in a fresh worker process, the order rotating.
+Each worker streams once to warm up and collects its garbage before the measured stream:
+a full collection of the start-up's objects costs ~30 ms (1.5 µs a chunk) and would
+otherwise land in one wire's window or another's by chance. The report gives medians
+(min-max) of chunks/s and CPU µs per chunk, and each wire's cost against OpenAI's.
+Target (issue 16): Anthropic and Gemini within 1.15x of OpenAI's. Writes ``benchmarks/WIRES.md``.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .server import BenchServer
 WIRES = ("openai", "anthropic", "gemini")
 
 WORKER = """
-import asyncio, json, sys, time
+import asyncio, gc, json, sys, time
 from asyncprov import AsyncClient
 from asyncprov.providers import Anthropic, Gemini, OpenAICompatible
 wire, root, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -47,6 +49,7 @@ async def main():
                     parts.append(chunk.choices[0].delta.content)
             return "".join(parts)
         await once()  # warm-up
+        gc.collect()  # the start-up's garbage collected now, not in one wire's window
         wall, cpu = time.perf_counter(), time.process_time()
         text = await once()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

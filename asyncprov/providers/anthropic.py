@@ -20,7 +20,8 @@ from .._types import (
     Usage,
 )
 from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from .base import Provider, chunk_from, json_event, text_chunk, text_head
+from ._splice import TextEvents, one_string, text_head
+from .base import Provider, chunk_from, json_event
 
 __all__ = ["Anthropic"]
 
@@ -181,14 +182,17 @@ class _Stream:
         self.text_head = b""
         """A text chunk's JSON up to its content, once the message started."""
         self.usage = Usage()
+        self.fast = TextEvents(name)
+        """The layout of the last ``text_delta`` event (compact JSON) parsed the long way."""
 
-    def text_chunk(self, data: bytes) -> ChatCompletionChunk | None:
-        """The chunk of a compact ``text_delta`` event, its JSON string spliced into the
-        chunk's JSON and validated once (``None``: not that shape; take the long way)."""
-        start = data.find(_TEXT_DELTA)
-        if start < 0 or not self.text_head or not data.endswith(b'"}}'):
-            return None
-        return text_chunk(self.text_head, data[start + len(_TEXT_DELTA) : -2], self.name)
+    def learn(self, data: bytes) -> None:
+        """Learn the layout of a ``text_delta`` event when it is compact JSON."""
+        start, end = data.find(_TEXT_DELTA) + len(_TEXT_DELTA), len(data) - 3
+        if start < len(_TEXT_DELTA) or not data.endswith(b'"}}') or data[start] != 0x22:
+            return self.fast.forget()
+        if not self.text_head or not one_string(data, start, end):
+            return self.fast.forget()
+        return self.fast.learn(data, start + 1, end, self.text_head)
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         return chunk_from(
@@ -294,20 +298,21 @@ class Anthropic(Provider):
             self.name, model, request.include_usage, json_tool[0] if json_tool else None
         )
         url = f"{self.base_url}/v1/messages"
+        fast = state.fast
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
             async for events in resp.events("message_stop"):
                 for event in events:
-                    if event.event == "content_block_delta":  # most events: the fast way
-                        fast = state.text_chunk(event.data)
-                        if fast is not None:
-                            yield fast
-                            continue
-                    if not event.data.strip():
+                    data = event.data
+                    text = fast.match(data)  # a text event laid out like the last?
+                    if text is not None and (chunk := fast.chunk(text[1])) is not None:
+                        yield chunk
+                        continue
+                    if not data.strip():
                         continue
                     try:
-                        parsed = json_event(event.data)
+                        parsed = json_event(data)
                     except ValueError as exc:
-                        raise resp.decode_error(event.data, expected="Anthropic event") from exc
+                        raise resp.decode_error(data, expected="Anthropic event") from exc
                     kind = parsed.get("type")
                     if kind == "message_stop":
                         if state.include_usage:
@@ -324,3 +329,5 @@ class Anthropic(Provider):
                     chunk = state.process(parsed)
                     if chunk is not None:
                         yield chunk
+                    if kind == "content_block_delta" and chunk is not None:
+                        state.learn(data)

@@ -31,8 +31,6 @@ __all__ = [
     "ProviderSettings",
     "chunk_from",
     "json_event",
-    "text_chunk",
-    "text_head",
     "validate_chunk_json",
 ]
 
@@ -55,27 +53,6 @@ def json_event(data: bytes) -> dict[str, Any]:
     if not isinstance(parsed, dict):
         raise ValueError("an event must be a JSON object")
     return parsed
-
-
-_TEXT_TAIL = b'},"finish_reason":null}]}'
-
-
-def text_head(id: str, created: int, model: str) -> bytes:
-    """The JSON of a content chunk of this stream up to its content (see `text_chunk`)."""
-    head = pydantic_core.to_json({"id": id, "created": created, "model": model})
-    return head[:-1] + b',"choices":[{"index":0,"delta":{"content":'
-
-
-def text_chunk(head: bytes, text: bytes, provider: str) -> ChatCompletionChunk | None:
-    """The content chunk whose content is ``text``, a JSON string cut from the provider's
-    event, spliced after `text_head` and validated once (the fast way for the many text
-    events of a stream); ``None`` when the result is not a valid chunk."""
-    try:
-        chunk = validate_chunk_json(head + text + _TEXT_TAIL)
-    except ValueError:
-        return None
-    chunk.__dict__["provider"] = provider
-    return chunk
 
 
 def chunk_from(fields: dict[str, Any], provider: str) -> ChatCompletionChunk:

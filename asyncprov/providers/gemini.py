@@ -21,7 +21,8 @@ from .._types import (
     Usage,
 )
 from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from .base import Provider, chunk_from, json_event, text_chunk, text_head
+from ._splice import TextEvents, one_string, text_chunk, text_head
+from .base import Provider, chunk_from, json_event
 
 __all__ = ["Gemini"]
 
@@ -125,24 +126,6 @@ def _map_tool_choice(choice: str | dict[str, Any]) -> dict[str, Any]:
     return {"mode": {"required": "ANY", "none": "NONE"}.get(choice, "AUTO")}
 
 
-def _escaped(data: bytes, quote: int) -> bool:
-    """Whether the quote at ``quote`` is escaped (an odd run of backslashes before it)."""
-    run = 0
-    while data[quote - 1 - run] == 0x5C:
-        run += 1
-    return run % 2 == 1
-
-
-def _one_string(data: bytes, start: int, end: int) -> bool:
-    """Whether ``data[start:end + 1]`` is one JSON string (every quote inside escaped)."""
-    quote = data.find(b'"', start + 1)
-    while quote < end:
-        if not _escaped(data, quote):
-            return False
-        quote = data.find(b'"', quote + 1)
-    return not _escaped(data, end)
-
-
 def _text_prefix(data: bytes) -> bytes:
     """The bytes up to and including the opening quote of the first candidate's text
     part, when the event opens with it; ``b""`` otherwise."""
@@ -172,11 +155,15 @@ class _Stream:
         self.text_head = b""
         self.prefix = b""
         """The bytes of the first event up to its text part's string, when it had one."""
+        self.fast = TextEvents(name)
+        """The layout of the last event that took `text_chunk`'s way (a later event laid
+        out alike carries the same usage, so none is missed)."""
 
     def event(self, data: bytes) -> ChatCompletionChunk:
         """The chunk of one event: ``ValueError`` when it is not a JSON object."""
         chunk = self.text_chunk(data)
         if chunk is None:
+            self.fast.forget()
             chunk = self.process(json_event(data))
             self.prefix = self.prefix or _text_prefix(data)
         return chunk
@@ -193,13 +180,14 @@ class _Stream:
         if end <= start + 1:
             return None
         quoted = data[end - 1] == 0x5C or data.count(b'"', start, end + 1) != 2
-        if quoted and not _one_string(data, start, end):
+        if quoted and not one_string(data, start, end):
             return None
         if data.find(b'"finishReason"', end) >= 0:
             return None
         if data.find(b'"usageMetadata"', end) >= 0:
             self.usage_event = data
-        return text_chunk(self.text_head, data[start : end + 1], self.name)
+        self.fast.learn(data, start + 1, end, self.text_head)
+        return text_chunk(self.text_head, data[start + 1 : end], self.name)
 
     def process(self, parsed: dict[str, Any]) -> ChatCompletionChunk:
         if parsed.get("usageMetadata"):
@@ -283,16 +271,22 @@ class Gemini(Provider):
         headers = {"x-goog-api-key": key, "Accept": "text/event-stream", **self.headers}
         url = f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
         state = _Stream(self.name, model)
+        fast = state.fast
         async with http.post(url, body=_map_request(request), headers=headers) as resp:
             # No terminator: a stream is whole once a candidate says why it finished.
             async for events in resp.events("a finishReason"):
                 for event in events:
+                    data = event.data
+                    text = fast.match(data)  # a text event laid out like the last?
+                    if text is not None and (chunk := fast.chunk(text[1])) is not None:
+                        yield chunk
+                        continue
                     try:
-                        chunk = state.event(event.data)
+                        chunk = state.event(data)
                     except ValueError as exc:
-                        if not event.data.strip():
+                        if not data.strip():
                             continue
-                        raise resp.decode_error(event.data, expected="Gemini response") from exc
+                        raise resp.decode_error(data, expected="Gemini response") from exc
                     yield chunk
                     if chunk.choices[0].finish_reason is not None:
                         if request.include_usage and (state.usage_metadata or state.usage_event):

@@ -1,0 +1,163 @@
+"""The fast way for text events of Anthropic and Gemini streams (a learned layout, the
+string spliced into the chunk's JSON): through the real stream loop, every event gives
+the chunk the long way gives, and the fast way is taken where it should be."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from asyncprov import AsyncClient, ChatCompletionChunk, StreamInterruptedError
+from asyncprov.providers import Anthropic, Gemini
+from asyncprov.providers._splice import TextEvents, text_head
+from asyncprov.providers.anthropic import _Stream as AnthropicStream
+from asyncprov.providers.base import json_event
+from asyncprov.providers.gemini import _Stream as GeminiStream
+from asyncprov.testing import AnthropicTestServer, GeminiTestServer, Reply
+
+# Plain strings take the fast way once learned; the others (a quote, an escape, a
+# backslash at the end, a unicode escape) must take the long way and still be right.
+TEXTS = ["a", "b", "c", 'say \\"hi\\"', "d", "caf\\u00e9", "é 世界", "x\\\\", "e", "f"]
+
+
+def _sse(events: list[tuple[str | None, bytes]]) -> bytes:
+    out = b""
+    for name, data in events:
+        out += (f"event: {name}\n".encode() if name else b"") + b"data: " + data + b"\n\n"
+    return out
+
+
+def _anthropic_delta(inside: str, index: int = 0) -> bytes:
+    head = '{"type":"content_block_delta","index":%d,"delta":{"type":"text_delta","text":"'
+    return (head % index + inside + '"}}').encode()
+
+
+def _anthropic_events(insides: list[str]) -> list[tuple[str | None, bytes]]:
+    start = {"type": "message_start", "message": {"id": "msg_1", "model": "claude-x"}}
+    events: list[tuple[str | None, bytes]] = [
+        ("message_start", json.dumps(start).encode()),
+        ("content_block_start", b'{"type":"content_block_start","index":0,'
+         b'"content_block":{"type":"text","text":""}}'),
+    ]  # fmt: skip
+    events += [("content_block_delta", _anthropic_delta(inside)) for inside in insides]
+    stop = (
+        b'{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":9}}'
+    )
+    return [*events, ("message_delta", stop), ("message_stop", b'{"type":"message_stop"}')]
+
+
+def _gemini_event(inside: str, usage: int | None = None, finish: bool = False) -> bytes:
+    event = '{"candidates":[{"content":{"role":"model","parts":[{"text":"' + inside + '"}]}'
+    event += ',"finishReason":"STOP"' if finish else ""
+    event += '}],"modelVersion":"gemini-x","responseId":"r-1"'
+    if usage is not None:
+        event += f',"usageMetadata":{{"promptTokenCount":3,"candidatesTokenCount":{usage}}}'
+    return (event + "}").encode()
+
+
+async def _stream(provider: Any, include_usage: bool = True) -> list[ChatCompletionChunk]:
+    async with AsyncClient(provider, max_retries=0) as client:
+        stream = await client.chat.completions.create(
+            messages="hi", stream=True, stream_options={"include_usage": include_usage}
+        )
+        return [chunk async for chunk in stream]
+
+
+def _dumps(chunks: list[ChatCompletionChunk]) -> list[dict[str, Any]]:
+    return [chunk.model_dump(exclude={"created"}) for chunk in chunks]
+
+
+async def test_anthropic_text_events_give_the_chunks_of_the_long_way() -> None:
+    events = _anthropic_events(TEXTS)
+    raw = Reply(raw=_sse(events), content_type="text/event-stream")
+    async with AnthropicTestServer(replies=[raw]) as server:
+        got = await _stream(Anthropic(api_key="k", base_url=server.base_url))
+    state = AnthropicStream("Anthropic", "claude-3-5-haiku-latest", include_usage=True)
+    expected = [c for _, data in events[:-1] if (c := state.process(json_event(data)))]
+    expected.append(state.final_usage())
+    assert _dumps(got) == _dumps(expected)
+    text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
+    assert text == 'abcsay "hi"dcaféé 世界x\\ef' and {c.provider for c in got} == {"Anthropic"}
+
+
+async def test_gemini_usage_is_the_last_events_whichever_way_it_went() -> None:
+    """Layouts differing only in their usage: the final usage is the last event's, even
+    when a layout already learned comes back after another."""
+    usages = [1, 1, 1, 2, 2, 1, 1]
+    events = [_gemini_event(text, usage) for text, usage in zip("abcdefg", usages, strict=True)]
+    events += [_gemini_event(inside, 1) for inside in TEXTS] + [_gemini_event("", 1, True)]
+    raw = Reply(raw=_sse([(None, data) for data in events]), content_type="text/event-stream")
+    async with GeminiTestServer(replies=[raw]) as server:
+        got = await _stream(Gemini(api_key="k", base_url=server.base_url))
+    state = GeminiStream("Gemini", "gemini-2.0-flash")
+    expected = [state.process(json_event(data)) for data in events] + [state.final_usage()]
+    assert _dumps(got) == _dumps(expected)
+    assert got[-1].usage is not None and got[-1].usage.completion_tokens == 1
+
+
+@pytest.mark.parametrize(
+    ("inside", "wire"),
+    [("bad \xff byte", "anthropic"), ("bad \x01 control", "anthropic"),
+     ("bad \xff byte", "gemini"), ("bad \x01 control", "gemini")],
+)  # fmt: skip
+async def test_a_malformed_event_in_the_learned_layout_is_a_typed_error(
+    inside: str, wire: str
+) -> None:
+    """An event laid out like the text events before it but not valid JSON text is not
+    spliced into a chunk: the long way reports it, as for any malformed event."""
+    bad = inside.encode("latin-1")
+    if wire == "anthropic":
+        events = _anthropic_events(["a", "b", "c"])
+        events.insert(
+            5, ("content_block_delta", _anthropic_delta("").replace(b'""', b'"' + bad + b'"'))
+        )
+        server: Any = AnthropicTestServer(
+            replies=[Reply(raw=_sse(events), content_type="text/event-stream")]
+        )
+        make: Any = Anthropic
+    else:
+        datas = [_gemini_event(t) for t in "abc"]
+        datas.append(_gemini_event("").replace(b'""', b'"' + bad + b'"'))
+        datas.append(_gemini_event("", finish=True))
+        body = _sse([(None, data) for data in datas])
+        server = GeminiTestServer(replies=[Reply(raw=body, content_type="text/event-stream")])
+        make = Gemini
+    async with server:
+        provider = make(api_key="k", base_url=server.base_url)
+        with pytest.raises(StreamInterruptedError) as caught:
+            await _stream(provider)
+    assert caught.value.partial_text == "abc"
+
+
+def test_a_layout_is_taken_from_two_events_in_a_row_and_set_aside_by_another() -> None:
+    head = text_head("r", 1, "m")
+    fast = TextEvents("P")
+    first, second, other = _gemini_event("a", 1), _gemini_event("b", 1), _gemini_event("c", 2)
+    start = first.index(b'"a"') + 1
+
+    def learn(data: bytes) -> None:
+        fast.learn(data, start, start + 1, head)
+
+    learn(first)
+    assert fast.match(second) is None  # one event is not a layout yet
+    learn(second)
+    match = fast.match(_gemini_event("plain text", 1))
+    assert match is not None and match[1] == b"plain text"
+    chunk = fast.chunk(match[1])
+    assert chunk is not None and chunk.choices[0].delta.content == "plain text"
+    assert chunk.provider == "P" and chunk.id == "r" and chunk.model == "m"
+    for not_plain in ('q\\"', "e\\n", "\x01", 'x","y":"z'):
+        assert fast.match(_gemini_event(not_plain, 1)) is None, not_plain
+    assert fast.match(other) is None  # another usage: another layout
+    learn(other)  # parsed the long way: the layout learned before is set aside
+    assert fast.match(_gemini_event("d", 1)) is None
+    learn(first)  # back to it: two in a row again
+    assert fast.match(_gemini_event("d", 1)) is None
+    learn(second)
+    assert fast.match(_gemini_event("d", 1)) is not None
+    fast.forget()  # an event of no layout parsed the long way
+    assert fast.match(_gemini_event("d", 1)) is None
+    learn(first)  # the layout it set aside: taken again at once
+    assert fast.match(_gemini_event("d", 1)) is not None

@@ -120,11 +120,12 @@ def test_imports_follow_the_map(name: str) -> None:
 
 def test_providers_import_no_other_provider() -> None:
     """Providers share only the base contract, the OpenAI wire module and the mapping
-    helpers of the other wire formats."""
+    and text-event helpers of the other wire formats."""
     shared = {
         "asyncprov.providers.base",
         "asyncprov.providers._openai_wire",
         "asyncprov.providers._mapping",
+        "asyncprov.providers._splice",
     }
     for name in MODULES:
         if name.startswith("asyncprov.providers.") and name not in shared:

@@ -76,7 +76,7 @@ async def test_anthropic_text_events_give_the_chunks_of_the_long_way() -> None:
         got = await _stream(Anthropic(api_key="k", base_url=server.base_url))
     state = AnthropicStream("Anthropic", "claude-3-5-haiku-latest", include_usage=True)
     expected = [c for _, data in events[:-1] if (c := state.process(json_event(data)))]
-    expected.append(state.final_usage())
+    expected.append(state.usage_chunk(*state.usage))
     assert _dumps(got) == _dumps(expected)
     text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
     assert text == 'abcsay "hi"dcaféé 世界x\\ef' and {c.provider for c in got} == {"Anthropic"}

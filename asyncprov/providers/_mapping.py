@@ -1,14 +1,25 @@
-"""What every non-OpenAI wire format maps the same way from OpenAI's request shape:
-image URLs, a tool call's arguments, stop sequences, function tools and merged turns."""
+"""What every non-OpenAI wire format maps the same way from OpenAI's request shape
+(image URLs, a tool call's arguments, stop sequences, function tools and merged turns)
+and back to OpenAI's chunks (`WireStream`)."""
 
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
-from .._types import ChatRequest, ToolCall
+from .._types import ChatCompletionChunk, ChatRequest, ToolCall, Usage
+from ._splice import TextEvents
+from .base import chunk_from
 
-__all__ = ["append_turn", "call_arguments", "data_url", "function_tools", "stop_sequences"]
+__all__ = [
+    "WireStream",
+    "append_turn",
+    "call_arguments",
+    "data_url",
+    "function_tools",
+    "stop_sequences",
+]
 
 
 def data_url(url: str) -> tuple[str, str] | None:
@@ -53,3 +64,32 @@ def append_turn(turns: list[dict[str, Any]], role: str, key: str, blocks: list[A
         turns[-1][key].extend(blocks)
     else:
         turns.append({"role": role, key: blocks})
+
+
+class WireStream:
+    """The state every stream of a wire format of its own keeps to give OpenAI-shaped
+    chunks: the reply's id, model and creation time, and its text events' layout."""
+
+    def __init__(self, name: str, model: str, id: str = "") -> None:
+        self.name = name
+        self.model = model
+        self.id = id
+        self.created = int(time.time())
+        self.text_head = b""
+        """A text chunk's JSON up to its content (`_splice.text_head`), once known."""
+        self.fast = TextEvents(name)
+
+    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        fields = {"id": self.id, "created": self.created, "model": self.model}
+        return chunk_from({**fields, "choices": [choice]}, self.name)
+
+    def usage_chunk(
+        self, prompt: int, completion: int, total: int | None = None
+    ) -> ChatCompletionChunk:
+        """The last chunk of a stream asked for its usage (no choices)."""
+        fields = {"id": self.id, "created": self.created, "model": self.model, "choices": []}
+        chunk = chunk_from(fields, self.name)
+        total = prompt + completion if total is None else total
+        chunk.usage = Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=total)
+        return chunk

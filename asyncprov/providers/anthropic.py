@@ -3,7 +3,6 @@ back to OpenAI-shaped chunks (text, tool calls, finish reasons, usage)."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
@@ -17,11 +16,17 @@ from .._types import (
     ImagePart,
     TextPart,
     ToolCallDelta,
-    Usage,
 )
-from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from ._splice import TextEvents, one_string, text_head
-from .base import Provider, chunk_from, json_event
+from ._mapping import (
+    WireStream,
+    append_turn,
+    call_arguments,
+    data_url,
+    function_tools,
+    stop_sequences,
+)
+from ._splice import one_string, text_head
+from .base import Provider, json_event
 
 __all__ = ["Anthropic"]
 
@@ -30,13 +35,9 @@ DEFAULT_MAX_TOKENS = 4096
 """Sent when a request gives no ``max_tokens`` (the Messages API requires one)."""
 
 _FINISH = {
-    "end_turn": "stop",
-    "stop_sequence": "stop",
-    "max_tokens": "length",
-    "tool_use": "tool_calls",
-    "refusal": "content_filter",
-    "pause_turn": "stop",
-}
+    "end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length",
+    "tool_use": "tool_calls", "refusal": "content_filter", "pause_turn": "stop",
+}  # fmt: skip
 # OpenAI body fields the Messages API has no place for (it refuses unknown fields).
 _OPENAI_ONLY = frozenset(
     {
@@ -46,10 +47,6 @@ _OPENAI_ONLY = frozenset(
         "response_format",
     }
 )  # fmt: skip
-
-
-def _delta(**fields: Any) -> dict[str, Any]:
-    return fields
 
 
 _TEXT_DELTA = b'"delta":{"type":"text_delta","text":'
@@ -74,15 +71,10 @@ def _blocks(message: ChatMessage) -> list[dict[str, Any]]:
                 blocks.append({"type": "text", "text": part.text})
             elif isinstance(part, ImagePart):
                 blocks.append(_image_block(part.image_url.url))
-    blocks.extend(
-        {
-            "type": "tool_use",
-            "id": call.id,
-            "name": call.function.name,
-            "input": call_arguments(call),
-        }
-        for call in message.tool_calls or ()
-    )
+    blocks += [
+        {"type": "tool_use", "id": c.id, "name": c.function.name, "input": call_arguments(c)}
+        for c in message.tool_calls or ()
+    ]
     return blocks
 
 
@@ -95,14 +87,8 @@ def _map_messages(messages: list[ChatMessage]) -> tuple[str, list[dict[str, Any]
             system.append(message.text())
             continue
         if message.role == "tool":
-            role = "user"
-            blocks = [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": message.tool_call_id or "",
-                    "content": message.text(),
-                }
-            ]
+            result = {"type": "tool_result", "tool_use_id": message.tool_call_id or ""}
+            role, blocks = "user", [{**result, "content": message.text()}]
         else:
             role = "assistant" if message.role == "assistant" else "user"
             blocks = _blocks(message)
@@ -164,26 +150,19 @@ def _map_request(request: ChatRequest, model: str) -> dict[str, Any]:
     return body
 
 
-class _Stream:
+class _Stream(WireStream):
     """The OpenAI-shaped chunks of one Messages API stream."""
 
     def __init__(
         self, name: str, model: str, include_usage: bool, json_tool: str | None = None
     ) -> None:
-        self.name = name
+        super().__init__(name, model)
         self.json_tool = json_tool
         """The tool standing for structured output: its input is the reply's content."""
         self.json_blocks: set[int] = set()
-        self.model = model
         self.include_usage = include_usage
-        self.id = ""
-        self.created = int(time.time())
         self.tools: dict[int, int] = {}  # content block index -> tool call index
-        self.text_head = b""
-        """A text chunk's JSON up to its content, once the message started."""
-        self.usage = Usage()
-        self.fast = TextEvents(name)
-        """The layout of the last ``text_delta`` event (compact JSON) parsed the long way."""
+        self.usage = (0, 0)  # input and output tokens
 
     def learn(self, data: bytes) -> None:
         """Learn the layout of a ``text_delta`` event when it is compact JSON."""
@@ -194,17 +173,6 @@ class _Stream:
             return self.fast.forget()
         return self.fast.learn(data, start + 1, end, self.text_head)
 
-    def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
-        return chunk_from(
-            {
-                "id": self.id,
-                "created": self.created,
-                "model": self.model,
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-            },
-            self.name,
-        )
-
     def process(self, event: dict[str, Any]) -> ChatCompletionChunk | None:
         kind = event.get("type")
         index = event.get("index", 0)
@@ -212,23 +180,23 @@ class _Stream:
             delta = event.get("delta") or {}
             kind = delta.get("type")
             if kind == "text_delta":
-                return self.chunk(_delta(content=delta.get("text", "")))
+                return self.chunk({"content": delta.get("text", "")})
             if kind == "input_json_delta" and index in self.json_blocks:
-                return self.chunk(_delta(content=delta.get("partial_json", "")))
+                return self.chunk({"content": delta.get("partial_json", "")})
             if kind == "input_json_delta" and index in self.tools:
                 arguments = FunctionCallDelta(arguments=delta.get("partial_json", ""))
                 call = ToolCallDelta(index=self.tools[index], function=arguments)
-                return self.chunk(_delta(tool_calls=[call]))
+                return self.chunk({"tool_calls": [call]})
             if kind == "thinking_delta":
-                return self.chunk(_delta(reasoning_content=delta.get("thinking", "")))
+                return self.chunk({"reasoning_content": delta.get("thinking", "")})
             return None
         if kind == "message_start":
             message = event.get("message") or {}
             self.id = message.get("id", "")
             self.model = message.get("model") or self.model
-            self.usage.prompt_tokens = (message.get("usage") or {}).get("input_tokens", 0)
+            self.usage = ((message.get("usage") or {}).get("input_tokens", 0), self.usage[1])
             self.text_head = text_head(self.id, self.created, self.model)
-            return self.chunk(_delta(role="assistant", content=""))
+            return self.chunk({"role": "assistant", "content": ""})
         if kind == "content_block_start":
             block = event.get("content_block") or {}
             if block.get("type") == "tool_use" and block.get("name") == self.json_tool:
@@ -240,28 +208,20 @@ class _Stream:
                 call = ToolCallDelta(
                     index=number, id=block.get("id"), type="function", function=function
                 )
-                return self.chunk(_delta(tool_calls=[call]))
+                return self.chunk({"tool_calls": [call]})
             if block.get("type") == "text" and block.get("text"):
-                return self.chunk(_delta(content=block["text"]))
+                return self.chunk({"content": block["text"]})
             return None
         if kind == "message_delta":
             output = (event.get("usage") or {}).get("output_tokens")
             if output is not None:
-                self.usage.completion_tokens = output
+                self.usage = (self.usage[0], output)
             reason = (event.get("delta") or {}).get("stop_reason")
             if reason == "tool_use" and self.json_blocks and not self.tools:
                 reason = "end_turn"  # the structured reply was the answer
             if reason:
-                return self.chunk(_delta(), _FINISH.get(reason, reason))
+                return self.chunk({}, _FINISH.get(reason, reason))
         return None
-
-    def final_usage(self) -> ChatCompletionChunk:
-        usage = self.usage
-        usage.total_tokens = usage.prompt_tokens + usage.completion_tokens
-        return ChatCompletionChunk(
-            id=self.id, created=self.created, model=self.model, choices=[], usage=usage,
-            provider=self.name,
-        )  # fmt: skip
 
 
 class Anthropic(Provider):
@@ -316,7 +276,7 @@ class Anthropic(Provider):
                     kind = parsed.get("type")
                     if kind == "message_stop":
                         if state.include_usage:
-                            yield state.final_usage()
+                            yield state.usage_chunk(*state.usage)
                         return
                     if kind == "error":
                         error = parsed.get("error") or {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import time
 from collections.abc import AsyncGenerator
 from typing import Any, ClassVar
 
@@ -18,11 +17,17 @@ from .._types import (
     ImagePart,
     TextPart,
     ToolCallDelta,
-    Usage,
 )
-from ._mapping import append_turn, call_arguments, data_url, function_tools, stop_sequences
-from ._splice import TextEvents, one_string, text_chunk, text_head
-from .base import Provider, chunk_from, json_event
+from ._mapping import (
+    WireStream,
+    append_turn,
+    call_arguments,
+    data_url,
+    function_tools,
+    stop_sequences,
+)
+from ._splice import one_string, text_chunk, text_head
+from .base import Provider, json_event
 
 __all__ = ["Gemini"]
 
@@ -138,26 +143,19 @@ def _text_prefix(data: bytes) -> bytes:
     return b""
 
 
-class _Stream:
+class _Stream(WireStream):
     """The OpenAI-shaped chunks of one Gemini stream, one per response event."""
 
     def __init__(self, name: str, model: str) -> None:
-        self.name = name
-        self.model = model
-        self.id = f"gemini-{next(_ids)}"
-        self.created = int(time.time())
+        super().__init__(name, model, f"gemini-{next(_ids)}")
         self.first = True
         self.calls = 0
         self.usage_metadata: dict[str, Any] | None = None
         """The last ``usageMetadata`` (each event carries the counts so far)."""
         self.usage_event: bytes | None = None
         """A later event with ``usageMetadata`` that took the fast way, parsed at the end."""
-        self.text_head = b""
         self.prefix = b""
         """The bytes of the first event up to its text part's string, when it had one."""
-        self.fast = TextEvents(name)
-        """The layout of the last event that took `text_chunk`'s way (a later event laid
-        out alike carries the same usage, so none is missed)."""
 
     def event(self, data: bytes) -> ChatCompletionChunk:
         """The chunk of one event: ``ValueError`` when it is not a JSON object."""
@@ -220,7 +218,7 @@ class _Stream:
         reason = candidate.get("finishReason")
         if reason:
             finish = "tool_calls" if self.calls else _FINISH.get(reason, "stop")
-        return self._chunk([{"index": 0, "delta": delta, "finish_reason": finish}])
+        return self.chunk(delta, finish)
 
     def final_usage(self) -> ChatCompletionChunk:
         if self.usage_event is not None:
@@ -229,16 +227,7 @@ class _Stream:
         meta = self.usage_metadata or {}
         prompt = meta.get("promptTokenCount", 0)
         output = meta.get("candidatesTokenCount", 0)
-        total = meta.get("totalTokenCount", prompt + output)
-        chunk = self._chunk([])
-        chunk.usage = Usage(prompt_tokens=prompt, completion_tokens=output, total_tokens=total)
-        return chunk
-
-    def _chunk(self, choices: list[dict[str, Any]]) -> ChatCompletionChunk:
-        return chunk_from(
-            {"id": self.id, "created": self.created, "model": self.model, "choices": choices},
-            self.name,
-        )
+        return self.usage_chunk(prompt, output, meta.get("totalTokenCount"))
 
 
 class Gemini(Provider):

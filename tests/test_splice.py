@@ -11,9 +11,9 @@ import pytest
 
 from asyncprov import AsyncClient, ChatCompletionChunk, StreamInterruptedError
 from asyncprov.providers import Anthropic, Gemini
-from asyncprov.providers._splice import TextEvents, text_head
+from asyncprov.providers._splice import TEXT_TAIL, TextEvents, text_head
 from asyncprov.providers.anthropic import _Stream as AnthropicStream
-from asyncprov.providers.base import json_event
+from asyncprov.providers.base import json_event, validate_chunk_json
 from asyncprov.providers.gemini import _Stream as GeminiStream
 from asyncprov.testing import AnthropicTestServer, GeminiTestServer, Reply
 
@@ -133,7 +133,7 @@ async def test_a_malformed_event_in_the_learned_layout_is_a_typed_error(
 
 def test_a_layout_is_taken_from_two_events_in_a_row_and_set_aside_by_another() -> None:
     head = text_head("r", 1, "m")
-    fast = TextEvents("P")
+    fast = TextEvents()
     first, second, other = _gemini_event("a", 1), _gemini_event("b", 1), _gemini_event("c", 2)
     start = first.index(b'"a"') + 1
 
@@ -145,9 +145,8 @@ def test_a_layout_is_taken_from_two_events_in_a_row_and_set_aside_by_another() -
     learn(second)
     match = fast.match(_gemini_event("plain text", 1))
     assert match is not None and match[1] == b"plain text"
-    chunk = fast.chunk(match[1])
-    assert chunk is not None and chunk.choices[0].delta.content == "plain text"
-    assert chunk.provider == "P" and chunk.id == "r" and chunk.model == "m"
+    chunk = validate_chunk_json(fast.head + match[1] + TEXT_TAIL)
+    assert chunk.choices[0].delta.content == "plain text" and fast.head == head
     for not_plain in ('q\\"', "e\\n", "\x01", 'x","y":"z'):
         assert fast.match(_gemini_event(not_plain, 1)) is None, not_plain
     assert fast.match(other) is None  # another usage: another layout

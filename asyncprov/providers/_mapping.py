@@ -77,7 +77,7 @@ class WireStream:
         self.created = int(time.time())
         self.text_head = b""
         """A text chunk's JSON up to its content (`_splice.text_head`), once known."""
-        self.fast = TextEvents(name)
+        self.fast = TextEvents()
 
     def chunk(self, delta: dict[str, Any], finish: str | None = None) -> ChatCompletionChunk:
         choice = {"index": 0, "delta": delta, "finish_reason": finish}

@@ -25,8 +25,8 @@ from ._mapping import (
     function_tools,
     stop_sequences,
 )
-from ._splice import one_string, text_head
-from .base import Provider, json_event
+from ._splice import TEXT_TAIL, one_string, text_head
+from .base import Provider, json_event, validate_chunk_json
 
 __all__ = ["Anthropic"]
 
@@ -258,15 +258,21 @@ class Anthropic(Provider):
             self.name, model, request.include_usage, json_tool[0] if json_tool else None
         )
         url = f"{self.base_url}/v1/messages"
-        fast = state.fast
+        fast, name = state.fast, self.name
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
             async for events in resp.events("message_stop"):
                 for event in events:
                     data = event.data
                     text = fast.match(data)  # a text event laid out like the last?
-                    if text is not None and (chunk := fast.chunk(text[1])) is not None:
-                        yield chunk
-                        continue
+                    if text is not None:  # spliced inline (see TextEvents)
+                        try:
+                            chunk = validate_chunk_json(fast.head + text[1] + TEXT_TAIL)
+                        except ValueError:
+                            pass  # the long way reports what is wrong with it
+                        else:
+                            chunk.__dict__["provider"] = name
+                            yield chunk
+                            continue
                     if not data.strip():
                         continue
                     try:
@@ -282,12 +288,12 @@ class Anthropic(Provider):
                         error = parsed.get("error") or {}
                         raise ProviderError(
                             error.get("message") or "the provider sent an error event",
-                            provider=self.name,
+                            provider=name,
                             model=model,
                             error_type=error.get("type"),
                         )
-                    chunk = state.process(parsed)
-                    if chunk is not None:
-                        yield chunk
-                    if kind == "content_block_delta" and chunk is not None:
-                        state.learn(data)
+                    slow = state.process(parsed)
+                    if slow is not None:
+                        yield slow
+                        if kind == "content_block_delta":
+                            state.learn(data)

@@ -26,8 +26,8 @@ from ._mapping import (
     function_tools,
     stop_sequences,
 )
-from ._splice import one_string, text_chunk, text_head
-from .base import Provider, json_event
+from ._splice import TEXT_TAIL, one_string, text_chunk, text_head
+from .base import Provider, json_event, validate_chunk_json
 
 __all__ = ["Gemini"]
 
@@ -260,16 +260,22 @@ class Gemini(Provider):
         headers = {"x-goog-api-key": key, "Accept": "text/event-stream", **self.headers}
         url = f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
         state = _Stream(self.name, model)
-        fast = state.fast
+        fast, name = state.fast, self.name
         async with http.post(url, body=_map_request(request), headers=headers) as resp:
             # No terminator: a stream is whole once a candidate says why it finished.
             async for events in resp.events("a finishReason"):
                 for event in events:
                     data = event.data
                     text = fast.match(data)  # a text event laid out like the last?
-                    if text is not None and (chunk := fast.chunk(text[1])) is not None:
-                        yield chunk
-                        continue
+                    if text is not None:  # spliced inline (see TextEvents)
+                        try:
+                            chunk = validate_chunk_json(fast.head + text[1] + TEXT_TAIL)
+                        except ValueError:
+                            pass  # the long way reports what is wrong with it
+                        else:
+                            chunk.__dict__["provider"] = name
+                            yield chunk
+                            continue
                     try:
                         chunk = state.event(data)
                     except ValueError as exc:

@@ -254,6 +254,19 @@ class SSEDecoder:
         )
 
 
+class _EventNames(dict[bytes, str]):
+    """Event names decoded once (a stream repeats a handful; at most 64 are kept)."""
+
+    def __missing__(self, name: bytes) -> str:
+        text = name.decode("utf-8", "replace") or "message"
+        if len(self) < 64:
+            self[name] = text
+        return text
+
+
+_event_name = _EventNames().__getitem__
+
+
 def _named_run(chunk: bytes) -> tuple[list[ServerSentEvent], bytes]:
     """The events of a run of blocks that are each ``event: NAME`` then one ``data: ``
     line (Anthropic's streams) but for the last, and the bytes left from that last one;
@@ -264,9 +277,7 @@ def _named_run(chunk: bytes) -> tuple[list[ServerSentEvent], bytes]:
     if not parts or chunk.count(b"\n") != 3 * len(parts) + rest.count(b"\n"):
         return [], chunk
     parts[0] = parts[0][7:]
-    events: list[ServerSentEvent] = []
-    for name, separator, data in map(_NAME_DATA, parts):
-        if not separator:
-            return [], chunk
-        events.append(ServerSentEvent(data, name.decode("utf-8", "replace") or "message"))
-    return events, b"event: " + rest
+    names, separators, datas = zip(*map(_NAME_DATA, parts), strict=True)
+    if b"" in separators:
+        return [], chunk
+    return list(map(ServerSentEvent, datas, map(_event_name, names))), b"event: " + rest

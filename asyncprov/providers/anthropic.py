@@ -258,15 +258,16 @@ class Anthropic(Provider):
             self.name, model, request.include_usage, json_tool[0] if json_tool else None
         )
         url = f"{self.base_url}/v1/messages"
-        fast, name = state.fast, self.name
+        fast, name, validate, tail = state.fast, self.name, validate_chunk_json, TEXT_TAIL
+        match, head = fast.match, fast.head  # taken again after each event the long way
         async with http.post(url, body=_map_request(request, model), headers=headers) as resp:
             async for events in resp.events("message_stop"):
                 for event in events:
                     data = event.data
-                    text = fast.match(data)  # a text event laid out like the last?
+                    text = match(data)  # a text event laid out like the last?
                     if text is not None:  # spliced inline (see TextEvents)
                         try:
-                            chunk = validate_chunk_json(fast.head + text[1] + TEXT_TAIL)
+                            chunk = validate(head + text[1] + tail)
                         except ValueError:
                             pass  # the long way reports what is wrong with it
                         else:
@@ -286,14 +287,13 @@ class Anthropic(Provider):
                         return
                     if kind == "error":
                         error = parsed.get("error") or {}
+                        message = error.get("message") or "the provider sent an error event"
                         raise ProviderError(
-                            error.get("message") or "the provider sent an error event",
-                            provider=name,
-                            model=model,
-                            error_type=error.get("type"),
+                            message, provider=name, model=model, error_type=error.get("type")
                         )
                     slow = state.process(parsed)
                     if slow is not None:
                         yield slow
                         if kind == "content_block_delta":
                             state.learn(data)
+                            match, head = fast.match, fast.head

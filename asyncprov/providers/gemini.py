@@ -260,16 +260,17 @@ class Gemini(Provider):
         headers = {"x-goog-api-key": key, "Accept": "text/event-stream", **self.headers}
         url = f"{self.base_url}/v1beta/models/{model}:streamGenerateContent?alt=sse"
         state = _Stream(self.name, model)
-        fast, name = state.fast, self.name
+        fast, name, validate, tail = state.fast, self.name, validate_chunk_json, TEXT_TAIL
+        match, head = fast.match, fast.head  # taken again after each event the long way
         async with http.post(url, body=_map_request(request), headers=headers) as resp:
             # No terminator: a stream is whole once a candidate says why it finished.
             async for events in resp.events("a finishReason"):
                 for event in events:
                     data = event.data
-                    text = fast.match(data)  # a text event laid out like the last?
+                    text = match(data)  # a text event laid out like the last?
                     if text is not None:  # spliced inline (see TextEvents)
                         try:
-                            chunk = validate_chunk_json(fast.head + text[1] + TEXT_TAIL)
+                            chunk = validate(head + text[1] + tail)
                         except ValueError:
                             pass  # the long way reports what is wrong with it
                         else:
@@ -282,6 +283,8 @@ class Gemini(Provider):
                         if not data.strip():
                             continue
                         raise resp.decode_error(data, expected="Gemini response") from exc
+                    finally:
+                        match, head = fast.match, fast.head
                     yield chunk
                     if chunk.choices[0].finish_reason is not None:
                         if request.include_usage and (state.usage_metadata or state.usage_event):

@@ -1,6 +1,7 @@
 """The clients being compared, each doing exactly the same work per request.
 
-- ``floor``: hand-written aiohttp + pydantic, the cost any aiohttp-based client pays.
+- ``floor``: hand-written aiohttp + its own small pydantic models (``floor_models``), the
+  cost any aiohttp-based client pays; it shares no code with asyncprov.
 - ``floor_lines``: the same, reading the body line by line (streaming scenarios only).
 - ``openai``: openai-python's ``AsyncOpenAI`` (httpx underneath).
 - ``asyncprov``: ``asyncprov.AsyncClient``.
@@ -72,13 +73,43 @@ class _Collector:
             self.result.finish_reason = choice.finish_reason
 
 
+def floor_models() -> tuple[Any, Any]:
+    """The floor's own pydantic models, of the fields a caller reads (``choices[0]``'s
+    delta or message content and finish reason): what a hand-written client defines,
+    sharing no code with asyncprov. Built on first use, in the floor's worker only."""
+    from pydantic import BaseModel
+
+    class Delta(BaseModel):
+        content: str | None = None
+
+    class ChunkChoice(BaseModel):
+        delta: Delta
+        finish_reason: str | None = None
+
+    class Chunk(BaseModel):
+        choices: list[ChunkChoice]
+
+    class Message(BaseModel):
+        content: str | None = None
+
+    class Choice(BaseModel):
+        message: Message
+        finish_reason: str | None = None
+
+    class Completion(BaseModel):
+        choices: list[Choice]
+
+    return Chunk, Completion
+
+
 class FloorClient:
     """Raw aiohttp + pydantic: POST, split the body into SSE events, validate each.
 
     What a competent engineer writes by hand: one session with a pool of 1,000
     connections, the body read as it arrives (``iter_any``) and split on blank lines,
-    ``ChatCompletionChunk.model_validate_json`` on each ``data:`` payload, and the body
-    read to its end so the connection goes back to the pool.
+    its own small model's ``model_validate_json`` on each ``data:`` payload
+    (``floor_models``), and the body read to its end so the connection goes back to
+    the pool.
     """
 
     name = "floor"
@@ -86,10 +117,7 @@ class FloorClient:
     def __init__(self, base_url: str) -> None:
         import aiohttp
 
-        from asyncprov import ChatCompletion, ChatCompletionChunk
-
-        self._chunk_type = ChatCompletionChunk
-        self._completion_type = ChatCompletion
+        self._chunk_type, self._completion_type = floor_models()
         self._url = base_url + "/chat/completions"
         self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=1000))
 
@@ -333,14 +361,12 @@ async def floor_batch(
     base_url: str, requests: Iterator[dict[str, Any]], concurrency: int, on_text: Any
 ) -> None:
     """The hand-written batch loop: aiohttp + anyio, a ``CapacityLimiter`` bounding the
-    requests in flight, the input pulled only as slots free up, each body validated as
-    a ``ChatCompletion`` and every failure kept as a result (never raised)."""
+    requests in flight, the input pulled only as slots free up, each body validated by the
+    floor's own model and every failure kept as a result (never raised)."""
     import aiohttp
     import anyio
 
-    from asyncprov import ChatCompletion
-
-    validate = ChatCompletion.model_validate_json
+    validate = floor_models()[1].model_validate_json
     url = base_url + "/chat/completions"
     limiter = anyio.CapacityLimiter(concurrency)
 
@@ -383,9 +409,7 @@ async def floor_pool_batch(
     import aiohttp
     import anyio
 
-    from asyncprov import ChatCompletion
-
-    validate = ChatCompletion.model_validate_json
+    validate = floor_models()[1].model_validate_json
     url = base_url + "/chat/completions"
 
     async def worker(session: aiohttp.ClientSession) -> None:

@@ -17,6 +17,11 @@ ROOT = Path(__file__).resolve().parent.parent
 PACED_INTERVAL = 0.010
 """Seconds between two chunks of a ``paced-N`` stream (the first comes after one interval)."""
 
+SHORT_PACED_INTERVAL = 0.002
+"""The same for a ``shortpaced-N`` stream (whose first chunk comes with the headers): a
+short reply whose tokens come 2 ms apart, so a client that buffers or wakes up once more
+than it must shows it in its TTFT."""
+
 MESSAGES = [{"role": "user", "content": "Say something."}]
 """The conversation every client sends."""
 

@@ -23,7 +23,16 @@ from .report import collect_environment, render, source_fingerprint
 from .server import BenchServer, measure_capacity
 from .worker import RESULT_PREFIX
 
-__all__ = ["FULL", "QUICK", "Config", "main", "run_benchmarks", "run_import_round", "run_worker"]
+__all__ = [
+    "FULL",
+    "QUICK",
+    "Config",
+    "main",
+    "run_benchmarks",
+    "run_cold_start_round",
+    "run_import_round",
+    "run_worker",
+]
 
 PEERS = ["floor", "openai", "asyncprov"]
 STREAM_PEERS = ["floor", "floor_lines", "openai", "asyncprov"]
@@ -34,8 +43,11 @@ SCENARIO_CLIENTS: dict[str, list[str]] = {
     "conc_1000": STREAM_PEERS,
     "nonstream_c1": PEERS,
     "nonstream_c64": PEERS,
+    "nonstream_c256": PEERS,
     "ttft": STREAM_PEERS,
+    "ttft_paced": STREAM_PEERS,
     "import": ["floor", "floor_basemodel", "openai", "asyncprov"],
+    "cold_start": PEERS,
     "sync_vs_async": ["asyncprov", "asyncprov_sync"],
     "failover": ["asyncprov"],
     "batch": ["floor", "floor_pool", "asyncprov"],
@@ -49,6 +61,46 @@ IMPORTS = {
     "asyncprov": "import asyncprov",
 }
 """What each client's import costs, timed inside a fresh interpreter."""
+
+_FLOOR_COLD = """
+import asyncio, aiohttp
+from pydantic import BaseModel
+class Message(BaseModel):
+    content: str | None = None
+class Choice(BaseModel):
+    message: Message
+class Completion(BaseModel):
+    choices: list[Choice]
+async def main():
+    async with aiohttp.ClientSession() as session:
+        body = {{"model": "json", "messages": [{{"role": "user", "content": "hi"}}]}}
+        async with session.post("{url}/chat/completions", json=body) as resp:
+            data = await resp.read()
+    return Completion.model_validate_json(data).choices[0].message.content
+"""
+COLD_STARTS = {
+    "floor": _FLOOR_COLD,
+    "openai": """
+import asyncio, openai
+async def main():
+    async with openai.AsyncOpenAI(base_url="{url}", api_key="x", max_retries=0) as client:
+        reply = await client.chat.completions.create(model="json", messages="hi")
+    return reply.choices[0].message.content
+""".replace('messages="hi"', 'messages=[{{"role": "user", "content": "hi"}}]'),
+    "asyncprov": """
+import asyncio, asyncprov
+async def main():
+    async with asyncprov.AsyncClient(base_url="{url}") as client:
+        reply = await client.chat.completions.create(model="json", messages="hi")
+    return reply.choices[0].message.content
+""",
+}
+"""A fresh interpreter's way to its first answer: the imports, a client, one request."""
+
+_COLD_CHILD = (
+    "import time\nt0 = time.perf_counter()\n{code}\ntext = asyncio.run(main())\n"
+    "elapsed = time.perf_counter() - t0\nassert text, text\nprint(repr(elapsed))\n"
+)
 
 _IMPORT_CHILD = (
     "import time\nt0 = time.perf_counter()\n{stmt}\nprint(repr(time.perf_counter() - t0))\n"
@@ -81,7 +133,9 @@ FULL = Config(
         "conc_1000": {"n": 50, "concurrency": 1000},
         "nonstream_c1": {"count": 300},
         "nonstream_c64": {"count": 3000, "concurrency": 64},
+        "nonstream_c256": {"count": 3000, "concurrency": 256},
         "ttft": {"count": 50},
+        "ttft_paced": {"n": 4, "count": 200},
         "failover": {"count": 5, "hedge_delay": 0.1, "first_chunk": 0.5},
         "batch": {"count": 10_000, "concurrency": 256},
     },
@@ -99,7 +153,9 @@ QUICK = Config(
         "conc_1000": {"n": 50, "concurrency": 1000},
         "nonstream_c1": {"count": 100},
         "nonstream_c64": {"count": 1000, "concurrency": 64},
+        "nonstream_c256": {"count": 1000, "concurrency": 256},
         "ttft": {"count": 20},
+        "ttft_paced": {"n": 4, "count": 50},
         "failover": {"count": 2, "hedge_delay": 0.1, "first_chunk": 0.5},
         "batch": {"count": 10_000, "concurrency": 256},
     },
@@ -138,9 +194,11 @@ def run_worker(spec: dict[str, Any], time_limit: int = 240) -> dict[str, Any]:
     return {**head, "ok": False, "error": f"no result (exit {proc.returncode})", "stderr": tail}
 
 
-def _time_import(stmt: str) -> float:
+def _time_import(stmt: str, raw: bool = False) -> float:
+    """Seconds a fresh interpreter reports for ``stmt`` timed (``raw``: ``stmt`` is the
+    whole child program, printing its own figure)."""
     proc = subprocess.run(
-        [PYTHON, "-c", _IMPORT_CHILD.format(stmt=stmt)],
+        [PYTHON, "-c", stmt if raw else _IMPORT_CHILD.format(stmt=stmt)],
         capture_output=True,
         text=True,
         env=child_env(),
@@ -148,6 +206,25 @@ def _time_import(stmt: str) -> float:
         check=True,
     )
     return float(proc.stdout.strip().splitlines()[-1])
+
+
+def run_cold_start_round(clients: list[str], reps: int, base_url: str) -> dict[str, dict[str, Any]]:
+    """Median time from a fresh interpreter's start to its first answer, per client."""
+    samples: dict[str, list[float]] = {name: [] for name in clients}
+    for _ in range(reps):
+        for name in clients:
+            code = COLD_STARTS[name].format(url=base_url)
+            samples[name].append(_time_import(_COLD_CHILD.format(code=code), raw=True) * 1000)
+    return {
+        name: {
+            "client": name,
+            "scenario": "cold_start",
+            "ok": True,
+            "cold_start_ms": statistics.median(values),
+            "checked": {"interpreters": reps},
+        }
+        for name, values in samples.items()
+    }
 
 
 def run_import_round(clients: list[str], reps: int) -> dict[str, dict[str, Any]]:
@@ -207,6 +284,8 @@ def run_benchmarks(
             started = time.perf_counter()
             if scenario == "import":
                 outcome = run_import_round(names, config.import_reps)
+            elif scenario == "cold_start":
+                outcome = run_cold_start_round(names, config.import_reps, server.base_url)
             else:
                 outcome = {}
                 for name in names:

@@ -9,6 +9,7 @@ picks the scenario:
   and ``data: [DONE]``; chunked transfer encoding with one HTTP chunk per SSE event,
   as real servers flush one event at a time.
 - ``paced-N``: the same stream, one event every 10 ms (the first after 10 ms).
+- ``shortpaced-N``: the first event at once, then one every 2 ms.
 - ``json``: a non-streamed ``chat.completion``.
 - ``stall``, or any URL path starting with ``/stall``: the request is read and never
   answered, until the client hangs up.
@@ -37,6 +38,7 @@ from typing import Any, Self
 from .common import (
     PACED_INTERVAL,
     PYTHON,
+    SHORT_PACED_INTERVAL,
     STALL_PREFIX,
     anthropic_events,
     child_env,
@@ -103,6 +105,12 @@ class _Responses:
             body = b"".join(_frame(event) for event in events)
             cached = self._vendor[wire, n] = _SSE_HEAD + body + _CHUNKED_END
         return cached
+
+    def short_paced(self, n: int) -> list[bytes]:
+        """Writes of a ``shortpaced-N`` stream: the headers with the first content chunk
+        (a first token ready at once), then one write per chunk as ``paced``."""
+        writes = self.paced(n)
+        return [writes[0] + writes[1], *writes[2:]] if len(writes) > 2 else writes
 
     def paced(self, n: int) -> list[bytes]:
         """Writes of a paced stream: headers, then one write per content chunk (the
@@ -219,20 +227,22 @@ class _Connection(asyncio.Protocol):
         elif (n := _count(model, b"stream-", _MAX_STREAM)) is not None:
             transport.write(self.responses.stream(n))
         elif (n := _count(model, b"paced-", _MAX_PACED)) is not None:
-            self._paced(self.responses.paced(n))
+            self._paced(self.responses.paced(n), PACED_INTERVAL)
+        elif (n := _count(model, b"shortpaced-", _MAX_PACED)) is not None:
+            self._paced(self.responses.short_paced(n), SHORT_PACED_INTERVAL)
         elif model == b"stall":
             self.busy = True
         else:
             transport.write(self.responses.not_found)
 
-    def _paced(self, writes: list[bytes]) -> None:
+    def _paced(self, writes: list[bytes], interval: float) -> None:
         assert self.transport is not None
         self.busy = True
         self.transport.write(writes[0])
         loop = asyncio.get_running_loop()
         last = len(writes) - 1
         self.timers = [
-            loop.call_later(PACED_INTERVAL * i, self._write_paced, data, i == last)
+            loop.call_later(interval * i, self._write_paced, data, i == last)
             for i, data in enumerate(writes[1:], start=1)
         ]
 

@@ -192,6 +192,27 @@ async def _ttft(client: Any, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+async def _ttft_paced(client: Any, p: dict[str, Any]) -> dict[str, Any]:
+    """One short paced stream at a time (4 tokens, 2 ms apart, the first at once): the
+    time to its first token, where an extra wake-up or a buffer shows."""
+    n, count = p.get("n", 4), p.get("count", 200)
+    _check_stream(await client.stream(f"shortpaced-{n}"), n, "warm-up")
+    ttfts = []
+    with _Span() as span:
+        for _ in range(count):
+            start = time.perf_counter()
+            result = await client.stream(f"shortpaced-{n}")
+            ttfts.append(_ms_since(start, result))
+            _check_stream(result, n, f"shortpaced-{n}")
+    return {
+        "wall_s": span.wall,
+        "cpu_s": span.cpu,
+        "ttft_p50_ms": statistics.median(ttfts),
+        "ttft_p99_ms": _quantile(ttfts, 0.99),
+        "checked": {"streams": count, "chunks": n * count},
+    }
+
+
 async def _nonstream_c1(client: Any, p: dict[str, Any]) -> dict[str, Any]:
     count = p.get("count", 300)
     _check_completion(await client.complete("json"), "warm-up")
@@ -240,7 +261,9 @@ SCENARIOS: dict[str, AsyncScenario] = {
     "conc_1000": _conc,
     "nonstream_c1": _nonstream_c1,
     "nonstream_c64": _nonstream_c64,
+    "nonstream_c256": _nonstream_c64,  # the same loop, 256 in flight
     "ttft": _ttft,
+    "ttft_paced": _ttft_paced,
 }
 
 

@@ -16,7 +16,7 @@ import pytest
 from benchmarks.clients import StreamResult
 from benchmarks.common import expected_text
 from benchmarks.report import render
-from benchmarks.run import run_import_round, run_worker
+from benchmarks.run import run_cold_start_round, run_import_round, run_worker
 from benchmarks.server import BenchServer, measure_capacity
 from benchmarks.worker import CheckFailed, _check_stream
 
@@ -73,6 +73,25 @@ def test_nonstream_worker(bench_server: BenchServer, client: str) -> None:
     assert result["ok"], result
     assert result["checked"] == {"requests": 5}
     assert 0 < result["p50_ms"] <= result["p99_ms"]
+
+
+@pytest.mark.parametrize("client", ["floor", "asyncprov"])
+def test_short_paced_ttft_and_nonstream_at_256(bench_server: BenchServer, client: str) -> None:
+    paced = run_worker(_spec(bench_server, client, "ttft_paced", n=4, count=3), time_limit=60)
+    assert paced["ok"], paced
+    assert paced["checked"] == {"streams": 3, "chunks": 12}
+    # The first token comes with the headers: well before the second (2 ms later).
+    assert 0 < paced["ttft_p50_ms"] < 50
+    wide = _spec(bench_server, client, "nonstream_c256", count=300, concurrency=256)
+    result = run_worker(wide, time_limit=60)
+    assert result["ok"], result
+    assert result["checked"] == {"requests": 300}
+
+
+def test_cold_start_round(bench_server: BenchServer) -> None:
+    outcome = run_cold_start_round(["floor", "asyncprov"], 1, bench_server.base_url)
+    for name in ("floor", "asyncprov"):
+        assert outcome[name]["ok"] and outcome[name]["cold_start_ms"] > 0
 
 
 def test_correctness_check_rejects_wrong_streams() -> None:

@@ -4,7 +4,8 @@ call's arguments into a ``ChatRequest``."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
 
 from pydantic import ValidationError
@@ -111,6 +112,14 @@ from elsewhere (a gateway client, a batch file) must never set them."""
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"model", "messages", "stream", "extra"}
 
 
+@functools.cache
+def _request_validator() -> Callable[[Any], ChatRequest]:
+    """``ChatRequest.model_validate`` without pydantic's per-call wrapper (every call
+    validates its request); the schema is built on first use."""
+    ChatRequest.model_rebuild()
+    return ChatRequest.__pydantic_validator__.validate_python
+
+
 def build_request(
     *, model: str, messages: MessagesInput | None, stream: bool, **fields: Any
 ) -> ChatRequest:
@@ -134,9 +143,8 @@ def build_request(
     if extra:
         options["extra"] = extra
     try:
-        return ChatRequest.model_validate(
-            {"model": model, "messages": messages, "stream": stream, **options}
-        )
+        data = {"model": model, "messages": messages, "stream": stream, **options}
+        return _request_validator()(data)
     except ValidationError as exc:
         raise InvalidRequestError.from_validation(exc) from None
 

@@ -33,6 +33,7 @@ _OPTIONS = (
 
 
 _MESSAGES: TypeAdapter[list[ChatMessage]] = TypeAdapter(list[ChatMessage])
+_dump_messages = _MESSAGES.serializer.to_python  # without the adapter's per-call wrapper
 
 # Built once when this (lazily imported) module loads, as base's chunk validator is.
 ChatCompletion.model_rebuild()
@@ -44,7 +45,7 @@ _validate_completion: Callable[[bytes], ChatCompletion] = (
 def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str, Any]:
     body: dict[str, Any] = {
         "model": model,
-        "messages": _MESSAGES.dump_python(request.messages, exclude_none=True),
+        "messages": _dump_messages(request.messages, exclude_none=True),
         "stream": stream,
     }
     if stream and request.include_usage:

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from asyncprov._errors import EventTooLargeError
-from asyncprov._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder
+from asyncprov._sse import DEFAULT_MAX_EVENT_SIZE, ServerSentEvent, SSEDecoder, _event_name
 
 E = ServerSentEvent
 BOM = b"\xef\xbb\xbf"
@@ -235,6 +235,18 @@ def test_event_name_is_decoded_with_replacement() -> None:
         E(b"\xff", event="\ufffdn\ufffd")
     ]
     assert decode("event: 世界\ndata: x\n\n".encode()) == [E(b"x", event="世界")]
+
+
+def test_many_distinct_event_names_keep_memory_bounded() -> None:
+    """Runs of named events decode each name right however many distinct names a server
+    sends; only a few dozen decoded names are kept for reuse."""
+    names = [f"name-{i}" for i in range(500)]
+    body = b"".join(f"event: {name}\ndata: {i}\n\n".encode() for i, name in enumerate(names))
+    events = SSEDecoder().feed(body)
+    assert [(e.event, e.data) for e in events] == [
+        (n, str(i).encode()) for i, n in enumerate(names)
+    ]
+    assert len(_event_name.__self__) <= 64
 
 
 def test_flush_dispatches_event_missing_final_blank_line() -> None:

@@ -11,15 +11,17 @@ import pytest
 
 from asyncprov import AsyncClient, ChatCompletionChunk, StreamInterruptedError
 from asyncprov.providers import Anthropic, Gemini
-from asyncprov.providers._splice import TEXT_TAIL, TextEvents, text_head
+from asyncprov.providers._splice import TAKE_AFTER, TEXT_TAIL, TextEvents, text_head
 from asyncprov.providers.anthropic import _Stream as AnthropicStream
 from asyncprov.providers.base import json_event, validate_chunk_json
 from asyncprov.providers.gemini import _Stream as GeminiStream
 from asyncprov.testing import AnthropicTestServer, GeminiTestServer, Reply
 
-# Plain strings take the fast way once learned; the others (a quote, an escape, a
-# backslash at the end, a unicode escape) must take the long way and still be right.
-TEXTS = ["a", "b", "c", 'say \\"hi\\"', "d", "caf\\u00e9", "é 世界", "x\\\\", "e", "f"]
+# Plain strings take the fast way once learned (after TAKE_AFTER alike); the others (a
+# quote, an escape, a backslash at the end, a unicode escape) must take the long way
+# and still be right.
+PLAIN = [f"p{i} " for i in range(TAKE_AFTER + 4)]
+TEXTS = [*PLAIN, 'say \\"hi\\"', "d", "caf\\u00e9", "é 世界", "x\\\\", "e", "f"]
 
 
 def _sse(events: list[tuple[str | None, bytes]]) -> bytes:
@@ -79,22 +81,23 @@ async def test_anthropic_text_events_give_the_chunks_of_the_long_way() -> None:
     expected.append(state.usage_chunk(*state.usage))
     assert _dumps(got) == _dumps(expected)
     text = "".join(c.choices[0].delta.content or "" for c in got if c.choices)
-    assert text == 'abcsay "hi"dcaféé 世界x\\ef' and {c.provider for c in got} == {"Anthropic"}
+    tricky = 'say "hi"dcaféé 世界x\\ef'
+    assert text == "".join(PLAIN) + tricky and {c.provider for c in got} == {"Anthropic"}
 
 
 async def test_gemini_usage_is_the_last_events_whichever_way_it_went() -> None:
     """Layouts differing only in their usage: the final usage is the last event's, even
-    when a layout already learned comes back after another."""
-    usages = [1, 1, 1, 2, 2, 1, 1]
-    events = [_gemini_event(text, usage) for text, usage in zip("abcdefg", usages, strict=True)]
-    events += [_gemini_event(inside, 1) for inside in TEXTS] + [_gemini_event("", 1, True)]
+    when a layout taken comes back after another."""
+    usages = [1] * (TAKE_AFTER + 4) + [2, 2] + [1] * 3 + [3] * (TAKE_AFTER + 2) + [4]
+    events = [_gemini_event(f"e{i} ", usage) for i, usage in enumerate(usages)]
+    events += [_gemini_event(inside, 4) for inside in TEXTS] + [_gemini_event("", 4, True)]
     raw = Reply(raw=_sse([(None, data) for data in events]), content_type="text/event-stream")
     async with GeminiTestServer(replies=[raw]) as server:
         got = await _stream(Gemini(api_key="k", base_url=server.base_url))
     state = GeminiStream("Gemini", "gemini-2.0-flash")
     expected = [state.process(json_event(data)) for data in events] + [state.final_usage()]
     assert _dumps(got) == _dumps(expected)
-    assert got[-1].usage is not None and got[-1].usage.completion_tokens == 1
+    assert got[-1].usage is not None and got[-1].usage.completion_tokens == 4
 
 
 @pytest.mark.parametrize(
@@ -109,16 +112,17 @@ async def test_a_malformed_event_in_the_learned_layout_is_a_typed_error(
     spliced into a chunk: the long way reports it, as for any malformed event."""
     bad = inside.encode("latin-1")
     if wire == "anthropic":
-        events = _anthropic_events(["a", "b", "c"])
+        events = _anthropic_events(PLAIN)
         events.insert(
-            5, ("content_block_delta", _anthropic_delta("").replace(b'""', b'"' + bad + b'"'))
+            len(PLAIN) + 2,
+            ("content_block_delta", _anthropic_delta("").replace(b'""', b'"' + bad + b'"')),
         )
         server: Any = AnthropicTestServer(
             replies=[Reply(raw=_sse(events), content_type="text/event-stream")]
         )
         make: Any = Anthropic
     else:
-        datas = [_gemini_event(t) for t in "abc"]
+        datas = [_gemini_event(t) for t in PLAIN]
         datas.append(_gemini_event("").replace(b'""', b'"' + bad + b'"'))
         datas.append(_gemini_event("", finish=True))
         body = _sse([(None, data) for data in datas])
@@ -128,35 +132,38 @@ async def test_a_malformed_event_in_the_learned_layout_is_a_typed_error(
         provider = make(api_key="k", base_url=server.base_url)
         with pytest.raises(StreamInterruptedError) as caught:
             await _stream(provider)
-    assert caught.value.partial_text == "abc"
+    assert caught.value.partial_text == "".join(PLAIN)
 
 
-def test_a_layout_is_taken_from_two_events_in_a_row_and_set_aside_by_another() -> None:
+def test_a_layout_is_taken_after_events_in_a_row_and_set_aside_by_another() -> None:
     head = text_head("r", 1, "m")
     fast = TextEvents()
-    first, second, other = _gemini_event("a", 1), _gemini_event("b", 1), _gemini_event("c", 2)
+    first, other = _gemini_event("a", 1), _gemini_event("c", 2)
     start = first.index(b'"a"') + 1
 
-    def learn(data: bytes) -> None:
-        fast.learn(data, start, start + 1, head)
+    def learn(data: bytes, times: int = 1) -> None:
+        for _ in range(times):
+            fast.learn(data, start, start + 1, head)
 
+    learn(first, TAKE_AFTER - 1)
+    assert fast.match(first) is None  # not yet a long stream's layout
     learn(first)
-    assert fast.match(second) is None  # one event is not a layout yet
-    learn(second)
     match = fast.match(_gemini_event("plain text", 1))
     assert match is not None and match[1] == b"plain text"
     chunk = validate_chunk_json(fast.head + match[1] + TEXT_TAIL)
     assert chunk.choices[0].delta.content == "plain text" and fast.head == head
     for not_plain in ('q\\"', "e\\n", "\x01", 'x","y":"z'):
         assert fast.match(_gemini_event(not_plain, 1)) is None, not_plain
+    learn(first)  # one more of the layout parsed the long way (a string with an escape, say)
+    assert fast.match(_gemini_event("d", 1)) is not None
     assert fast.match(other) is None  # another usage: another layout
-    learn(other)  # parsed the long way: the layout learned before is set aside
+    learn(other)  # parsed the long way: the layout taken before is set aside
     assert fast.match(_gemini_event("d", 1)) is None
-    learn(first)  # back to it: two in a row again
+    learn(first, TAKE_AFTER - 1)  # back to it: a row again
     assert fast.match(_gemini_event("d", 1)) is None
-    learn(second)
+    learn(first)
     assert fast.match(_gemini_event("d", 1)) is not None
     fast.forget()  # an event of no layout parsed the long way
     assert fast.match(_gemini_event("d", 1)) is None
-    learn(first)  # the layout it set aside: taken again at once
+    learn(first)  # the layout it set aside (already compiled): taken again at once
     assert fast.match(_gemini_event("d", 1)) is not None

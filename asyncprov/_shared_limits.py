@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._clock import clock, is_testing
+from ._clock import clock
 from ._health import ProviderHealth
 from ._ratelimit import Limiter, RateLimit
 
@@ -71,23 +71,27 @@ class SharedLimiter:
     async def acquire(self, tokens: int) -> None:
         """Take a slot and a place in the budgets for one request of ``tokens``, and
         wait for that place."""
-        if not self._waiting and await self._take(tokens):
+        if not self._waiting and (retry := await self._take(tokens)) is None:
             return
         async with self._line:  # only the first in line asks Redis again
             self._waiting += 1
             try:
                 delay = POLL_FIRST
-                while not await self._take(tokens):
+                while (retry := await self._take(tokens)) is not None:
                     self._freed = anyio.Event()
-                    with anyio.move_on_after(delay):
-                        await self._freed.wait()  # a slot freed here, or time to ask again
+                    with anyio.move_on_after(retry or delay):
+                        await self._freed.wait()  # freed here, or time to ask again
                     delay = min(delay * 2, POLL_MAX)
+                    if retry:
+                        self.local.paced += 1
+                        self.local.paced_seconds += retry
             finally:
                 self._waiting -= 1
 
-    async def _take(self, tokens: int) -> bool:
-        """One try: ``True`` once the request may be sent (after any wait for its
-        place), ``False`` when every slot is taken."""
+    async def _take(self, tokens: int) -> float | None:
+        """One try: ``None`` once the request may be sent (after any wait for its
+        reserved place); else the seconds to wait before asking again (0: every slot
+        is taken, ask again soon)."""
         store, local = self._store, self.local
         while True:
             lease = store.new_lease() if self._slots else ""
@@ -96,15 +100,13 @@ class SharedLimiter:
             if answers is None:  # Redis is away (on_error="open"): this process alone
                 await local.acquire(tokens)
                 self._local_held += 1
-                return True
-            status, wait_ms = answers[0]
+                return None
+            status, wait_ms = (int(n) for n in answers[0])
             if status == 1:
-                return False
+                return 0.0
             wait = wait_ms / 1000
-            if status == 2:  # a 429 pause, or a place further off than max_wait
-                local.paused_seconds += wait
-                await self._sleep(wait)
-                continue
+            if status == 2:  # a 429 pause, the tpm budget, a place past max_wait
+                return wait
             if lease:
                 self._leases.append(lease)
                 store.hold(lease, self.name)
@@ -115,19 +117,17 @@ class SharedLimiter:
                 local.paced += 1
                 local.paced_seconds += wait
                 try:
-                    await self._sleep(wait)
+                    await anyio.sleep(
+                        wait
+                    )  # Redis's clock: real time, even under the testing switch
                 except BaseException:
                     self.release()
                     raise
-            return True
-
-    async def _sleep(self, seconds: float) -> None:
-        if not is_testing():  # Redis's clock cannot jump: under the switch, no wait
-            await anyio.sleep(seconds)
+            return None
 
     async def sleep(self, seconds: float) -> None:
-        """Wait out a 429 (not at all under the testing switch)."""
-        await self._sleep(seconds)
+        """Wait out a 429 (as ``Limiter.sleep``: not at all under the testing switch)."""
+        await self.local.sleep(seconds)
 
     def release(self) -> None:
         """A request is done with its slot."""
@@ -148,6 +148,7 @@ class SharedLimiter:
         self.local.tokens += used - charged
         if self._args[4] and used != charged:
             self._store.report(["settle", self.name, used - charged, self._args[4]])
+            self._freed.set()  # tokens given back: the first in line asks again
 
     def on_429(
         self,

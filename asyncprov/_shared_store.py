@@ -11,10 +11,13 @@ report goes in the next reservation, or is flushed by the client's one backgroun
 
 Rates use GCRA (the generic cell rate algorithm), not a sliding window: one timestamp
 per budget (the "theoretical arrival time"), so each decision is O(1) in time and
-memory whatever the rate; costs may differ per request (tokens), reserve ahead (a
-request learns its exact wait in the same step that takes its turn, so waiting costs no
-further round trip) and be refunded (reported usage moves the timestamp back). It is
-the same budget as the in-memory token bucket (a bucket holding one second's worth).
+memory whatever the rate; costs may differ per request (tokens) and be refunded
+(reported usage moves the timestamp back); and a place can be reserved ahead: a request
+learns its exact wait in the same step that takes its place, so waiting for the rpm
+budget costs no further round trip. (A tpm place is only taken when it fits now: its
+cost is an estimate until the usage is reported, and a refund cannot move a place
+already handed out.) It is the same budget as the in-memory token bucket (a bucket
+holding one second's worth).
 A sliding-window log needs a set member per request, and a windowed counter lets up to
 twice the limit through around a window edge.
 
@@ -86,16 +89,16 @@ for i, op in ipairs(ops) do
       if slots > 0 and taken >= slots then
         result = {1, 0}
       else
-        local wait, rpm_tat, tpm_tat = 0, nil, nil
-        if op[6] > 0 then
-          local w, tat = gcra(base .. 'rpm', op[6], op[7], 1)
-          wait, rpm_tat = math.max(wait, w), tat
-        end
+        local wait, tpm_wait, rpm_tat, tpm_tat = 0, 0, nil, nil
+        if op[6] > 0 then wait, rpm_tat = gcra(base .. 'rpm', op[6], op[7], 1) end
         if op[8] > 0 and op[10] > 0 then
-          local w, tat = gcra(base .. 'tpm', op[8], op[9], op[10])
-          wait, tpm_tat = math.max(wait, w), tat
+          tpm_wait, tpm_tat = gcra(base .. 'tpm', op[8], op[9], op[10])
         end
-        if wait > op[11] then
+        if tpm_wait > 0 then
+          -- Tokens are an estimate until the usage is reported: no place is reserved
+          -- ahead for them (settling could not move it), the caller asks again.
+          result = {2, ms(tpm_wait)}
+        elseif wait > op[11] then
           result = {2, ms(wait)}  -- past the caller's longest wait: nothing reserved
         else
           if rpm_tat then store(base .. 'rpm', rpm_tat, rpm_tat - now + 1) end
@@ -303,13 +306,13 @@ class SharedStore:
 
     async def _run_pump(self) -> None:
         """Report what is waiting as soon as the loop is free, and renew leases every
-        third of their length, for as long as the client is open."""
+        third of their length, until the client closes (then report the rest)."""
         assert self._wake is not None
         wake = self._wake
         every = self.state.lease / 3
         renewed = clock()
-        while True:
-            if not self._outbox:
+        while not (self._closed and not self._outbox):
+            if not self._outbox and not self._closed:
                 due = renewed + every if self._leases else None
                 try:
                     async with asyncio.timeout_at(due):  # clock() is the loop's clock
@@ -318,7 +321,7 @@ class SharedStore:
                     pass
             wake.clear()
             ops: list[list[Any]] = []
-            if clock() >= renewed + every:
+            if clock() >= renewed + every and not self._closed:
                 renewed = clock()
                 by_provider: dict[str, list[str]] = {}
                 for lease, provider in self._leases.items():
@@ -331,27 +334,25 @@ class SharedStore:
                     await self.run(ops)
 
     async def aclose(self) -> None:
-        """Give back the slots still held, stop the pump and close the connections."""
+        """Give back the slots still held, report what is waiting (within the
+        timeout), stop the pump and close the connections."""
+        for lease, provider in list(self._leases.items()):
+            self.drop(lease, provider)
         self._closed = True
         pump, self._pump = self._pump, None
         if pump is not None:
-            pump.cancel()
+            assert self._wake is not None
+            self._wake.set()
             try:
-                await pump
-            except asyncio.CancelledError:
-                if (task := asyncio.current_task()) is not None and task.cancelling():
-                    raise
-        for lease, provider in list(self._leases.items()):
-            self.drop(lease, provider)
+                async with asyncio.timeout(self.state.timeout * 2):
+                    await asyncio.shield(pump)
+            except TimeoutError:
+                pump.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pump
         if self._redis is not None:
-            try:
-                if self._outbox:
-                    await self.run([])
-            except SharedStateError:
-                pass
-            finally:
-                redis, self._redis, self._script = self._redis, None, None
-                await redis.aclose()
+            redis, self._redis, self._script = self._redis, None, None
+            await redis.aclose()
 
 
 def _describe(error: BaseException) -> str:

@@ -76,15 +76,19 @@ class SharedLimiter:
         async with self._line:  # only the first in line asks Redis again
             self._waiting += 1
             try:
-                delay = POLL_FIRST
+                delay, paced = POLL_FIRST, False
                 while (retry := await self._take(tokens)) is not None:
                     self._freed = anyio.Event()
-                    with anyio.move_on_after(retry or delay):
+                    # Asked again at least every POLL_MAX: other processes' slots and
+                    # tokens given back wake no one here.
+                    started = anyio.current_time()
+                    with anyio.move_on_after(min(retry, POLL_MAX) if retry else delay):
                         await self._freed.wait()  # freed here, or time to ask again
                     delay = min(delay * 2, POLL_MAX)
                     if retry:
-                        self.local.paced += 1
-                        self.local.paced_seconds += retry
+                        self.local.paced += not paced  # one wait per request, however asked
+                        self.local.paced_seconds += anyio.current_time() - started
+                        paced = True
             finally:
                 self._waiting -= 1
 

@@ -181,9 +181,7 @@ class HttpCall:
             self.settle_usage(completion.provider, completion.usage.total_tokens, only=False)
 
     def settle_usage(self, provider: str | None, used: int, *, only: bool = True) -> None:
-        """Correct the tokens charged for ``provider``'s request by the ``used`` its
-        reply reported (a stream's, when its usage arrives), once: the charge is then
-        forgotten. With ``only=False`` a call's one charge is taken whatever its name."""
+        """Settle ``provider``'s charge (``only=False``: a lone one) by its usage, once."""
         charges = self.charges
         for index in range(len(charges) - 1, -1, -1):
             limiter, charged = charges[index]
@@ -409,8 +407,7 @@ class HttpClient:
         self._closed = False
         self.rate_limits: RateLimits | None = None
         """Per-provider limits, consulted before every request when set."""
-        self.shared: SharedStore | None = None
-        """Where the limits are shared with other processes (``SharedState``), if anywhere."""
+        self.shared: SharedStore | None = None  # limits kept in Redis (``SharedState``)
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use in the running loop."""

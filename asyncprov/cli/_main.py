@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from asyncprov import Client, __version__
+from asyncprov import Client, ConfigurationError, SharedState, __version__
 from asyncprov import providers as provider_module
 from asyncprov.providers import Provider
 
@@ -19,7 +19,9 @@ from . import _batch as _batch_cli
 from ._errors import EXPECTED, UsageError, exit_status
 from ._provider import check_provider
 
-__all__ = ["run"]
+__all__ = ["redis_flag", "run"]
+
+log = logging.getLogger("asyncprov.server")
 
 
 def _provider_classes() -> list[type[Provider]]:
@@ -99,7 +101,7 @@ _SIMPLE_FLAGS = ("provider", "base_url", "api_key_env", "model")
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     import anyio
 
-    from asyncprov.server import load_config, parse_config, serve
+    from asyncprov.server import load_config, parse_config, serve, serve_workers
 
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _SIMPLE_FLAGS if getattr(args, f)]
@@ -128,7 +130,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             {"providers": {provider_type: provider}}, source="command line options"
         )
     server: dict[str, object] = {}
-    for flag in ("host", "port", "grace_period", "client_keys_env"):
+    for flag in ("host", "port", "grace_period", "client_keys_env", "workers"):
         if getattr(args, flag) is not None:
             server[flag] = getattr(args, flag)
     if server:
@@ -146,8 +148,33 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"asyncprov gateway: {url} (Ctrl-C to stop)\n")
             out.flush()
 
-    anyio.run(lambda: serve(config, ready=ready))
+    shared = redis_flag(args.redis)
+    if shared is None and config.shared_state is not None:
+        shared = config.shared_state.shared_state()  # checked before any worker starts
+    elif shared is not None and config.shared_state is not None:
+        shared = config.shared_state.shared_state(shared.url)
+    if config.server.workers > 1:
+        if shared is None:
+            log.warning(
+                "%d workers without --redis: each keeps its own limits and provider health",
+                config.server.workers,
+            )
+        return serve_workers(
+            config, workers=config.server.workers, shared_state=shared, ready=ready
+        )
+    anyio.run(lambda: serve(config, ready=ready, shared_state=shared))
     return 0
+
+
+def redis_flag(url: str | None) -> SharedState | None:
+    """``--redis URL`` as a ``SharedState``; a bad URL is a usage error (never echoed)."""
+    if url is None:
+        return None
+    try:
+        return SharedState(url)
+    except ConfigurationError as error:
+        reason = str(error).split(": ", 2)[-1]
+        raise UsageError(f"--redis: {reason}") from None
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:
@@ -205,6 +232,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     serve.add_argument("--api-key-env", help="env variable holding the upstream key")
     serve.add_argument(
         "--model", action="append", help="a model to serve (repeatable; default: any)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the port (default 1; with --redis)"
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share limits and provider health with other workers and gateways through "
+        "this Redis (redis://host:port/db; needs asyncprov[redis])",
     )
 
     demo = commands.add_parser(

@@ -293,3 +293,63 @@ def test_importing_asyncprov_imports_no_redis() -> None:
         "SharedState('redis://127.0.0.1:1/0'); assert 'redis' not in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ}, timeout=60)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def _cpu_ticks(pid: int) -> int:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+
+
+async def test_gateway_workers_share_limits(
+    server: OpenAITestServer, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """`asyncprov serve --workers 2 --redis URL`: both workers answer on one port and
+    an upstream's rpm holds across them (60 requests at 20/s with a burst of 20 take
+    2 s, however the connections were spread)."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(
+        f'[server]\nport = 0\n\n[shared_state]\nurl_env = "TEST_REDIS"\nnamespace = "{namespace}"'
+        f'\n\n[providers.up]\ntype = "OpenAICompatible"\nbase_url = "{server.base_url}"\n'
+        "rpm = 1200\n"
+    )
+    process = await anyio.open_process(
+        [sys.executable, "-m", "asyncprov", "serve", "--config", str(config), "--workers", "2"],
+        env={**os.environ, "TEST_REDIS": redis_url},
+    )
+    try:
+        assert process.stdout is not None
+        with anyio.fail_after(20):
+            line = (await process.stdout.receive()).decode()
+            url = line.split()[2]
+            workers = _children(process.pid)
+            assert len(workers) == 2
+            before = [_cpu_ticks(pid) for pid in workers]
+            import aiohttp
+
+            async with aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(force_close=True)  # a new connection each
+            ) as session:
+
+                async def send() -> None:
+                    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                    async with session.post(url + "/chat/completions", json=body) as answer:
+                        assert answer.status == 200, await answer.text()
+
+                async with anyio.create_task_group() as tg:
+                    for _ in range(60):
+                        tg.start_soon(send)
+            used = [_cpu_ticks(pid) - start for pid, start in zip(workers, before, strict=True)]
+    finally:
+        process.terminate()
+        with anyio.fail_after(20):
+            await process.wait()
+    assert process.returncode == 0
+    times = sorted(r.at for r in server.requests)
+    assert len(times) == 60
+    assert _most_in_one_second(times) <= 20 + 20 + 4
+    assert times[-1] - times[0] >= 1.8  # (60 - 20 burst) / 20 per second
+    assert all(ticks > 0 for ticks in used)  # both workers served

@@ -11,15 +11,15 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from asyncprov import Client, ConfigurationError, SharedState, __version__
+from asyncprov import Client, __version__
 from asyncprov import providers as provider_module
 from asyncprov.providers import Provider
 
 from . import _batch as _batch_cli
 from ._errors import EXPECTED, UsageError, exit_status
-from ._provider import check_provider
+from ._provider import check_provider, redis_flag
 
-__all__ = ["redis_flag", "run"]
+__all__ = ["run"]
 
 log = logging.getLogger("asyncprov.server")
 
@@ -164,17 +164,6 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
         )
     anyio.run(lambda: serve(config, ready=ready, shared_state=shared))
     return 0
-
-
-def redis_flag(url: str | None) -> SharedState | None:
-    """``--redis URL`` as a ``SharedState``; a bad URL is a usage error (never echoed)."""
-    if url is None:
-        return None
-    try:
-        return SharedState(url)
-    except ConfigurationError as error:
-        reason = str(error).split(": ", 2)[-1]
-        raise UsageError(f"--redis: {reason}") from None
 
 
 def _demo(args: argparse.Namespace, out: TextIO) -> int:

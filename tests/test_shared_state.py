@@ -4,6 +4,7 @@ behaviour when Redis is down or slow."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -353,3 +354,36 @@ async def test_gateway_workers_share_limits(
     assert _most_in_one_second(times) <= 20 + 20 + 4
     assert times[-1] - times[0] >= 1.8  # (60 - 20 burst) / 20 per second
     assert all(ticks > 0 for ticks in used)  # both workers served
+
+
+async def test_batch_commands_share_one_rpm(
+    server: OpenAITestServer, own_redis: RedisServer, tmp_path: Path
+) -> None:
+    """Two `asyncprov batch --rpm 1200 --redis URL` runs at once share one budget of 20
+    requests a second (a burst of 20): their 30 requests take half a second, where
+    each alone would have sent its 15 at once."""
+    commands = []
+    for run in range(2):
+        source = tmp_path / f"in{run}.jsonl"
+        body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+        lines = [
+            json.dumps(
+                {"custom_id": str(i), "method": "POST", "url": "/v1/chat/completions"}
+                | {"body": body}
+            )
+            for i in range(15)
+        ]
+        source.write_text("\n".join(lines) + "\n")
+        target = tmp_path / f"out{run}.jsonl"
+        options = ["--base-url", server.base_url, "--rpm", "1200", "--redis", own_redis.url]
+        commands.append(
+            [sys.executable, "-m", "asyncprov", "batch", str(source), str(target), *options]
+        )
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tg:
+            for command in commands:
+                tg.start_soon(lambda c=command: anyio.run_process(c, cwd=ROOT))
+    times = sorted(r.at for r in server.requests)
+    assert len(times) == 30
+    assert times[-1] - times[0] >= 0.4  # (30 - 20 burst) / 20 per second
+    assert b"asyncprov:OpenAICompatible:rpm" in own_redis.command("KEYS", "*")

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
+import anyio.lowlevel
 
 from ._clock import clock
 from ._health import ProviderHealth
@@ -97,37 +98,40 @@ class SharedLimiter:
         reserved place); else the seconds to wait before asking again (0: every slot
         is taken, ask again soon)."""
         store, local = self._store, self.local
-        while True:
-            lease = store.new_lease() if self._slots else ""
-            op = ["acquire", self.name, lease, *self._args, tokens, self._horizon]
-            answers = await store.run([op])
-            if answers is None:  # Redis is away (on_error="open"): this process alone
-                await local.acquire(tokens)
-                self._local_held += 1
-                return None
-            status, wait_ms = (int(n) for n in answers[0])
-            if status == 1:
-                return 0.0
-            wait = wait_ms / 1000
-            if status == 2:  # a 429 pause, the tpm budget, a place past max_wait
-                return wait
-            if lease:
-                self._leases.append(lease)
-                store.hold(lease, self.name)
-            local.requests += 1
-            local.in_flight += 1
-            local.tokens += tokens
-            if wait > 0:
-                local.paced += 1
-                local.paced_seconds += wait
-                try:
-                    await anyio.sleep(
-                        wait
-                    )  # Redis's clock: real time, even under the testing switch
-                except BaseException:
-                    self.release()
-                    raise
+        lease = store.new_lease() if self._slots else ""
+        op = ["acquire", self.name, lease, *self._args, tokens, self._horizon]
+        # Shielded (the store bounds it): a place taken in Redis is always known here,
+        # so a cancelled request gives its slot back instead of leaking it.
+        with anyio.CancelScope(shield=True):
+            answer = await store.ask(op)
+        if answer is None:  # Redis is away (on_error="open"): this process alone
+            await local.acquire(tokens)
+            self._local_held += 1
             return None
+        status, wait_ms = (int(n) for n in answer)
+        if status == 1:
+            return 0.0
+        wait = wait_ms / 1000
+        if status == 2:  # a 429 pause, the tpm budget, a place past max_wait
+            return wait
+        if lease:
+            self._leases.append(lease)
+            store.hold(lease, self.name)
+        local.requests += 1
+        local.in_flight += 1
+        local.tokens += tokens
+        if wait > 0:
+            local.paced += 1
+            local.paced_seconds += wait
+        try:
+            if wait > 0:
+                await anyio.sleep(wait)  # Redis's time: real even under the testing switch
+            else:
+                await anyio.lowlevel.checkpoint_if_cancelled()
+        except BaseException:
+            self.release()
+            raise
+        return None
 
     async def sleep(self, seconds: float) -> None:
         """Wait out a 429 (as ``Limiter.sleep``: not at all under the testing switch)."""

@@ -179,6 +179,9 @@ class SharedStore:
         self._leases: dict[str, str] = {}  # lease -> provider name
         self._limiters: dict[str, SharedLimiter] = {}
         self._pump: asyncio.Task[None] | None = None
+        self._asks: list[tuple[list[Any], asyncio.Future[Any]]] = []
+        self._gathering = False  # a round trip is gathering asks (sent on the next turn)
+        self._senders: set[asyncio.Task[None]] = set()
         self._wake: asyncio.Event | None = None
         self._down = False
         self._retry_at = 0.0
@@ -227,6 +230,43 @@ class SharedStore:
         if self._wake is not None:
             self._wake.set()
 
+    async def ask(self, op: list[Any]) -> Any:
+        """``op``'s answer, from one round trip shared with every other ``ask`` of the
+        same turn of the event loop (at concurrency 64 a reservation costs a fraction
+        of a round trip). ``None`` when Redis cannot be used (``on_error="open"``).
+
+        Raises:
+            SharedStateError: Redis cannot be used and ``on_error="closed"``.
+        """
+        if self._down and clock() < self._retry_at:
+            self._unavailable(None)
+            return None
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[Any] = loop.create_future()
+        self._asks.append((op, answer))
+        if not self._gathering:
+            self._gathering = True
+            sender = loop.create_task(self._send_asks())
+            self._senders.add(sender)
+            sender.add_done_callback(self._senders.discard)
+        return await answer
+
+    async def _send_asks(self) -> None:
+        await asyncio.sleep(0)  # the other asks of this turn join the round trip
+        asks, self._asks, self._gathering = self._asks, [], False
+        try:
+            answers = await self.run([op for op, _ in asks])
+        except BaseException as error:
+            for _, answer in asks:
+                if not answer.done():
+                    answer.set_exception(error)
+            if not isinstance(error, Exception):
+                raise
+            return
+        for index, (_, answer) in enumerate(asks):
+            if not answer.done():
+                answer.set_result(None if answers is None else answers[index])
+
     async def run(self, ops: Sequence[list[Any]]) -> list[Any] | None:
         """One round trip: what is waiting to be reported, then ``ops``; their answers.
         ``None`` when Redis cannot be used (``on_error="open"``).
@@ -243,7 +283,7 @@ class SharedStore:
             return []
         try:
             async with asyncio.timeout(self.state.timeout):
-                script = self._script or await self._connect()
+                script = self._script or self._connect()
                 answers = await script(args=[self.state.namespace, json.dumps(batch)])
         except Exception as error:  # redis errors, OSError, TimeoutError: Redis unusable
             if isinstance(error, SharedStateError | ConfigurationError):
@@ -279,7 +319,7 @@ class SharedStore:
             reason = _describe(error) if error is not None else "it failed moments ago"
             raise SharedStateError(f"the shared state {self.where} cannot be used: {reason}")
 
-    async def _connect(self) -> Any:
+    def _connect(self) -> Any:
         import redis.asyncio as aioredis
         from redis.backoff import NoBackoff
         from redis.retry import Retry
@@ -339,6 +379,8 @@ class SharedStore:
         for lease, provider in list(self._leases.items()):
             self.drop(lease, provider)
         self._closed = True
+        if self._senders:  # asks on their way (each bounded by the timeout)
+            await asyncio.wait(list(self._senders))
         pump, self._pump = self._pump, None
         if pump is not None:
             assert self._wake is not None

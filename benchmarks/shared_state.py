@@ -33,6 +33,7 @@ from .server import BenchServer
 
 WIDTH = 64
 MODES = ("memory", "shared")
+LABELS = {"none": "none (reference)", "memory": "in memory", "shared": "in Redis"}
 
 
 def _free_port() -> int:
@@ -102,8 +103,10 @@ async def _work(mode: str, base_url: str, redis_url: str, requests: int, namespa
     from asyncprov import AsyncClient, RateLimit, SharedState
 
     limits = {"OpenAICompatible": RateLimit(rpm=1e9, tpm=1e12, concurrency=100_000)}
+    rate_limits = limits if mode != "none" else None
     shared = SharedState(redis_url, namespace=namespace) if mode == "shared" else None
-    async with AsyncClient(base_url=base_url, rate_limits=limits, shared_state=shared) as client:
+    client = AsyncClient(base_url=base_url, rate_limits=rate_limits, shared_state=shared)
+    async with client:
 
         async def run(count: int) -> None:
             left = iter(range(count))
@@ -192,7 +195,7 @@ def main() -> None:
             for round_ in range(args.rounds):
                 order = MODES if round_ % 2 == 0 else MODES[::-1]
                 for processes in (1, 4):
-                    for mode in order:
+                    for mode in (*order, "none") if processes == 1 else order:
                         ns = f"bench-{round_}-{processes}-{mode}"
                         figures = _measure(mode, processes, server, redis, args.requests, ns)
                         results.setdefault((mode, processes), []).append(figures)
@@ -222,18 +225,19 @@ def _report(
         f"`{command}`: {machine}. {args.rounds} rounds, {args.requests:,} non-streamed "
         f"requests per process and round, {WIDTH} in flight per process, against the "
         "benchmark server; `RateLimit(rpm, tpm, concurrency)` far above what is sent, so "
-        "the figures are the limits' bookkeeping alone. Medians (min–max). Server, "
-        "Redis and every worker share the machine's cores.",
+        'the figures are the limits\' bookkeeping alone ("none": no limits at all, for '
+        "reference). Medians (min–max). Server, Redis and every worker share the "
+        "machine's cores.",
         "",
         "| processes | limits | requests/s (all processes) | CPU µs per request "
         "| Redis round trips per request |",
         "|---|---|---|---|---|",
     ]
     for processes in (1, 4):
-        for mode in MODES:
+        for mode in (*MODES, "none") if processes == 1 else MODES:
             rows = results[(mode, processes)]
             lines.append(
-                f"| {processes} | {'in Redis' if mode == 'shared' else 'in memory'} | "
+                f"| {processes} | {LABELS[mode]} | "
                 f"{_row('rps', [r[0] for r in rows], ',.0f')} | "
                 f"{_row('cpu', [r[1] for r in rows], '.0f')} | "
                 f"{_row('trips', [r[2] for r in rows], '.2f')} |"
@@ -243,6 +247,8 @@ def _report(
     cpu_added = med("shared", 1, 1) - med("memory", 1, 1)
     lines += [
         "",
+        f"- Limits in memory cost {med('none', 1, 0) / one_mem:.2f}× the time of no limits "
+        f"at all; in Redis {med('none', 1, 0) / one_shared:.2f}×.",
         f"- One process at concurrency {WIDTH}: shared limits run at "
         f"{one_shared / one_mem:.2f}× the in-memory throughput ({one_mem / one_shared:.2f}× "
         f"the time per request): {added:.0f} µs of wall time and {cpu_added:.0f} µs of "

@@ -275,6 +275,7 @@ class SharedStore:
             SharedStateError: Redis cannot be used and ``on_error="closed"``.
         """
         if self._down and clock() < self._retry_at:
+            self._outbox.clear()  # what it would be told no longer matters
             self._unavailable(None)
             return None
         pending, self._outbox = self._outbox, []

@@ -20,6 +20,7 @@ import pytest
 from asyncprov import (
     AsyncClient,
     ConfigurationError,
+    InternalServerError,
     RateLimit,
     RateLimitError,
     SharedState,
@@ -209,14 +210,85 @@ async def test_cool_down_is_seen_by_another_client(redis_url: str, namespace: st
         assert len(limited.requests) == 1  # the cooling provider was not tried
 
 
+async def test_consecutive_failures_are_counted_across_clients(
+    redis_url: str, namespace: str
+) -> None:
+    """Three clients each see one 500 from a provider: three failures in a row in all,
+    so it cools down for every client (each alone saw only one)."""
+    async with (
+        OpenAITestServer(default=Reply(status=500)) as failing,
+        OpenAITestServer() as healthy,
+    ):
+        first = _named(failing.base_url, "first")
+        second = _named(healthy.base_url, "second")
+        shared = SharedState(redis_url, namespace=namespace)
+        for _ in range(3):
+            async with AsyncClient(first, max_retries=0, shared_state=shared) as one:
+                with pytest.raises(InternalServerError):
+                    await one.chat.completions.create(model="m", messages="hi")
+                assert one.health.cooling_until("first") is None  # one failure here
+        group = RetryProvider([first, second], shuffle=False)
+        async with AsyncClient(group, shared_state=shared) as other:
+            reply = await other.chat.completions.create(model="m", messages="hi")
+        assert reply.provider == "second"
+        assert len(failing.requests) == 3
+
+
+async def test_a_long_request_keeps_its_slot_past_the_lease(
+    server: OpenAITestServer, redis_url: str, namespace: str
+) -> None:
+    """A request running three times the lease keeps its slot (the lease is renewed):
+    another client under the same concurrency of 1 waits for it to finish."""
+    server.add_reply(Reply(delay=0.9))
+    limits = {NAME: RateLimit(concurrency=1)}
+    shared = SharedState(redis_url, namespace=namespace, lease=0.3)
+    finished: list[str] = []
+
+    async def call(client: AsyncClient, name: str) -> None:
+        await client.chat.completions.create(model="m", messages="hi")
+        finished.append(name)
+
+    async with (
+        AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as one,
+        AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as two,
+    ):
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(call, one, "long")
+                while not server.requests:  # noqa: ASYNC110 (the server offers no event)
+                    await anyio.sleep(0.01)
+                await anyio.sleep(0.45)  # past the first lease's expiry
+                tg.start_soon(call, two, "short")
+    assert finished == ["long", "short"]
+    assert server.max_in_flight == 1
+
+
+def test_sync_client_shares_limits(redis_url: str, namespace: str) -> None:
+    """The sync Client takes the same shared_state and keeps its budget in Redis."""
+    from asyncprov import Client
+
+    limits = {NAME: RateLimit(rpm=6000)}
+    server = OpenAITestServer()
+    with server.run_in_thread():
+        shared = SharedState(redis_url, namespace=namespace)
+        with Client(base_url=server.base_url, rate_limits=limits, shared_state=shared) as client:
+            reply = client.chat.completions.create(model="m", messages="hi")
+            assert reply.choices[0].message.content == "You said: hi"
+            assert client.rate_limits.stats(NAME).requests == 1
+    import redis
+
+    with redis.Redis.from_url(redis_url) as direct:
+        assert direct.exists(f"{namespace}:{NAME}:rpm") == 1
+
+
 async def test_fail_open_goes_local_logs_once_and_shares_again(
     server: OpenAITestServer,
     own_redis: RedisServer,
     namespace: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """Redis stopped mid-run: calls go on under this process's own limits (one log
-    line), and once Redis is back they are shared again (one log line)."""
+    """Redis slow, then stopped mid-run: calls go on under this process's own limits
+    (one log line), and once Redis is back they are shared again (one log line)."""
     caplog.set_level(logging.WARNING, logger="asyncprov")
     limits = {NAME: RateLimit(rpm=6000, concurrency=4)}
     shared = SharedState(own_redis.url, namespace=namespace, timeout=0.2, retry_interval=0.05)
@@ -224,6 +296,10 @@ async def test_fail_open_goes_local_logs_once_and_shares_again(
         base_url=server.base_url, rate_limits=limits, shared_state=shared
     ) as client:
         await client.chat.completions.create(model="m", messages="hi")
+        own_redis.command("CLIENT", "PAUSE", "600")  # slow: no answer within 0.2 s
+        started = anyio.current_time()
+        await client.chat.completions.create(model="m", messages="hi")
+        assert anyio.current_time() - started < 0.5  # waited the timeout, then went local
         own_redis.stop()
         with anyio.fail_after(2):  # never hangs
             for _ in range(5):
@@ -387,3 +463,34 @@ async def test_batch_commands_share_one_rpm(
     assert len(times) == 30
     assert times[-1] - times[0] >= 0.4  # (30 - 20 burst) / 20 per second
     assert b"asyncprov:OpenAICompatible:rpm" in own_redis.command("KEYS", "*")
+
+
+async def test_gateway_answers_503_when_its_shared_limits_cannot_be_checked(
+    server: OpenAITestServer,
+) -> None:
+    """A gateway whose Redis is down and on_error="closed" answers 503 in OpenAI's
+    format, sends nothing upstream, and names neither Redis nor its address."""
+    import aiohttp
+
+    from asyncprov.server import create_app
+    from tests.helpers import start_app
+
+    from .redis_server import free_port
+
+    shared = SharedState(f"redis://127.0.0.1:{free_port()}/0", on_error="closed", timeout=0.1)
+    limits = {NAME: RateLimit(rpm=600)}
+    async with AsyncClient(
+        base_url=server.base_url, rate_limits=limits, shared_state=shared
+    ) as client:
+        runner, url = await start_app(create_app(client))
+        try:
+            async with aiohttp.ClientSession() as session:
+                body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                async with session.post(url + "/chat/completions", json=body) as answer:
+                    status, error = answer.status, (await answer.json())["error"]
+        finally:
+            await runner.cleanup()
+    assert status == 503
+    assert error["type"] == "shared_state_error"
+    assert "rate limits" in error["message"] and "127.0.0.1" not in error["message"]
+    assert server.requests == []

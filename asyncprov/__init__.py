@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from ._errors import ResponseDecodeError as ResponseDecodeError
     from ._errors import RetryNoProviderError as RetryNoProviderError
     from ._errors import RetryProviderError as RetryProviderError
+    from ._errors import SharedStateError as SharedStateError
     from ._errors import StreamInterruptedError as StreamInterruptedError
     from ._errors import StreamNotSupportedError as StreamNotSupportedError
     from ._errors import StreamTimeoutError as StreamTimeoutError
@@ -61,6 +62,7 @@ if TYPE_CHECKING:
     from ._request import CreateOptions as CreateOptions
     from ._retry import RetryPolicy as RetryPolicy
     from ._secrets import KeyMask as KeyMask
+    from ._shared import SharedState as SharedState
     from ._streaming import AsyncStream as AsyncStream
     from ._sync import Client as Client
     from ._sync import Stream as Stream
@@ -120,6 +122,7 @@ _LAZY = {
     "ResponseDecodeError": "._errors",
     "RetryNoProviderError": "._errors",
     "RetryProviderError": "._errors",
+    "SharedStateError": "._errors",
     "StreamInterruptedError": "._errors",
     "StreamNotSupportedError": "._errors",
     "StreamTimeoutError": "._errors",
@@ -134,6 +137,7 @@ _LAZY = {
     "CreateOptions": "._request",
     "RetryPolicy": "._retry",
     "KeyMask": "._secrets",
+    "SharedState": "._shared",
     "AsyncStream": "._streaming",
     "Client": "._sync",
     "Stream": "._sync",
@@ -232,6 +236,8 @@ __all__ = [
     "RetryNoProviderError",
     "RetryPolicy",
     "RetryProviderError",
+    "SharedState",
+    "SharedStateError",
     "Stream",
     "StreamInterruptedError",
     "StreamNotSupportedError",

@@ -51,6 +51,7 @@ from .providers.base import Provider, ProviderSettings
 if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
     from ._batch import AsyncBatch, BatchProgress, BatchRequest
     from ._ratelimit import RateLimit, RateLimits
+    from ._shared import SharedStateInput
 
 __all__ = ["AsyncClient"]
 
@@ -268,6 +269,9 @@ class AsyncClient(AsyncCloseable):
         rate_limits: ``{provider name: RateLimit(rpm=..., tpm=..., concurrency=...)}``
             shared by every call of this client (``"*"``: each provider without its
             own); see ``rate_limits``.
+        shared_state: a ``SharedState`` or a ``redis://`` URL: the rate limits and the
+            provider health are then shared with every client on that Redis (other
+            processes and machines included). Needs ``asyncprov[redis]``.
 
     Example:
         >>> async with AsyncClient(base_url="http://127.0.0.1:8000/v1") as client:
@@ -290,6 +294,7 @@ class AsyncClient(AsyncCloseable):
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        shared_state: SharedStateInput | None = None,
     ) -> None:
         self._api_key = api_key or None
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
@@ -328,6 +333,13 @@ class AsyncClient(AsyncCloseable):
         self._warned_not_working: set[str] = set()
         self.health = ProviderHealth()
         """Recent failures per provider, used by failover to cool providers down."""
+        if shared_state is not None:
+            from ._shared import as_shared_state
+            from ._shared_limits import SharedHealth
+            from ._shared_store import SharedStore
+
+            store = self._http.shared = SharedStore(as_shared_state(shared_state))
+            self.health = SharedHealth(store)
         self.chat = AsyncChat(self)
 
     @property
@@ -433,3 +445,5 @@ class AsyncClient(AsyncCloseable):
     async def aclose(self) -> None:
         """Close every connection; the client cannot be used afterwards."""
         await self._http.aclose()
+        if self._http.shared is not None:
+            await self._http.shared.aclose()

@@ -48,7 +48,8 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
     │   └── StreamInterruptedError              (partial_text)
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
     ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
-    └── RetryNoProviderError
+    ├── RetryNoProviderError
+    └── SharedStateError                        (Redis unreachable, on_error="closed")
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ __all__ = [
     "NotFoundError", "PermissionDeniedError", "ProviderError", "ProviderNotFoundError",
     "ProviderNotWorkingError", "ProxyError", "QueueTimeoutError", "RateLimitError",
     "ResponseDecodeError", "RetryNoProviderError", "RetryProviderError",
-    "StreamInterruptedError", "StreamNotSupportedError", "StreamTimeoutError",
+    "SharedStateError", "StreamInterruptedError", "StreamNotSupportedError", "StreamTimeoutError",
     "StructuredOutputError", "TimeoutPhase", "TotalTimeoutError", "UnprocessableEntityError",
     "error_for_status",
 ]  # fmt: skip
@@ -440,3 +441,7 @@ class RetryProviderError(AsyncProvError, ExceptionGroup[Exception], code="api_er
 
 class RetryNoProviderError(AsyncProvError, code="no_provider_error"):
     """Raised when failover had no provider it could try at all."""
+
+
+class SharedStateError(AsyncProvError, code="shared_state_error"):
+    """Raised when Redis cannot be reached in time and ``on_error="closed"`` (nothing sent)."""

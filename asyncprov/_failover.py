@@ -229,6 +229,8 @@ class _Race(Generic[_T]):
         self.queue.extend(self.owner.schedule(self.request))
         if not self.queue:
             raise RetryNoProviderError(self.owner.why_no_candidates(self.request))
+        if self.health.is_shared:  # other processes' cool-downs count before picking
+            await self.health.refresh(c.provider.name for c in self.queue)
         hedge = self.http.options.hedge_delay
         if hedge is None and self.owner.hedge:
             hedge = self.owner.hedge_delay
@@ -270,7 +272,11 @@ async def open_stream(provider: Provider, request: ChatRequest, http: HttpCall) 
     """Start a stream on ``provider`` and read up to its first content, so that every
     failure before content is raised here (and can be retried)."""
     stream = AsyncStream(
-        provider.stream(request, http), http.deadline, provider=provider.name, abort=http.abort
+        provider.stream(request, http),
+        http.deadline,
+        provider=provider.name,
+        abort=http.abort,
+        on_usage=http.settle_usage,
     )
     try:
         await stream._start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 from ._clock import clock
 from ._errors import RateLimitError
@@ -20,11 +21,19 @@ class ProviderHealth:
     it (within the call's total timeout) when none do.
     """
 
+    is_shared = False
+    """Whether the state is shared with other processes (``SharedHealth``): then
+    failover calls ``await refresh(names)`` before picking a provider."""
+
     def __init__(self, *, failures_to_cool: int = 3, cooldown: float = 30.0) -> None:
         self.failures_to_cool = failures_to_cool
         self.cooldown = cooldown
         self._failures: dict[str, int] = {}
         self._until: dict[str, float] = {}
+
+    async def refresh(self, names: Iterable[str]) -> None:
+        """Bring the state of ``names`` up to date (nothing to do when it is this
+        client's own)."""
 
     def cooling_until(self, name: str) -> float | None:
         """When ``name``'s cool-down ends, or ``None`` if it is not cooling."""

@@ -42,7 +42,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from ._options import CallOptions
-    from ._ratelimit import Limiter, RateLimits
+    from ._ratelimit import AnyLimiter, RateLimits
+    from ._shared_store import SharedStore
     from ._types import Attempt, ChatCompletion
 
 __all__ = ["DEFAULT_CONNECTION_LIMIT", "HttpCall", "HttpClient"]
@@ -118,7 +119,7 @@ class HttpCall:
         self.max_event_size = client.max_event_size
         self.attempts: list[Attempt] = []
         """Attempts made so far for this call (shared with its attempts)."""
-        self.charges: list[tuple[Limiter, int]] = []
+        self.charges: list[tuple[AnyLimiter, int]] = []
         """Tokens charged to rate limiters by this call's requests (shared likewise)."""
         self.waits_429 = [0]
         """429s a rate limiter waited out for this call (shared likewise)."""
@@ -176,12 +177,17 @@ class HttpCall:
 
     def settle(self, completion: ChatCompletion) -> None:
         """Correct the tokens charged for the request that answered by its usage."""
-        usage = completion.usage
-        if usage is None:
-            return
-        for limiter, charged in reversed(self.charges):
-            if limiter.name == completion.provider or len(self.charges) == 1:
-                limiter.settle(charged, usage.total_tokens)
+        if completion.usage is not None:
+            self.settle_usage(completion.provider, completion.usage.total_tokens, only=False)
+
+    def settle_usage(self, provider: str | None, used: int, *, only: bool = True) -> None:
+        """Settle ``provider``'s charge (``only=False``: a lone one) by its usage, once."""
+        charges = self.charges
+        for index in range(len(charges) - 1, -1, -1):
+            limiter, charged = charges[index]
+            if limiter.name == provider or (not only and len(charges) == 1):
+                del charges[index]
+                limiter.settle(charged, used)
                 return
 
     def abort(self) -> None:
@@ -277,12 +283,13 @@ class _Post:
         self._stream = stream
         self._raw: aiohttp.ClientResponse | None = None
         self._response: HttpResponse | None = None
-        self._limiter: Limiter | None = None
+        self._limiter: AnyLimiter | None = None
 
     async def __aenter__(self) -> HttpResponse:
         call = self._call
-        limits = call._client.rate_limits
-        if limits is not None and (limiter := limits.limiter(call.provider)) is not None:
+        client = call._client
+        limits = client.rate_limits
+        if limits is not None and (limiter := limits.limiter(call.provider, client.shared)):
             raw = self._raw = await self._send_limited(limiter)
         else:
             raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
@@ -299,7 +306,7 @@ class _Post:
             raise error
         return response
 
-    async def _send_limited(self, limiter: Limiter) -> aiohttp.ClientResponse:
+    async def _send_limited(self, limiter: AnyLimiter) -> aiohttp.ClientResponse:
         """Send within the provider's budgets; a 429 pauses the provider and is sent
         again (up to ``max_429_waits`` times) instead of failing the attempt."""
         import anyio
@@ -400,6 +407,7 @@ class HttpClient:
         self._closed = False
         self.rate_limits: RateLimits | None = None
         """Per-provider limits, consulted before every request when set."""
+        self.shared: SharedStore | None = None  # limits kept in Redis (``SharedState``)
 
     async def session(self) -> aiohttp.ClientSession:
         """The shared session, created on first use in the running loop."""

@@ -14,13 +14,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping, MutableMapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import clock, is_testing
 
-__all__ = ["RateLimit", "RateLimitStats", "RateLimits"]
+if TYPE_CHECKING:
+    from ._shared_store import SharedStore
+
+__all__ = ["AnyLimiter", "RateLimit", "RateLimitStats", "RateLimits"]
 
 ANY_PROVIDER = "*"
 """The key of a limit applied to each provider without one of its own (separately)."""
@@ -204,6 +207,10 @@ class Limiter:
             return 0.0
         return (need - self._tpm_level) / self._tpm_rate
 
+    def pause_left(self) -> float:
+        """Seconds left of a 429 pause of every caller (0 when none)."""
+        return max(0.0, self._paused_until - self._now())
+
     def release(self) -> None:
         """A request's response is done with: free its slot."""
         self.in_flight -= 1
@@ -257,6 +264,31 @@ class Limiter:
         return 0.0  # the pause holds this request back with everyone else's
 
 
+class AnyLimiter(Protocol):
+    """What the HTTP edge asks of a provider's limiter: ``Limiter`` (in memory) or
+    ``SharedLimiter`` (in Redis)."""
+
+    name: str
+    limit: RateLimit
+    counts_tokens: bool
+
+    def estimate(self, body: Any) -> int: ...
+    def now(self) -> float: ...
+    async def acquire(self, tokens: int) -> None: ...
+    async def sleep(self, seconds: float) -> None: ...
+    def release(self) -> None: ...
+    def settle(self, charged: int, used: int) -> None: ...
+    def answered(self) -> None: ...
+    def on_429(
+        self,
+        retry_after: float | None,
+        *,
+        sent_at: float,
+        waited: int,
+        retry_after_max: float,
+    ) -> float | None: ...
+
+
 class RateLimits(MutableMapping[str, RateLimit]):
     """A client's rate limits, by provider name (``"*"``: each provider without its
     own, separately). Change them at any time; a changed limit starts afresh.
@@ -308,8 +340,9 @@ class RateLimits(MutableMapping[str, RateLimit]):
         limiter = self._limiters.get(name)
         return limiter.stats() if limiter is not None else RateLimitStats()
 
-    def limiter(self, name: str | None) -> Limiter | None:
-        """The limiter for provider ``name``, made on first use (in the running loop)."""
+    def limiter(self, name: str | None, shared: SharedStore | None = None) -> AnyLimiter | None:
+        """The limiter for provider ``name``, made on first use (in the running loop);
+        with ``shared``, its twin keeping the budgets in Redis."""
         if name is None:
             return None
         limiter = self._limiters.get(name)
@@ -318,4 +351,4 @@ class RateLimits(MutableMapping[str, RateLimit]):
             if limit is None:
                 return None
             limiter = self._limiters[name] = Limiter(name, limit)
-        return limiter
+        return limiter if shared is None else shared.limiter(limiter)

@@ -26,6 +26,7 @@ from ._errors import (
     QueueTimeoutError,
     ResponseDecodeError,
     RetryProviderError,
+    SharedStateError,
     StreamInterruptedError,
     TotalTimeoutError,
 )
@@ -60,8 +61,8 @@ _RETRY_ERROR_TYPES = frozenset(
 
 def classify(error: BaseException) -> Outcome:
     """What ``error`` (raised before any content reached the caller) calls for."""
-    if isinstance(error, TotalTimeoutError | InvalidRequestError):
-        return Outcome.STOP
+    if isinstance(error, TotalTimeoutError | InvalidRequestError | SharedStateError):
+        return Outcome.STOP  # (shared limits unusable: no provider's fault, none would do)
     if getattr(error, "retries_spent", False):
         return Outcome.NEXT  # retried already (a group's attempts, a limiter's 429 waits)
     if isinstance(error, QueueTimeoutError):

@@ -45,9 +45,11 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         provider: str | None = None,
         model: str | None = None,
         abort: Callable[[], None] | None = None,
+        on_usage: Callable[[str | None, int], None] | None = None,
     ) -> None:
         self._source = source
         self._abort = abort
+        self._on_usage = on_usage  # reported usage settles a rate limiter's reservation
         self._deadline = deadline
         self._parts: list[str] = []
         self._head: deque[ChatCompletionChunk] = deque()
@@ -107,6 +109,8 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         except BaseException:
             self._finished = True
             raise
+        if chunk.usage is not None and self._on_usage is not None:
+            self._on_usage(chunk.provider or self.provider, chunk.usage.total_tokens)
         choices = chunk.choices
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:

@@ -35,6 +35,7 @@ from ._types import Attempt, ChatCompletion, ChatCompletionChunk
 if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
     from ._batch import BatchProgress, BatchRequest
     from ._ratelimit import RateLimit, RateLimits
+    from ._shared import SharedStateInput
     from ._sync_batch import Batch
 
 __all__ = ["Client", "Stream"]
@@ -264,6 +265,7 @@ class Client(Closeable):
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        shared_state: SharedStateInput | None = None,
     ) -> None:
         if rate_limits is not None:
             from ._ratelimit import RateLimits
@@ -282,6 +284,7 @@ class Client(Closeable):
             "max_image_bytes": max_image_bytes,
             "connection_limit": connection_limit,
             "rate_limits": rate_limits,
+            "shared_state": shared_state,
         }
         self._provider = provider
         self._async = AsyncClient(provider, **self._options)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -35,3 +35,22 @@ async def client(server: OpenAITestServer) -> AsyncIterator[AsyncClient]:
     (retries have tests of their own)."""
     async with AsyncClient(base_url=server.base_url, max_retries=0) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    """A real Redis: CI's (``ASYNCPROV_TEST_REDIS_URL``), else one started here."""
+    import os
+
+    from .redis_server import URL_VARIABLE, RedisServer
+
+    url = os.environ.get(URL_VARIABLE)
+    if url:
+        yield url
+        return
+    redis = RedisServer()
+    redis.start()
+    try:
+        yield redis.url
+    finally:
+        redis.stop()

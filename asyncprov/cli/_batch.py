@@ -35,7 +35,7 @@ from ._batchfile import (
     result_line,
 )
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXPECTED, UsageError, exit_status
-from ._provider import check_provider
+from ._provider import check_provider, redis_flag
 
 __all__ = ["add_parser", "run"]
 
@@ -64,6 +64,12 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "shows in the process list)",
     )
     parser.add_argument("--rpm", type=float, help="requests per minute, per provider")
+    parser.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share --rpm/--tpm and provider health with every batch (and gateway) on this "
+        "Redis, e.g. the same command on several machines (needs asyncprov[redis])",
+    )
     parser.add_argument("--tpm", type=float, help="tokens per minute, per provider")
     parser.add_argument("--timeout", type=float, help="seconds each request may take in all")
     parser.add_argument(
@@ -291,6 +297,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     # whole provider when nothing else gets through) instead of becoming a failure line.
     # A batch queues by design, and its waits are finite (paced, or 429 pauses).
     limits = {"*": RateLimit(rpm=args.rpm, tpm=args.tpm, max_wait=None)}
+    shared = redis_flag(args.redis)
     # Checked before OUT is touched: a bad --provider or a missing key leaves no OUT.
     check_provider(
         args.provider,
@@ -305,6 +312,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         timeout=args.timeout,
         max_retries=args.max_retries,
         rate_limits=limits,
+        shared_state=shared,
     )
     report = Report(err)
     mask = _known_keys(args)

@@ -24,6 +24,7 @@ _FLAGS = {
     "server.grace_period": "--grace-period",
     "server.port": "--port",
     "server.host": "--host",
+    "server.workers": "--workers",
     "base_url": "--base-url",
     "api_key=...": "--api-key",
     "model=...": "--model",

@@ -17,7 +17,7 @@ from asyncprov.providers import Provider
 
 from . import _batch as _batch_cli
 from ._errors import EXPECTED, UsageError, exit_status
-from ._provider import check_provider
+from ._provider import check_provider, redis_flag
 
 __all__ = ["run"]
 
@@ -99,7 +99,7 @@ _SIMPLE_FLAGS = ("provider", "base_url", "api_key_env", "model")
 def _serve(args: argparse.Namespace, out: TextIO) -> int:
     import anyio
 
-    from asyncprov.server import load_config, parse_config, serve
+    from asyncprov.server import load_config, parse_config, serve, serve_workers
 
     if args.config:
         given = [f"--{f.replace('_', '-')}" for f in _SIMPLE_FLAGS if getattr(args, f)]
@@ -128,7 +128,7 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             {"providers": {provider_type: provider}}, source="command line options"
         )
     server: dict[str, object] = {}
-    for flag in ("host", "port", "grace_period", "client_keys_env"):
+    for flag in ("host", "port", "grace_period", "client_keys_env", "workers"):
         if getattr(args, flag) is not None:
             server[flag] = getattr(args, flag)
     if server:
@@ -146,7 +146,16 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             out.write(f"asyncprov gateway: {url} (Ctrl-C to stop)\n")
             out.flush()
 
-    anyio.run(lambda: serve(config, ready=ready))
+    shared = redis_flag(args.redis)
+    if shared is None and config.shared_state is not None:
+        shared = config.shared_state.shared_state()  # checked before any worker starts
+    elif shared is not None and config.shared_state is not None:
+        shared = config.shared_state.shared_state(shared.url)
+    if config.server.workers > 1:
+        return serve_workers(
+            config, workers=config.server.workers, shared_state=shared, ready=ready
+        )
+    anyio.run(lambda: serve(config, ready=ready, shared_state=shared))
     return 0
 
 
@@ -205,6 +214,15 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     serve.add_argument("--api-key-env", help="env variable holding the upstream key")
     serve.add_argument(
         "--model", action="append", help="a model to serve (repeatable; default: any)"
+    )
+    serve.add_argument(
+        "--workers", type=int, help="processes serving the port (default 1; with --redis)"
+    )
+    serve.add_argument(
+        "--redis",
+        metavar="URL",
+        help="share limits and provider health with other workers and gateways through "
+        "this Redis (redis://host:port/db; needs asyncprov[redis])",
     )
 
     demo = commands.add_parser(

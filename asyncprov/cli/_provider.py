@@ -1,5 +1,5 @@
-"""The provider a command line names, checked before anything is sent, with every
-problem said in command-line words (flags, not keyword arguments)."""
+"""The provider (and the Redis) a command line names, checked before anything is sent,
+with every problem said in command-line words (flags, not keyword arguments)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,24 @@ from asyncprov import (
     ModelNotFoundError,
     ProviderNotFoundError,
     ProviderNotWorkingError,
+    SharedState,
 )
 from asyncprov.providers import Provider, provider_class, provider_for_model
 
 from ._errors import UsageError
 
-__all__ = ["check_provider"]
+__all__ = ["check_provider", "redis_flag"]
+
+
+def redis_flag(url: str | None) -> SharedState | None:
+    """``--redis URL`` as a ``SharedState``; a bad URL is a usage error (never echoed)."""
+    if url is None:
+        return None
+    try:
+        return SharedState(url)
+    except ConfigurationError as error:
+        reason = str(error).split(": ", 2)[-1]
+        raise UsageError(f"--redis: {reason}") from None
 
 
 def check_provider(

@@ -48,7 +48,7 @@ from pydantic import (
     model_validator,
 )
 
-from .. import AsyncProvError, ConfigurationError, Timeout
+from .. import AsyncProvError, ConfigurationError, RateLimit, SharedState, Timeout
 from ..providers import Provider, provider_class, provider_names
 
 __all__ = [
@@ -58,6 +58,7 @@ __all__ = [
     "Route",
     "RouteConfig",
     "ServerConfig",
+    "SharedStateConfig",
     "Target",
     "TimeoutConfig",
     "build_routes",
@@ -81,6 +82,7 @@ class _Section(BaseModel):
 Name = Annotated[str, Field(min_length=1)]
 Seconds = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 PositiveSeconds = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+PositiveNumber = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
 
 class ServerConfig(_Section):
@@ -107,6 +109,10 @@ class ServerConfig(_Section):
     access_log: bool = False
     """Log one line per request (aiohttp's access log, at INFO): off by default, as it
     costs more than the rest of a request's handling."""
+    workers: int = Field(default=1, ge=1, le=256)
+    """Processes serving the one port (they share its connections); with more than
+    one, give the limits a Redis (``[shared_state]`` or ``--redis``) so they hold
+    across workers."""
     max_event_size: int = Field(default=DEFAULT_GATEWAY_EVENT_SIZE, gt=0)
     """The largest upstream event (or non-streamed body) relayed, in bytes (502 above
     it). At most about ``max_connections`` x ``max_event_size`` bytes of events are
@@ -140,6 +146,18 @@ class ProviderConfig(_Section):
     """The *name* of the environment variable holding the key (never the key)."""
     models: list[Name] = []
     """Models it serves; the first is sent when a route names another model."""
+    rpm: PositiveNumber | None = None
+    """Requests per minute sent to it, at most (across workers with a shared state)."""
+    tpm: PositiveNumber | None = None
+    """Tokens per minute, at most (estimated when sent, settled by the usage reported)."""
+    concurrency: int | None = Field(default=None, ge=1)
+    """Requests in flight to it at once, at most."""
+
+    def rate_limit(self) -> RateLimit | None:
+        """Its limits, if it has any."""
+        if self.rpm is None and self.tpm is None and self.concurrency is None:
+            return None
+        return RateLimit(rpm=self.rpm, tpm=self.tpm, concurrency=self.concurrency)
 
     @field_validator("base_url")
     @classmethod
@@ -195,6 +213,29 @@ class TimeoutConfig(Timeout):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
+class SharedStateConfig(_Section):
+    """``[shared_state]``: the Redis that workers and machines share limits and
+    provider health through (``SharedState``)."""
+
+    url_env: Name
+    """The *name* of the environment variable holding the ``redis://`` URL (it may
+    hold a password, so never the URL itself)."""
+    namespace: Name = "asyncprov"
+    on_error: Literal["open", "closed"] = "open"
+    """``open``: each worker goes on with its own limits while Redis is away;
+    ``closed``: requests fail (503) instead."""
+
+    def shared_state(self, url: str | None = None) -> SharedState:
+        """The ``SharedState`` (with ``url`` instead of the variable's, when given)."""
+        if url is None:
+            url = os.environ.get(self.url_env, "").strip()
+            if not url:
+                raise ConfigurationError(
+                    f"shared_state.url_env: the environment variable {self.url_env} is not set"
+                )
+        return SharedState(url, namespace=self.namespace, on_error=self.on_error)
+
+
 class GatewayConfig(_Section):
     """A whole gateway configuration, as read from TOML."""
 
@@ -202,6 +243,15 @@ class GatewayConfig(_Section):
     timeouts: TimeoutConfig = TimeoutConfig()
     providers: dict[Name, ProviderConfig] = Field(min_length=1)
     routes: dict[Name, RouteConfig] = {}
+    shared_state: SharedStateConfig | None = None
+
+    def rate_limits(self) -> dict[str, RateLimit]:
+        """The providers' limits, by provider name."""
+        return {
+            name: limit
+            for name, spec in self.providers.items()
+            if (limit := spec.rate_limit()) is not None
+        }
 
     def targets(self, route: RouteConfig) -> list[Target]:
         """The route's members as ``Target``s."""

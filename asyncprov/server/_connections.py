@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import math
+import socket
 import time
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -164,9 +165,18 @@ _refusals = _Refusals()
 class GatewaySite(web.TCPSite):
     """A TCP site whose connections are ``_Handler``s, under ``ConnectionLimits``."""
 
-    def __init__(self, runner: web.AppRunner, host: str, port: int, *, limits: ConnectionLimits):
+    def __init__(
+        self,
+        runner: web.AppRunner,
+        host: str,
+        port: int,
+        *,
+        limits: ConnectionLimits,
+        sock: socket.socket | None = None,
+    ):
         super().__init__(runner, host, port)
         self._limits = limits
+        self._sock = sock  # already listening (shared by the workers of one port)
 
     async def start(self) -> None:
         await web.BaseSite.start(self)  # registers the site; TCPSite's own start is below
@@ -178,6 +188,9 @@ class GatewaySite(web.TCPSite):
         def factory() -> _Handler:
             return _Handler(server, loop=loop, limits=self._limits, **kwargs)
 
-        self._server = await loop.create_server(
-            factory, self._host, self._port, backlog=self._backlog, reuse_address=True
-        )
+        if self._sock is not None:
+            self._server = await loop.create_server(factory, sock=self._sock, backlog=self._backlog)
+        else:
+            self._server = await loop.create_server(
+                factory, self._host, self._port, backlog=self._backlog, reuse_address=True
+            )

@@ -5,12 +5,13 @@ from __future__ import annotations
 import ipaddress
 import logging
 import signal
+import socket
 from collections.abc import Callable
 
 import anyio
 from aiohttp import web
 
-from .. import AsyncClient, ConfigurationError
+from .. import AsyncClient, ConfigurationError, SharedState
 from ._app import create_app, drain, stop_now
 from ._config import GatewayConfig, build_routes
 from ._connections import ConnectionLimits, GatewaySite
@@ -29,6 +30,8 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     stop: anyio.Event | None = None,
     handle_signals: bool = True,
+    shared_state: SharedState | str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
     """Run the gateway described by ``config`` until SIGINT/SIGTERM (or ``stop`` is set),
     then shut down gracefully: no new requests, in-flight ones get the grace period.
@@ -39,6 +42,10 @@ async def serve(
             ``config.server.port`` is 0).
         stop: set it to shut down (in addition to the signals).
         handle_signals: shut down on SIGINT and SIGTERM (main thread only).
+        shared_state: share the providers' limits and health through this Redis
+            (default: ``config.shared_state``'s, if any), e.g. with other workers.
+        sock: a listening socket to serve instead of binding ``server.host`` and
+            ``server.port`` (``serve_workers`` gives each worker the same one).
 
     Raises:
         ConfigurationError: the configuration cannot be acted on (a missing key
@@ -53,8 +60,14 @@ async def serve(
             "listening on %s with no client keys: anyone who can reach it may use it", settings.host
         )
     stop = stop or anyio.Event()
+    if shared_state is None and config.shared_state is not None:
+        shared_state = config.shared_state.shared_state()
     async with AsyncClient(
-        fallback, timeout=config.timeouts, max_event_size=settings.max_event_size
+        fallback,
+        timeout=config.timeouts,
+        max_event_size=settings.max_event_size,
+        rate_limits=config.rate_limits() or None,
+        shared_state=shared_state,
     ) as client:
         app = create_app(
             client,
@@ -85,7 +98,7 @@ async def serve(
                 send_timeout=settings.send_timeout,
                 max_connections=settings.max_connections,
             )
-            site = GatewaySite(runner, settings.host, settings.port, limits=limits)
+            site = GatewaySite(runner, settings.host, settings.port, limits=limits, sock=sock)
             try:
                 await site.start()
             except OSError as error:

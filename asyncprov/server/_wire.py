@@ -20,6 +20,7 @@ from .. import (
     ModelNotFoundError,
     ProviderNotFoundError,
     RetryProviderError,
+    SharedStateError,
     StreamInterruptedError,
 )
 
@@ -101,6 +102,8 @@ def status_for(error: AsyncProvError) -> int:
         return 502
     if isinstance(error, ConfigurationError):
         return 500
+    if isinstance(error, SharedStateError):
+        return 503  # the gateway's own limits cannot be checked: try again later
     return 502
 
 
@@ -116,6 +119,7 @@ SAYS = {
     "invalid_request_error": "the upstream provider rejected the request",
     "permission_error": "the upstream provider refused the request",
     "configuration_error": "the gateway is not configured for this request",
+    "shared_state_error": "the gateway cannot check its rate limits now; try again later",
 }
 """What a client is told for each kind of failure: no upstream text, host or name."""
 

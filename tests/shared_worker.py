@@ -4,6 +4,8 @@
 (CONCURRENCY at a time) under a shared ``rpm``, then print ``done``.
 ``hold BASE_URL REDIS_URL NAMESPACE LEASE``: start two requests under a shared
 concurrency of 2 with leases of LEASE seconds, print ``sent``, and wait to be killed.
+``failover FIRST_URL REDIS_URL NAMESPACE SECOND_URL``: one call through
+``RetryProvider([first, second])`` and print the name of the provider that answered.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import sys
 import anyio
 
 from asyncprov import AsyncClient, RateLimit, SharedState
+from asyncprov.providers import OpenAICompatible, RetryProvider
 
 NAME = "OpenAICompatible"
 
@@ -45,11 +48,23 @@ async def hold(base_url: str, redis: str, namespace: str, lease: float) -> None:
         print("sent", flush=True)
 
 
+async def failover(first_url: str, redis: str, namespace: str, second_url: str) -> None:
+    first, second = OpenAICompatible(base_url=first_url), OpenAICompatible(base_url=second_url)
+    first.name, second.name = "first", "second"
+    group = RetryProvider([first, second], shuffle=False)
+    shared = SharedState(redis, namespace=namespace)
+    async with AsyncClient(group, shared_state=shared) as client:
+        reply = await client.chat.completions.create(model="m", messages="hi")
+    print(reply.provider, flush=True)
+
+
 def main(argv: list[str]) -> None:
     mode, base_url, redis, namespace, *rest = argv
     if mode == "load":
         total, width, rpm = int(rest[0]), int(rest[1]), float(rest[2])
         anyio.run(load, base_url, redis, namespace, total, width, rpm)
+    elif mode == "failover":
+        anyio.run(failover, base_url, redis, namespace, rest[0])
     else:
         anyio.run(hold, base_url, redis, namespace, float(rest[0]))
 

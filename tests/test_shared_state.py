@@ -189,9 +189,9 @@ async def test_killed_process_slots_come_back_after_the_lease(
     assert server.max_in_flight <= 2
 
 
-async def test_cool_down_is_seen_by_another_client(redis_url: str, namespace: str) -> None:
-    """A 429 with Retry-After: 5 cools a provider down for every client on the Redis:
-    a new client's first failover call skips it."""
+async def test_cool_down_is_seen_by_another_process(redis_url: str, namespace: str) -> None:
+    """A 429 with Retry-After: 5 cools a provider down for every client on the Redis: a
+    new process's first failover call skips it (and a new client in this one, too)."""
     async with (
         OpenAITestServer(default=Reply(status=429, headers={"Retry-After": "5"})) as limited,
         OpenAITestServer() as healthy,
@@ -208,6 +208,13 @@ async def test_cool_down_is_seen_by_another_client(redis_url: str, namespace: st
             reply = await other.chat.completions.create(model="m", messages="hi")
         assert reply.provider == "second"
         assert len(limited.requests) == 1  # the cooling provider was not tried
+        args = ("failover", limited.base_url, redis_url, namespace, healthy.base_url)
+        result = await anyio.run_process(
+            [sys.executable, "-m", "tests.shared_worker", *args], cwd=ROOT, check=False
+        )
+        assert result.returncode == 0, result.stderr.decode()
+        assert result.stdout.decode().split() == ["second"]
+        assert len(limited.requests) == 1 and len(healthy.requests) == 2
 
 
 async def test_consecutive_failures_are_counted_across_clients(

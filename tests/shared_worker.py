@@ -17,6 +17,9 @@ import anyio
 from asyncprov import AsyncClient, RateLimit, SharedState
 from asyncprov.providers import OpenAICompatible, RetryProvider
 
+# The Redis timeout is generous (2 s) throughout: these processes test sharing, which a
+# loaded machine must not turn into falling open.
+
 NAME = "OpenAICompatible"
 
 
@@ -24,7 +27,7 @@ async def load(
     base_url: str, redis: str, namespace: str, total: int, width: int, rpm: float
 ) -> None:
     limits = {NAME: RateLimit(rpm=rpm)}
-    shared = SharedState(redis, namespace=namespace)
+    shared = SharedState(redis, namespace=namespace, timeout=2.0)
     async with AsyncClient(base_url=base_url, rate_limits=limits, shared_state=shared) as client:
         left = iter(range(total))
 
@@ -40,7 +43,7 @@ async def load(
 
 async def hold(base_url: str, redis: str, namespace: str, lease: float) -> None:
     limits = {NAME: RateLimit(concurrency=2)}
-    shared = SharedState(redis, namespace=namespace, lease=lease)
+    shared = SharedState(redis, namespace=namespace, timeout=2.0, lease=lease)
     client = AsyncClient(base_url=base_url, rate_limits=limits, shared_state=shared)
     async with client, anyio.create_task_group() as tg:
         for _ in range(2):
@@ -52,7 +55,7 @@ async def failover(first_url: str, redis: str, namespace: str, second_url: str) 
     first, second = OpenAICompatible(base_url=first_url), OpenAICompatible(base_url=second_url)
     first.name, second.name = "first", "second"
     group = RetryProvider([first, second], shuffle=False)
-    shared = SharedState(redis, namespace=namespace)
+    shared = SharedState(redis, namespace=namespace, timeout=2.0)
     async with AsyncClient(group, shared_state=shared) as client:
         reply = await client.chat.completions.create(model="m", messages="hi")
     print(reply.provider, flush=True)

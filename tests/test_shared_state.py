@@ -58,6 +58,11 @@ async def server() -> AsyncIterator[OpenAITestServer]:
         yield srv
 
 
+SHARING = 2.0
+"""The Redis timeout of the tests about sharing: a loaded machine must not make them
+fall open (the tests about Redis failing set their own short ones)."""
+
+
 def _named(base_url: str, name: str) -> Provider:
     provider = OpenAICompatible(base_url=base_url)
     provider.name = name
@@ -118,7 +123,7 @@ async def test_tpm_reservations_settle_by_reported_usage(
     the total stays within the budget, and settling lets far more through than the
     estimates alone would."""
     limits = {NAME: RateLimit(tpm=6000)}  # 100 tokens a second, a burst of 100
-    shared = SharedState(redis_url, namespace=namespace)
+    shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
     clients = [
         AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared)
         for _ in range(2)
@@ -176,7 +181,7 @@ async def test_killed_process_slots_come_back_after_the_lease(
             await process.wait()
         killed = anyio.current_time()
         limits = {NAME: RateLimit(concurrency=2)}
-        shared = SharedState(redis_url, namespace=namespace, lease=1.0)
+        shared = SharedState(redis_url, namespace=namespace, timeout=SHARING, lease=1.0)
         async with AsyncClient(
             base_url=server.base_url, rate_limits=limits, shared_state=shared
         ) as client:
@@ -200,7 +205,7 @@ async def test_cool_down_is_seen_by_another_process(redis_url: str, namespace: s
     ):
         first = _named(limited.base_url, "first")
         second = _named(healthy.base_url, "second")
-        shared = SharedState(redis_url, namespace=namespace)
+        shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
         async with AsyncClient(first, max_retries=0, shared_state=shared) as one:
             with pytest.raises(RateLimitError):
                 await one.chat.completions.create(model="m", messages="hi")
@@ -230,7 +235,7 @@ async def test_consecutive_failures_are_counted_across_clients(
     ):
         first = _named(failing.base_url, "first")
         second = _named(healthy.base_url, "second")
-        shared = SharedState(redis_url, namespace=namespace)
+        shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
         for _ in range(3):
             async with AsyncClient(first, max_retries=0, shared_state=shared) as one:
                 with pytest.raises(InternalServerError):
@@ -250,7 +255,7 @@ async def test_a_long_request_keeps_its_slot_past_the_lease(
     another client under the same concurrency of 1 waits for it to finish."""
     server.add_reply(Reply(delay=0.9))
     limits = {NAME: RateLimit(concurrency=1)}
-    shared = SharedState(redis_url, namespace=namespace, lease=0.3)
+    shared = SharedState(redis_url, namespace=namespace, timeout=SHARING, lease=0.3)
     finished: list[str] = []
 
     async def call(client: AsyncClient, name: str) -> None:
@@ -279,7 +284,7 @@ def test_sync_client_shares_limits(redis_url: str, namespace: str) -> None:
     limits = {NAME: RateLimit(rpm=6000)}
     server = OpenAITestServer()
     with server.run_in_thread():
-        shared = SharedState(redis_url, namespace=namespace)
+        shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
         with Client(base_url=server.base_url, rate_limits=limits, shared_state=shared) as client:
             reply = client.chat.completions.create(model="m", messages="hi")
             assert reply.choices[0].message.content == "You said: hi"
@@ -515,7 +520,7 @@ async def test_a_429_pause_holds_back_every_client(
     limited = Reply(status=429, headers={"retry-after-ms": "300"})
     server.add_reply(limited, limited)
     limits = {NAME: RateLimit(rpm=6000)}
-    shared = SharedState(redis_url, namespace=namespace)
+    shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
     async with (
         AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as one,
         AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as two,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NoReturn
 
 from asyncprov._errors import EventTooLargeError
@@ -271,6 +272,20 @@ def _named_run(chunk: bytes) -> tuple[list[ServerSentEvent], bytes]:
     """The events of a run of blocks that are each ``event: NAME`` then one ``data: ``
     line (Anthropic's streams) but for the last, and the bytes left from that last one;
     ``([], chunk)`` when the run is not only such blocks (the general path parses it)."""
+    line = chunk.find(b"\n")  # the end of the first block's "event: NAME" line
+    name = chunk[7:line]
+    separator = b"\n\nevent: " + name + b"\ndata: "
+    if chunk.startswith(b"data: ", line + 1) and chunk.count(separator) == chunk.count(
+        b"\n\nevent: "
+    ):
+        # Every block named alike (most reads of a long stream): split on the whole
+        # separator, as a run of data-only events is, and each part is one event's data.
+        parts = chunk[line + 7 :].split(separator)
+        rest = parts.pop()
+        if parts and chunk.count(b"\n") == 1 + 3 * len(parts) + rest.count(b"\n"):
+            events = list(map(ServerSentEvent, parts, repeat(_event_name(name))))
+            return events, b"event: " + name + b"\ndata: " + rest
+        return [], chunk
     parts = chunk.split(b"\n\nevent: ")
     rest = parts.pop()
     # Each part holds at least one LF (before "data: "); with this count, exactly one.

@@ -41,6 +41,7 @@ from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
 from ._structured import json_schema_format, parse_reply
+from ._telemetry import Telemetry
 from ._timeouts import TimeoutInput, as_timeout
 from ._types import (
     ChatCompletion,
@@ -151,15 +152,10 @@ class AsyncCompletions:
         if stream and not chosen.supports_stream:
             raise StreamNotSupportedError(f"{chosen.name} cannot stream")
         http = client._http.call(call, health=client.health, model=request.model)
-        if not stream:
-            completion = await client._attempts(chosen, request, http, complete)
-            completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
-            if http.charges:
-                http.settle(completion)
-            return completion
-        result = await client._attempts(chosen, request, http, open_stream)
-        result.attempts = tuple(http.attempts)
-        return result
+        observer = client.telemetry.observer(chosen, request)  # None unless it records
+        if observer is not None:
+            return await observer.run(client._answer(chosen, request, http), http.attempts)
+        return await client._answer(chosen, request, http)
 
     async def parse(
         self,
@@ -268,6 +264,8 @@ class AsyncClient(AsyncCloseable):
         rate_limits: ``{provider name: RateLimit(rpm=..., tpm=..., concurrency=...)}``
             shared by every call of this client (``"*"``: each provider without its
             own); see ``rate_limits``.
+        telemetry: where OpenTelemetry spans and metrics go (default: the global
+            providers, once configured; see ``Telemetry``).
 
     Example:
         >>> async with AsyncClient(base_url="http://127.0.0.1:8000/v1") as client:
@@ -290,6 +288,7 @@ class AsyncClient(AsyncCloseable):
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._api_key = api_key or None
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
@@ -328,6 +327,8 @@ class AsyncClient(AsyncCloseable):
         self._warned_not_working: set[str] = set()
         self.health = ProviderHealth()
         """Recent failures per provider, used by failover to cool providers down."""
+        self.telemetry = telemetry or Telemetry()
+        """Where this client's OpenTelemetry spans and metrics go (``Telemetry``)."""
         self.chat = AsyncChat(self)
 
     @property
@@ -416,6 +417,20 @@ class AsyncClient(AsyncCloseable):
                 extra_body=checked_mapping("extra_body", extra_body),
             )
         return chosen, options
+
+    async def _answer(
+        self, provider: Provider, request: ChatRequest, http: HttpCall
+    ) -> ChatCompletion | AsyncStream:
+        """The call's attempts, and their records on the answer."""
+        if not request.stream:
+            completion = await self._attempts(provider, request, http, complete)
+            completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
+            if http.charges:
+                http.settle(completion)
+            return completion
+        result = await self._attempts(provider, request, http, open_stream)
+        result.attempts = tuple(http.attempts)
+        return result
 
     async def _attempts(
         self, provider: Provider, request: ChatRequest, http: HttpCall, opener: Opener[_T]

@@ -188,9 +188,7 @@ class _Race(Generic[_T]):
         self.queue.remove(chosen)
         return chosen, self.retry_at.get(chosen.provider.name, 0.0)
 
-    async def _attempt(
-        self, candidate: _Candidate, start: _Start, tg: anyio.abc.TaskGroup
-    ) -> None:
+    async def _attempt(self, candidate: _Candidate, start: _Start, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
         http = self.http.attempt(provider=provider.name, proxy=provider.proxy)
         http.retry_after_max = self.owner.policy.retry_after_max

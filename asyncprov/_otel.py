@@ -54,7 +54,9 @@ class Instruments:
         self,
         tracer_provider: TracerProvider | None,
         meter_provider: MeterProvider | None,
+        *,
         capture_content: bool,
+        chunk_timings: bool = True,
     ) -> None:
         self.capture_content = capture_content
         self.tracer = (
@@ -80,12 +82,13 @@ class Instruments:
                 description="Time to receive the first chunk of a streamed response.",
                 explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
             )
-            self.per_chunk = meter.create_histogram(
-                "gen_ai.client.operation.time_per_output_chunk",
-                unit="s",
-                description="Time per output chunk after the first, of a streamed response.",
-                explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
-            )
+            if chunk_timings:
+                self.per_chunk = meter.create_histogram(
+                    "gen_ai.client.operation.time_per_output_chunk",
+                    unit="s",
+                    description="Time per output chunk after the first, of a streamed response.",
+                    explicit_bucket_boundaries_advisory=_DURATION_BUCKETS,
+                )
             self.tokens = meter.create_histogram(
                 "gen_ai.client.token.usage",
                 unit="{token}",
@@ -98,6 +101,8 @@ class Instruments:
         key = (type(provider), provider.base_url)
         found = self._where.get(key)
         if found is None:
+            if len(self._where) >= 256:  # per-call base URLs: keep the cache bounded
+                self._where.clear()
             found = self._where[key] = Where(provider)
         return found
 
@@ -267,11 +272,6 @@ class CallObserver:
         if chunk.usage is not None:
             self.usage = chunk.usage
 
-    def gap(self, seconds: float) -> None:
-        per_chunk = self.instruments.per_chunk
-        if per_chunk is not None:
-            per_chunk.record(seconds, self.metric_attributes)
-
     def end_stream(self, error_type: str | None, outcome: str) -> None:
         """The stream ended (``outcome``: completed, closed, dropped, cancelled, error)."""
         if self.ended:
@@ -351,6 +351,8 @@ class _ObservedSource(AsyncGenerator[ChatCompletionChunk, None]):
         self._observer = observer
         for chunk in head:  # read before create() returned
             observer.see(chunk)
+        self._per_chunk = observer.instruments.per_chunk
+        self._attributes = observer.metric_attributes
         self._last = clock()
         # Dropped unread: the span still ends (the source closes itself when collected).
         self._finalizer = weakref.finalize(self, observer.end_stream, None, "dropped")
@@ -372,9 +374,11 @@ class _ObservedSource(AsyncGenerator[ChatCompletionChunk, None]):
         except BaseException:
             observer.end_stream(None, "cancelled")
             raise
-        now = clock()
-        observer.gap(now - self._last)
-        self._last = now
+        per_chunk = self._per_chunk
+        if per_chunk is not None:
+            now = clock()
+            per_chunk.record(now - self._last, self._attributes)
+            self._last = now
         observer.see(chunk)
         return chunk
 

@@ -508,3 +508,18 @@ def test_telemetry_can_be_turned_off() -> None:
     request = build_request(model="m", messages="hi", stream=False)
     assert recorded.telemetry.observer(provider, request) is None
     assert repr(recorded.telemetry) == "Telemetry(enabled=False, capture_content=False)"
+
+
+async def test_chunk_timings_can_be_left_out(server: OpenAITestServer) -> None:
+    """``chunk_timings=False`` records no time per output chunk, and the rest as ever."""
+    recorded = _recorded(chunk_timings=False)
+    server.add_reply(Reply(content="one two three four", chunks=4))
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, telemetry=recorded.telemetry
+    ) as client:
+        stream = await client.chat.completions.create(model="m", messages="hi", stream=True)
+        async for _ in stream:
+            pass
+    assert recorded.points("gen_ai.client.operation.time_per_output_chunk") == []
+    assert len(recorded.points("gen_ai.client.operation.time_to_first_chunk")) == 1
+    assert len(recorded.points("gen_ai.client.operation.duration")) == 1

@@ -15,9 +15,9 @@ once per process, and "off" must mean never imported), against the benchmark ser
   ``time_per_output_chunk`` recording per chunk).
 
 Each worker makes sequential non-streamed calls and reads whole streams of 50 and of
-2,000 chunks (concurrency 1), after a warm-up, and reports microseconds per call. Rounds
-interleave the modes (the order rotates each round); the table gives medians with
-min-max, and each mode's ratio to ``off`` from the same run. Writes
+2,000 chunks (concurrency 1), after a warm-up, and reports its own CPU time and the wall
+time per call. Rounds interleave the modes (the order rotates each round); the tables
+give medians with min-max, and each mode's ratio to ``off`` from the same run. Writes
 ``benchmarks/TELEMETRY.md``.
 """
 
@@ -98,19 +98,19 @@ async def _work(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, fl
             async for _ in reply:
                 pass
 
-        async def timed(count: int, call: Any, *args: Any) -> float:
+        async def timed(row: str, count: int, call: Any, *args: Any) -> None:
             for _ in range(max(3, count // 10)):  # warm-up: connections, caches, validators
                 await call(*args)
-            started = time.perf_counter()
+            cpu, wall = time.process_time(), time.perf_counter()
             for _ in range(count):
                 await call(*args)
-            return (time.perf_counter() - started) / count * 1e6
+            result[row] = (time.process_time() - cpu) / count * 1e6
+            result[row + " wall"] = (time.perf_counter() - wall) / count * 1e6
 
-        result = {
-            "nonstream": await timed(sizes["nonstream"], nonstream),
-            "stream50": await timed(sizes["stream50"], stream, 50),
-            "stream2000": await timed(sizes["stream2000"], stream, 2000),
-        }
+        result: dict[str, float] = {}
+        await timed("nonstream", sizes["nonstream"], nonstream)
+        await timed("stream50", sizes["stream50"], stream, 50)
+        await timed("stream2000", sizes["stream2000"], stream, 2000)
     if mode == "off":
         loaded = [m for m in sys.modules if m.startswith("opentelemetry")]
         assert not loaded, f"tracing off imported {loaded}"
@@ -145,14 +145,15 @@ def _run_worker(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, fl
 
 def measure(rounds: int, sizes: dict[str, int]) -> dict[str, dict[str, list[float]]]:
     """Per mode and row, the microseconds per call of every round."""
-    found: dict[str, dict[str, list[float]]] = {m: {r: [] for r, _ in ROWS} for m in MODES}
+    keys = [key for row, _ in ROWS for key in (row, row + " wall")]
+    found: dict[str, dict[str, list[float]]] = {m: {k: [] for k in keys} for m in MODES}
     with BenchServer(lifetime=3600) as server:
         for number in range(rounds):
             order = MODES[number % len(MODES) :] + MODES[: number % len(MODES)]
             for mode in order:
                 result = _run_worker(server.base_url, mode, sizes)
-                for row, _ in ROWS:
-                    found[mode][row].append(result[row])
+                for key in found[mode]:
+                    found[mode][key].append(result[key])
                 print(f"round {number + 1}/{rounds} {mode}: {result}", file=sys.stderr)
     return found
 
@@ -169,29 +170,41 @@ def _versions() -> str:
     return ", ".join(found)
 
 
+def _table(found: dict[str, dict[str, list[float]]], suffix: str) -> list[str]:
+    lines = ["| call | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
+    for row, label in ROWS:
+        base = statistics.median(found["off"][row + suffix])
+        cells = []
+        for mode in MODES:
+            values = found[mode][row + suffix]
+            median = statistics.median(values)
+            ratio = "" if mode == "off" else f" ({median / base:.2f}×)"
+            cells.append(f"{median:,.0f} µs{ratio} [{min(values):,.0f}–{max(values):,.0f}]")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def render(found: dict[str, dict[str, list[float]]], command: str, rounds: int) -> str:
     lines = [
         "# What OpenTelemetry costs a call",
         "",
         f"`{command}`: Python {platform.python_version()}, {os.cpu_count()} cores "
-        f"({platform.machine()}, {platform.system()}), {_versions()}. The machine's cores are "
-        "shared with other work, so rounds interleave the modes (each in a fresh worker "
-        f"process, the order rotating) and the table shows medians of {rounds} rounds, "
-        "min-max in brackets, in microseconds per call at concurrency 1 against the local "
-        "benchmark server. Ratios are to `off`, from this one run.",
+        f"({platform.machine()}, {platform.system()}), {_versions()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The machine's 2 cores "
+        "are shared with other work, so rounds interleave the modes (each in a fresh "
+        "worker process, the order rotating each round) and the tables show medians of "
+        f"{rounds} rounds, min-max in brackets, per call at concurrency 1 against the "
+        "local benchmark server (its own process). Ratios are to `off`, from this one run.",
         "",
-        "| call | " + " | ".join(MODES) + " |",
-        "|---|" + "---|" * len(MODES),
+        "**The client's CPU time per call** (`time.process_time` of the worker: what "
+        "telemetry adds, little disturbed by other load):",
+        "",
+        *_table(found, ""),
+        "",
+        "**Wall time per call** (server included; noisier on a shared machine):",
+        "",
+        *_table(found, " wall"),
     ]
-    for row, label in ROWS:
-        base = statistics.median(found["off"][row])
-        cells = []
-        for mode in MODES:
-            values = found[mode][row]
-            median = statistics.median(values)
-            ratio = "" if mode == "off" else f" ({median / base:.2f}×)"
-            cells.append(f"{median:,.0f} µs{ratio} [{min(values):,.0f}–{max(values):,.0f}]")
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
     lines += [
         "",
         "- `off` and `global no-op` make one check per call (a dictionary look-up while "
@@ -214,12 +227,12 @@ def render(found: dict[str, dict[str, list[float]]], command: str, rounds: int) 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.telemetry")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per round")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     args = parser.parse_args(argv)
     scale = 5 if args.quick else 1
-    sizes = {"nonstream": 2000 // scale, "stream50": 1000 // scale, "stream2000": 100 // scale}
+    sizes = {"nonstream": 1500 // scale, "stream50": 600 // scale, "stream2000": 60 // scale}
     command = "python -m benchmarks.telemetry" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
     )

@@ -59,6 +59,7 @@ class Instruments:
         chunk_timings: bool = True,
     ) -> None:
         self.capture_content = capture_content
+        self.providers = (tracer_provider, meter_provider)
         self.tracer = (
             tracer_provider.get_tracer("asyncprov", __version__)
             if tracer_provider is not None
@@ -130,13 +131,15 @@ class CallObserver:
         self.request = request
         self.started = clock()
         self.ended = False
-        self.metric_attributes = request_attributes(request)
-        self.metric_attributes.pop("gen_ai.request.stream", None)
-        for name in ("max_tokens", "temperature", "top_p", "seed", "frequency_penalty",
-                     "presence_penalty", "stop_sequences"):  # fmt: skip
-            self.metric_attributes.pop("gen_ai.request." + name, None)
-        if not provider.is_group:
-            self.metric_attributes.update(instruments.where(provider).attributes())
+        self.metric_attributes: dict[str, Any] = {
+            "gen_ai.operation.name": "chat",
+            "gen_ai.request.model": request.model,
+        }
+        # A failover group's provider is the member that answers (or, failing, was tried
+        # last); until that is known, the first member is the best knowledge there is.
+        first = provider if not provider.is_group else next(iter(_members(provider)), None)
+        if first is not None:
+            self.metric_attributes.update(instruments.where(first).attributes())
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.finish_reasons: list[str] = []
@@ -167,6 +170,7 @@ class CallObserver:
             result = await answer
         except BaseException as error:
             self._attempt_spans(attempts, None)
+            self._answered_by(attempts[-1].provider if attempts else None)
             self._end(_error_type(error), cancelled=not isinstance(error, Exception))
             raise
         finally:
@@ -199,7 +203,8 @@ class CallObserver:
         return result
 
     def _answered_by(self, name: str | None) -> None:
-        """For a failover call, the provider that answered is the call's provider."""
+        """For a failover call, the provider that answered (or was tried last) is the
+        call's provider."""
         if not self.provider.is_group or name is None:
             return
         member = _member(self.provider, name)
@@ -330,11 +335,15 @@ def _error_type(error: BaseException) -> str | None:
     return type(error).__name__ if isinstance(error, Exception) else None
 
 
+def _members(group: Provider) -> Sequence[Provider]:
+    members: Sequence[Provider] = getattr(group, "providers", ())
+    return members
+
+
 def _member(provider: Provider, name: str) -> Provider | None:
     if not provider.is_group:
         return provider if provider.name == name else None
-    members: Sequence[Provider] = getattr(provider, "providers", ())
-    return next((member for member in members if member.name == name), None)
+    return next((member for member in _members(provider) if member.name == name), None)
 
 
 class _ObservedSource(AsyncGenerator[ChatCompletionChunk, None]):

@@ -10,10 +10,10 @@ provider can be set only once per process, so once both are found the answer is 
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
-from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
@@ -82,7 +82,14 @@ class Telemetry:
         self.enabled = enabled
         self._named_in_env = any(name in os.environ for name in _PROVIDER_ENVS)
         self._instruments: Instruments | None = None
-        self._found: tuple[object, object] = (False, False)  # nothing looked for yet
+        # Per signal, the provider used once it is decided for good: given here, or the
+        # global one once set (it can be set only once per process).
+        self._tracer: tuple[TracerProvider | None] | None = (
+            (tracer_provider,) if tracer_provider else None
+        )
+        self._meter: tuple[MeterProvider | None] | None = (
+            (meter_provider,) if meter_provider else None
+        )
         self._settled = not enabled  # nothing more can change: keep the answer
 
     def __repr__(self) -> str:
@@ -96,50 +103,67 @@ class Telemetry:
         return instruments.observe(provider, request)
 
     def _resolve(self) -> Instruments | None:
-        if self._named_in_env:  # the API loads a provider named there on first ask
-            import opentelemetry.metrics
-            import opentelemetry.trace  # noqa: F401
-        trace_api = sys.modules.get("opentelemetry.trace")
-        metrics_api = sys.modules.get("opentelemetry.metrics")
-        tracer_provider = self.tracer_provider or _configured_tracer(trace_api)
-        meter_provider = self.meter_provider or _configured_meter(metrics_api)
-        found = (tracer_provider, meter_provider)
-        if found != self._found:
-            self._found = found
-            self._instruments = None
-            if tracer_provider is not None or meter_provider is not None:
-                from ._otel import Instruments
+        tracer, meter = self._tracer, self._meter
+        if tracer is None:
+            tracer = self._tracer = _global_tracer(self._named_in_env)
+        if meter is None:
+            meter = self._meter = _global_meter(self._named_in_env)
+        self._settled = tracer is not None and meter is not None
+        tracer_provider = tracer[0] if tracer else None
+        meter_provider = meter[0] if meter else None
+        if tracer_provider is None and meter_provider is None:
+            return None  # none set yet, or no-op ones: the usual case while telemetry is off
+        instruments = self._instruments
+        if instruments is None or instruments.providers != (tracer_provider, meter_provider):
+            from ._otel import Instruments
 
-                self._instruments = Instruments(
-                    tracer_provider,
-                    meter_provider,
-                    capture_content=self.capture_content,
-                    chunk_timings=self.chunk_timings,
-                )
-        self._settled = tracer_provider is not None and meter_provider is not None
-        return self._instruments
+            instruments = self._instruments = Instruments(
+                tracer_provider,
+                meter_provider,
+                capture_content=self.capture_content,
+                chunk_timings=self.chunk_timings,
+            )
+        return instruments
 
 
-def _configured_tracer(api: ModuleType | None) -> TracerProvider | None:
-    """The global tracer provider of the loaded API, unless it is the default (a proxy)
-    or a no-op one."""
+def _global_tracer(named_in_env: bool) -> tuple[TracerProvider | None] | None:
+    """The global tracer provider once it is set for good, or ``None`` while it is not
+    (the API not loaded, or still its default proxy)."""
+    api: Any = sys.modules.get("opentelemetry.trace")
     if api is None:
+        if not named_in_env:
+            return None  # the API is not even loaded: nobody has set a provider
+        api = importlib.import_module("opentelemetry.trace")
+    # The API's own global (None until set): a look-up, where its getter reads the
+    # environment each time. An API without it is asked the public way.
+    current: Any = getattr(api, "_TRACER_PROVIDER", _UNKNOWN)
+    if current is None and not named_in_env:
         return None
-    provider: TracerProvider = api.get_tracer_provider()
-    if isinstance(provider, api.ProxyTracerProvider | api.NoOpTracerProvider):
+    provider: TracerProvider = (
+        api.get_tracer_provider() if current is _UNKNOWN or current is None else current
+    )
+    if isinstance(provider, api.ProxyTracerProvider):
         return None
-    return provider
+    return (None if isinstance(provider, api.NoOpTracerProvider) else provider,)
 
 
-def _configured_meter(api: ModuleType | None) -> MeterProvider | None:
-    """The global meter provider of the loaded API, unless it is the default (a private
-    proxy class) or a no-op one."""
+def _global_meter(named_in_env: bool) -> tuple[MeterProvider | None] | None:
+    """The global meter provider once it is set for good (see ``_global_tracer``)."""
+    api: Any = sys.modules.get("opentelemetry.metrics")
     if api is None:
+        if not named_in_env:
+            return None
+        api = importlib.import_module("opentelemetry.metrics")
+    internal = sys.modules.get("opentelemetry.metrics._internal")
+    current: Any = getattr(internal, "_METER_PROVIDER", _UNKNOWN)
+    if current is None and not named_in_env:
         return None
-    provider: MeterProvider = api.get_meter_provider()
-    if (
-        isinstance(provider, api.NoOpMeterProvider)
-        or type(provider).__name__ == "_ProxyMeterProvider"
-    ):
+    provider: MeterProvider = (
+        api.get_meter_provider() if current is _UNKNOWN or current is None else current
+    )
+    if type(provider).__name__ == "_ProxyMeterProvider":  # the default: a private class
         return None
-    return provider
+    return (None if isinstance(provider, api.NoOpMeterProvider) else provider,)
+
+
+_UNKNOWN = object()

@@ -95,8 +95,7 @@ def test_observability() -> None:
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "Answered by the backup.",
-        "chat m: answered by backup (openaicompatible at 127.0.0.1), 2 attempts, "
-        "tokens in/out 1/4",
+        "chat m: answered by backup (openaicompatible at 127.0.0.1), 2 attempts, tokens in/out 1/4",
         "  attempt primary: #1 first -> error InternalServerError",
         "  attempt backup: #1 failover -> ok",
     ]

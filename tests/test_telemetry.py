@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from asyncprov import AsyncClient, Client, RateLimitError, StreamInterruptedError, Telemetry
+from asyncprov import (
+    AsyncClient,
+    Client,
+    InternalServerError,
+    RateLimitError,
+    StreamInterruptedError,
+    Telemetry,
+)
 from asyncprov.providers import OpenAICompatible, RetryProvider
 from asyncprov.testing import OpenAITestServer, ProxyServer, Reply, instant_retries
 
@@ -523,3 +531,54 @@ async def test_chunk_timings_can_be_left_out(server: OpenAITestServer) -> None:
     assert recorded.points("gen_ai.client.operation.time_per_output_chunk") == []
     assert len(recorded.points("gen_ai.client.operation.time_to_first_chunk")) == 1
     assert len(recorded.points("gen_ai.client.operation.duration")) == 1
+
+
+async def test_a_failover_call_that_fails_names_the_last_provider_tried(
+    servers: list[OpenAITestServer], recorded: Recorded
+) -> None:
+    """When every member fails, the call's provider attributes are the last one tried's,
+    so the duration metric still says which provider and which error."""
+    first, last, _ = servers
+    first.add_reply(Reply(status=500))
+    last.add_reply(Reply(status=502))
+    group = RetryProvider(
+        [
+            OpenAICompatible(base_url=first.base_url, name="first"),
+            OpenAICompatible(base_url=last.base_url, name="last"),
+        ],
+        shuffle=False,
+    )
+    with instant_retries():
+        async with AsyncClient(group, telemetry=recorded.telemetry) as client:
+            with pytest.raises(InternalServerError):  # both failed alike: that kind
+                await client.chat.completions.create(model="m", messages="hi")
+    attributes = dict(recorded.call_span().attributes or {})
+    assert attributes["error.type"] == "InternalServerError"
+    assert attributes["asyncprov.provider"] == "last"
+    assert attributes["server.port"] == _port(last)
+    [duration] = recorded.points("gen_ai.client.operation.duration")
+    said = dict(duration.attributes)
+    assert said["error.type"] == "InternalServerError"
+    assert said["gen_ai.provider.name"] == "openaicompatible"
+    assert said["server.port"] == _port(last)
+
+
+def test_a_provider_named_in_the_environment_is_used() -> None:
+    """``OTEL_PYTHON_TRACER_PROVIDER`` (as ``opentelemetry-instrument`` sets up) is
+    honoured: the API loads the named provider and the call is instrumented."""
+    code = textwrap.dedent(_CALL) + textwrap.dedent("""
+        from opentelemetry import trace
+        print(type(trace.get_tracer_provider()).__name__)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"},
+    )
+    assert done.returncode == 0, done.stderr
+    modules, provider = done.stdout.strip().splitlines()
+    assert "asyncprov._otel" in modules
+    assert provider == "TracerProvider"

@@ -30,7 +30,7 @@ from ._streaming import AsyncStream, complete
 from ._types import Attempt, ChatCompletion, ChatCompletionChunk, ChatRequest
 from .providers.base import Provider, ProviderSettings
 
-__all__ = ["Opener", "RetryProvider", "open_stream", "retry_one"]
+__all__ = ["LOST_RACE", "Opener", "RetryProvider", "open_stream", "retry_one"]
 
 log = logging.getLogger("asyncprov")
 
@@ -38,6 +38,10 @@ _T = TypeVar("_T")
 
 Opener = Callable[[Provider, ChatRequest, HttpCall], Awaitable[_T]]
 """Makes one attempt: ``complete`` for a whole reply, ``open_stream`` for a stream."""
+
+LOST_RACE = "stopped: another attempt answered"
+"""The ``error`` of a cancelled attempt's record when it lost a hedge race (the call
+itself being cancelled says so otherwise)."""
 
 
 @dataclass
@@ -200,8 +204,8 @@ class _Race(Generic[_T]):
         try:
             result = await self.opener(provider, _request_for(provider, self.request), http)
         except anyio.get_cancelled_exc_class():
-            why = "another attempt answered" if self.winner else "the call was cancelled"
-            _record(self.http, provider, candidate.attempt, start, None, stopped="stopped: " + why)
+            why = LOST_RACE if self.winner else "stopped: the call was cancelled"
+            _record(self.http, provider, candidate.attempt, start, None, stopped=why)
             raise
         except Exception as error:
             _record(self.http, provider, candidate.attempt, start, error)

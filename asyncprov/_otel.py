@@ -25,6 +25,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from ._clock import clock
 from ._errors import APIError, APITimeoutError, StreamInterruptedError
+from ._failover import LOST_RACE
 from ._genai import (
     Where,
     input_messages,
@@ -238,8 +239,7 @@ class CallObserver:
             if attempt.ok:
                 outcome = "ok"
             elif attempt.error_type == "Cancelled":
-                won = "answered" in (attempt.error or "")
-                outcome = "lost_hedge" if won else "cancelled"
+                outcome = "lost_hedge" if attempt.error == LOST_RACE else "cancelled"
             else:
                 outcome = "error"
                 attributes["error.type"] = attempt.error_type or "_OTHER"

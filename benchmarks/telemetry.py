@@ -158,6 +158,15 @@ def measure(rounds: int, sizes: dict[str, int]) -> dict[str, dict[str, list[floa
     return found
 
 
+def _commit() -> str:
+    done = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+    )
+    dirty = subprocess.run(["git", "status", "--porcelain", "asyncprov"], capture_output=True,
+                           text=True, cwd=ROOT).stdout.strip()  # fmt: skip
+    return (done.stdout.strip() or "unknown") + (" with local changes" if dirty else "")
+
+
 def _versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -190,7 +199,8 @@ def render(found: dict[str, dict[str, list[float]]], command: str, rounds: int) 
         "",
         f"`{command}`: Python {platform.python_version()}, {os.cpu_count()} cores "
         f"({platform.machine()}, {platform.system()}), {_versions()}, "
-        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The machine's 2 cores "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, at git {_commit()}. "
+        "The machine's 2 cores "
         "are shared with other work, so rounds interleave the modes (each in a fresh "
         "worker process, the order rotating each round) and the tables show medians of "
         f"{rounds} rounds, min-max in brackets, per call at concurrency 1 against the "

@@ -427,13 +427,16 @@ async def test_a_batch_makes_one_call_span_per_request(
     assert duration.count == 3
 
 
-def _run(code: str) -> str:
+def _run(code: str, **env: str) -> str:
+    """Run ``code`` in a fresh interpreter, with no ``OTEL_*`` settings but ``env``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
     done = subprocess.run(
         [sys.executable, "-c", textwrap.dedent(code)],
         capture_output=True,
         text=True,
         timeout=60,
         check=False,
+        env={**clean, **env},
     )
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -570,15 +573,7 @@ def test_a_provider_named_in_the_environment_is_used() -> None:
         from opentelemetry import trace
         print(type(trace.get_tracer_provider()).__name__)
     """)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={**os.environ, "OTEL_PYTHON_TRACER_PROVIDER": "sdk_tracer_provider"},
-    )
-    assert done.returncode == 0, done.stderr
-    modules, provider = done.stdout.strip().splitlines()
+    said = _run(code, OTEL_PYTHON_TRACER_PROVIDER="sdk_tracer_provider")
+    modules, provider = said.strip().splitlines()
     assert "asyncprov._otel" in modules
     assert provider == "TracerProvider"

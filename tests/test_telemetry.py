@@ -577,3 +577,37 @@ def test_a_provider_named_in_the_environment_is_used() -> None:
     modules, provider = said.strip().splitlines()
     assert "asyncprov._otel" in modules
     assert provider == "TracerProvider"
+
+
+async def test_the_gateway_makes_the_same_spans(
+    server: OpenAITestServer, recorded: Recorded
+) -> None:
+    """A request through the gateway is one call span (with its attempt), named after
+    the model the gateway asked for, whether streamed or not."""
+    import aiohttp
+
+    from asyncprov.server import create_app
+    from tests.helpers import start_app
+
+    server.add_reply("one", "two")
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, telemetry=recorded.telemetry
+    ) as client:
+        runner, url = await start_app(create_app(client))
+        try:
+            async with aiohttp.ClientSession() as http:
+                for stream in (False, True):
+                    body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+                    async with http.post(
+                        url + "/chat/completions", json={**body, "stream": stream}
+                    ) as response:
+                        assert response.status == 200
+                        await response.read()
+        finally:
+            await runner.cleanup()
+    calls = [s for s in recorded.finished() if s.name == "chat m"]
+    assert len(calls) == 2
+    outcomes = {dict(s.attributes or {}).get("asyncprov.stream.outcome") for s in calls}
+    assert outcomes == {None, "completed"}  # the whole reply, and the stream read to its end
+    attempts = [s for s in recorded.finished() if s.name == "attempt OpenAICompatible"]
+    assert len(attempts) == 2

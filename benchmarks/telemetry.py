@@ -3,6 +3,8 @@
 Four modes, each in a fresh worker process (OpenTelemetry's global providers can be set
 once per process, and "off" must mean never imported), against the benchmark server:
 
+- ``before`` (with ``--baseline PATH``): the asyncprov of another checkout, e.g. the
+  commit before telemetry existed, for what the feature costs while off;
 - ``off``: no provider anywhere; the worker checks that nothing of OpenTelemetry was
   imported;
 - ``global no-op``: the API's no-op providers set globally (they count as off; the
@@ -50,6 +52,8 @@ ROWS = (
     ("stream2000", "stream, 2,000 chunks"),
 )
 OUTPUT = ROOT / "benchmarks" / "TELEMETRY.md"
+BEFORE = "before"
+"""The mode running ``--baseline``'s asyncprov (e.g. the commit before telemetry)."""
 
 
 def _telemetry(mode: str) -> Any:
@@ -87,7 +91,9 @@ def _telemetry(mode: str) -> Any:
 async def _work(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, float]:
     from asyncprov import AsyncClient
 
-    async with AsyncClient(base_url=base_url, max_retries=0, telemetry=_telemetry(mode)) as client:
+    # "before": the baseline checkout's asyncprov, which may know no telemetry at all.
+    options = {} if mode == BEFORE else {"telemetry": _telemetry(mode)}
+    async with AsyncClient(base_url=base_url, max_retries=0, **options) as client:
         create = client.chat.completions.create
 
         async def nonstream() -> None:
@@ -111,7 +117,7 @@ async def _work(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, fl
         await timed("nonstream", sizes["nonstream"], nonstream)
         await timed("stream50", sizes["stream50"], stream, 50)
         await timed("stream2000", sizes["stream2000"], stream, 2000)
-    if mode == "off":
+    if mode in ("off", BEFORE):
         loaded = [m for m in sys.modules if m.startswith("opentelemetry")]
         assert not loaded, f"tracing off imported {loaded}"
     return result
@@ -123,18 +129,27 @@ def worker(base_url: str, mode: str, sizes: dict[str, int]) -> None:
     print(json.dumps(asyncio.run(_work(base_url, mode, sizes))))
 
 
-def _run_worker(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, float]:
+def _run_worker(
+    base_url: str, mode: str, sizes: dict[str, int], baseline: Path | None = None
+) -> dict[str, float]:
+    """One worker process; for ``before``, with ``baseline``'s asyncprov imported first
+    (from its directory), then this benchmark's code."""
+    root = baseline if mode == BEFORE and baseline is not None else ROOT
     code = (
-        "import sys, json; from benchmarks.telemetry import worker; "
-        "worker(*json.loads(sys.argv[1]))"
+        "import sys, json, asyncprov; "
+        f"assert asyncprov.__file__.startswith({str(root)!r}), asyncprov.__file__; "
+        f"sys.path.insert(0, {str(ROOT)!r}); "
+        "from benchmarks.telemetry import worker; worker(*json.loads(sys.argv[1]))"
     )
+    env = child_env()
+    env["PYTHONPATH"] = os.pathsep.join([str(root), env["PYTHONPATH"]])
     done = subprocess.run(
         [PYTHON, "-c", code, json.dumps([base_url, mode, sizes])],
         capture_output=True,
         text=True,
         timeout=600,
-        env=child_env(),
-        cwd=ROOT,
+        env=env,
+        cwd=root,
         check=False,
     )
     if done.returncode != 0:
@@ -143,27 +158,30 @@ def _run_worker(base_url: str, mode: str, sizes: dict[str, int]) -> dict[str, fl
     return result
 
 
-def measure(rounds: int, sizes: dict[str, int]) -> dict[str, dict[str, list[float]]]:
+def measure(
+    rounds: int, sizes: dict[str, int], baseline: Path | None = None
+) -> dict[str, dict[str, list[float]]]:
     """Per mode and row, the microseconds per call of every round."""
     keys = [key for row, _ in ROWS for key in (row, row + " wall")]
-    found: dict[str, dict[str, list[float]]] = {m: {k: [] for k in keys} for m in MODES}
+    modes = (BEFORE, *MODES) if baseline is not None else MODES
+    found: dict[str, dict[str, list[float]]] = {m: {k: [] for k in keys} for m in modes}
     with BenchServer(lifetime=3600) as server:
         for number in range(rounds):
-            order = MODES[number % len(MODES) :] + MODES[: number % len(MODES)]
+            order = modes[number % len(modes) :] + modes[: number % len(modes)]
             for mode in order:
-                result = _run_worker(server.base_url, mode, sizes)
+                result = _run_worker(server.base_url, mode, sizes, baseline)
                 for key in found[mode]:
                     found[mode][key].append(result[key])
                 print(f"round {number + 1}/{rounds} {mode}: {result}", file=sys.stderr)
     return found
 
 
-def _commit() -> str:
+def _commit(root: Path = ROOT) -> str:
     done = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=root
     )
     dirty = subprocess.run(["git", "status", "--porcelain", "asyncprov"], capture_output=True,
-                           text=True, cwd=ROOT).stdout.strip()  # fmt: skip
+                           text=True, cwd=root).stdout.strip()  # fmt: skip
     return (done.stdout.strip() or "unknown") + (" with local changes" if dirty else "")
 
 
@@ -180,11 +198,12 @@ def _versions() -> str:
 
 
 def _table(found: dict[str, dict[str, list[float]]], suffix: str) -> list[str]:
-    lines = ["| call | " + " | ".join(MODES) + " |", "|---|" + "---|" * len(MODES)]
+    modes = list(found)
+    lines = ["| call | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
     for row, label in ROWS:
         base = statistics.median(found["off"][row + suffix])
         cells = []
-        for mode in MODES:
+        for mode in modes:
             values = found[mode][row + suffix]
             median = statistics.median(values)
             ratio = "" if mode == "off" else f" ({median / base:.2f}×)"
@@ -193,7 +212,12 @@ def _table(found: dict[str, dict[str, list[float]]], suffix: str) -> list[str]:
     return lines
 
 
-def render(found: dict[str, dict[str, list[float]]], command: str, rounds: int) -> str:
+def render(
+    found: dict[str, dict[str, list[float]]],
+    command: str,
+    rounds: int,
+    baseline: Path | None = None,
+) -> str:
     lines = [
         "# What OpenTelemetry costs a call",
         "",
@@ -206,6 +230,16 @@ def render(found: dict[str, dict[str, list[float]]], command: str, rounds: int) 
         f"{rounds} rounds, min-max in brackets, per call at concurrency 1 against the "
         "local benchmark server (its own process). Ratios are to `off`, from this one run.",
         "",
+        *(
+            [
+                f"`before` is the asyncprov of the checkout given as `--baseline` (at git "
+                f"{_commit(baseline)}), which has no telemetry: `off` against it is what "
+                "the feature costs a call while it is off.",
+                "",
+            ]
+            if baseline is not None
+            else []
+        ),
         "**The client's CPU time per call** (`time.process_time` of the worker: what "
         "telemetry adds, little disturbed by other load):",
         "",
@@ -240,14 +274,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="fewer calls per round")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a checkout of asyncprov to compare with (its code runs as the 'before' mode)",
+    )
     args = parser.parse_args(argv)
     scale = 5 if args.quick else 1
     sizes = {"nonstream": 1500 // scale, "stream50": 600 // scale, "stream2000": 60 // scale}
     command = "python -m benchmarks.telemetry" + "".join(
         f" {a}" for a in (argv if argv is not None else sys.argv[1:])
     )
-    found = measure(args.rounds, sizes)
-    text = render(found, command, args.rounds)
+    baseline = args.baseline.resolve() if args.baseline is not None else None
+    found = measure(args.rounds, sizes, baseline)
+    text = render(found, command, args.rounds, baseline)
     args.output.write_text(text)
     print(text)
     return 0

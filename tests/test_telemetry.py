@@ -611,3 +611,28 @@ async def test_the_gateway_makes_the_same_spans(
     assert outcomes == {None, "completed"}  # the whole reply, and the stream read to its end
     attempts = [s for s in recorded.finished() if s.name == "attempt OpenAICompatible"]
     assert len(attempts) == 2
+
+
+async def test_the_wait_before_a_retry_is_on_its_record_and_span(
+    server: OpenAITestServer, recorded: Recorded
+) -> None:
+    """A retry after ``retry-after-ms: 50`` says it waited 0.05 s and started after it."""
+    server.add_reply(Reply(status=503, headers={"retry-after-ms": "50"}), "ok")
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=1, telemetry=recorded.telemetry
+    ) as client:
+        completion = await client.chat.completions.create(model="m", messages="hi")
+    first, second = completion.attempts
+    assert (first.reason, first.waited, second.reason, second.waited) == (
+        "first",
+        0.0,
+        "retry",
+        0.05,
+    )
+    assert second.started_at - first.started_at >= first.seconds + 0.049  # two clocks
+    [span] = [
+        s
+        for s in recorded.finished()
+        if dict(s.attributes or {}).get("asyncprov.attempt.number") == 2
+    ]
+    assert dict(span.attributes or {})["asyncprov.attempt.waited"] == 0.05

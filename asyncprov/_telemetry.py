@@ -1,11 +1,13 @@
 """``Telemetry``: where a client's OpenTelemetry spans and metrics go, decided per call
 with one cheap check.
 
-Nothing of OpenTelemetry is imported here. A call asks ``observer()``: while no tracer
-or meter provider can have been configured (``opentelemetry`` not imported, none given,
-none named in the environment) that is a dictionary look-up and the answer is ``None``;
-the instrumentation (``_otel``) is imported only once a provider is there. A global
-provider can be set only once per process, so once both are found the answer is kept.
+Nothing of OpenTelemetry is imported here (unless the environment names a provider for
+the API to load). A call asks ``observer()``: while the API is not loaded, or loaded
+with no global provider set, that is a few dictionary look-ups (the API's own globals,
+not its getters, which read the environment each time) and the answer is ``None``. The
+instrumentation (``_otel``) is imported only once a provider that records is there. A
+global provider can be set only once per process, so once it is set (a no-op one
+included) the decision for that signal is kept.
 """
 
 from __future__ import annotations

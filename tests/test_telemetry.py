@@ -390,24 +390,26 @@ async def test_no_key_or_proxy_credential_in_any_attribute(server: OpenAITestSer
     assert "127.0.0.1" in said  # the server is named; the proxy never is
 
 
-async def test_the_sync_client_makes_the_same_spans(recorded: Recorded) -> None:
-    """``Client`` forwards its telemetry: the same call span and attempt span."""
+def test_the_sync_client_makes_the_same_spans(recorded: Recorded) -> None:
+    """``Client`` forwards its telemetry: the same call span and attempt span, the call
+    a child of the calling thread's current span (the loop thread is no break)."""
+    tracer_provider = recorded.telemetry.tracer_provider
+    assert tracer_provider is not None
+    tracer = tracer_provider.get_tracer("tests")
     with OpenAITestServer().run_in_thread() as server:
         server.add_reply("hello")
-
-        def call() -> None:
-            with Client(
-                base_url=server.base_url, max_retries=0, telemetry=recorded.telemetry
-            ) as client:
-                for _ in client.chat.completions.create(model="m", messages="hi", stream=True):
-                    pass
-
-        await asyncio.to_thread(call)
+        with (
+            tracer.start_as_current_span("the caller's work") as outer,
+            Client(base_url=server.base_url, max_retries=0, telemetry=recorded.telemetry) as client,
+        ):
+            for _ in client.chat.completions.create(model="m", messages="hi", stream=True):
+                pass
     call_span = recorded.call_span()
     assert dict(call_span.attributes or {})["asyncprov.stream.outcome"] == "completed"
-    assert [s.name for s in recorded.finished() if s is not call_span] == [
-        "attempt OpenAICompatible"
-    ]
+    assert call_span.parent is not None
+    assert call_span.parent.span_id == outer.get_span_context().span_id
+    names = sorted(s.name for s in recorded.finished() if s is not call_span)
+    assert names == ["attempt OpenAICompatible", "the caller's work"]
 
 
 async def test_a_batch_makes_one_call_span_per_request(

@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     from ._sync import Client as Client
     from ._sync import Stream as Stream
     from ._sync_batch import Batch as Batch
+    from ._telemetry import Telemetry as Telemetry
     from ._timeouts import Timeout as Timeout
     from ._types import Attempt as Attempt
     from ._types import ChatCompletion as ChatCompletion
@@ -142,6 +143,7 @@ _LAZY = {
     "Client": "._sync",
     "Stream": "._sync",
     "Batch": "._sync_batch",
+    "Telemetry": "._telemetry",
     "Timeout": "._timeouts",
     "Attempt": "._types",
     "ChatCompletion": "._types",
@@ -243,6 +245,7 @@ __all__ = [
     "StreamNotSupportedError",
     "StreamTimeoutError",
     "StructuredOutputError",
+    "Telemetry",
     "TextPart",
     "Timeout",
     "ToolCall",

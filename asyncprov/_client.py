@@ -9,11 +9,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast, overload
 from pydantic import BaseModel
 
 from ._closing import AsyncCloseable
-from ._errors import (
-    ConfigurationError,
-    ImagesNotSupportedError,
-    StreamNotSupportedError,
-)
+from ._errors import ConfigurationError, ImagesNotSupportedError, StreamNotSupportedError
 from ._failover import Opener, open_stream, retry_one
 from ._health import ProviderHealth
 from ._http import DEFAULT_CONNECTION_LIMIT, HttpCall, HttpClient
@@ -41,11 +37,9 @@ from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream, complete
 from ._structured import json_schema_format, parse_reply
+from ._telemetry import Telemetry
 from ._timeouts import TimeoutInput, as_timeout
-from ._types import (
-    ChatCompletion,
-    ChatRequest,
-)
+from ._types import ChatCompletion, ChatRequest
 from .providers.base import Provider, ProviderSettings
 
 if TYPE_CHECKING:  # the batch and rate-limit modules load when first used
@@ -137,10 +131,7 @@ class AsyncCompletions:
         )
         chosen, call = client._resolve_call(model, settings)
         request = build_request(
-            model=model or chosen.resolve_model(None),
-            messages=messages,
-            stream=stream,
-            **options,
+            model=model or chosen.resolve_model(None), messages=messages, stream=stream, **options
         )
         image, images = settings.get("image"), settings.get("images")
         if image is not None or images is not None:
@@ -152,15 +143,10 @@ class AsyncCompletions:
         if stream and not chosen.supports_stream:
             raise StreamNotSupportedError(f"{chosen.name} cannot stream")
         http = client._http.call(call, health=client.health, model=request.model)
-        if not stream:
-            completion = await client._attempts(chosen, request, http, complete)
-            completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
-            if http.charges:
-                http.settle(completion)
-            return completion
-        result = await client._attempts(chosen, request, http, open_stream)
-        result.attempts = tuple(http.attempts)
-        return result
+        observer = client.telemetry.observer(chosen, request)  # None unless it records
+        if observer is not None:
+            return await observer.run(client._answer(chosen, request, http), http.attempts)
+        return await client._answer(chosen, request, http)
 
     async def parse(
         self,
@@ -272,6 +258,8 @@ class AsyncClient(AsyncCloseable):
         shared_state: a ``SharedState`` or a ``redis://`` URL: the rate limits and the
             provider health are then shared with every client on that Redis (other
             processes and machines included). Needs ``asyncprov[redis]``.
+        telemetry: where OpenTelemetry spans and metrics go (default: the global
+            providers, once configured; see ``Telemetry``).
 
     Example:
         >>> async with AsyncClient(base_url="http://127.0.0.1:8000/v1") as client:
@@ -295,6 +283,7 @@ class AsyncClient(AsyncCloseable):
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
         shared_state: SharedStateInput | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self._api_key = api_key or None
         self.proxy: ProxyConfig | None = resolve_proxy(proxy, proxies)
@@ -327,19 +316,17 @@ class AsyncClient(AsyncCloseable):
         if rate_limits is not None:
             from ._ratelimit import RateLimits
 
-            self._http.rate_limits = (
-                rate_limits if isinstance(rate_limits, RateLimits) else RateLimits(rate_limits)
-            )
+            limits = rate_limits if isinstance(rate_limits, RateLimits) else RateLimits(rate_limits)
+            self._http.rate_limits = limits
         self._warned_not_working: set[str] = set()
         self.health = ProviderHealth()
         """Recent failures per provider, used by failover to cool providers down."""
         if shared_state is not None:
-            from ._shared import as_shared_state
-            from ._shared_limits import SharedHealth
-            from ._shared_store import SharedStore
+            from ._shared_limits import share
 
-            store = self._http.shared = SharedStore(as_shared_state(shared_state))
-            self.health = SharedHealth(store)
+            self.health = share(self._http, shared_state)
+        self.telemetry = telemetry or Telemetry()
+        """Where this client's OpenTelemetry spans and metrics go (``Telemetry``)."""
         self.chat = AsyncChat(self)
 
     @property
@@ -428,6 +415,20 @@ class AsyncClient(AsyncCloseable):
                 extra_body=checked_mapping("extra_body", extra_body),
             )
         return chosen, options
+
+    async def _answer(
+        self, provider: Provider, request: ChatRequest, http: HttpCall
+    ) -> ChatCompletion | AsyncStream:
+        """The call's attempts, and their records on the answer."""
+        if not request.stream:
+            completion = await self._attempts(provider, request, http, complete)
+            completion.__dict__["attempts"] = tuple(http.attempts)  # excluded from dumps
+            if http.charges:
+                http.settle(completion)
+            return completion
+        result = await self._attempts(provider, request, http, open_stream)
+        result.attempts = tuple(http.attempts)
+        return result
 
     async def _attempts(
         self, provider: Provider, request: ChatRequest, http: HttpCall, opener: Opener[_T]

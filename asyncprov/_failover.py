@@ -14,10 +14,11 @@ from __future__ import annotations
 import copy
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import AsyncGenerator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import anyio
 
@@ -32,7 +33,7 @@ from .providers.base import Provider, ProviderSettings
 Attempt.model_rebuild()
 _validate_attempt = Attempt.__pydantic_validator__.validate_python
 
-__all__ = ["Opener", "RetryProvider", "open_stream", "retry_one"]
+__all__ = ["LOST_RACE", "Opener", "RetryProvider", "open_stream", "retry_one"]
 
 log = logging.getLogger("asyncprov")
 
@@ -41,6 +42,10 @@ _T = TypeVar("_T")
 Opener = Callable[[Provider, ChatRequest, HttpCall], Awaitable[_T]]
 """Makes one attempt: ``complete`` for a whole reply, ``open_stream`` for a stream."""
 
+LOST_RACE = "stopped: another attempt answered"
+"""The ``error`` of a cancelled attempt's record when it lost a hedge race (the call
+itself being cancelled says so otherwise)."""
+
 
 @dataclass
 class _Candidate:
@@ -48,25 +53,50 @@ class _Candidate:
     attempt: int  # 1-based, on this provider
 
 
+Reason = Literal["first", "retry", "failover", "hedge"]
+
+
+@dataclass
+class _Start:
+    """When and why an attempt started, for its record."""
+
+    reason: Reason
+    waited: float
+    at: float = 0.0  # time.time()
+    clock: float = 0.0
+
+    def now(self) -> _Start:
+        self.at, self.clock = time.time(), clock()
+        return self
+
+
 def _message(error: BaseException) -> str:
     return getattr(error, "message", None) or str(error) or "no message"
 
 
 def _record(
-    http: HttpCall, provider: Provider, started: float, error: BaseException | None
+    http: HttpCall,
+    provider: Provider,
+    number: int,
+    start: _Start,
+    error: BaseException | None,
+    *,
+    stopped: str | None = None,
 ) -> None:
-    seconds = round(clock() - started, 6)
-    if error is None:
-        record = {"provider": provider.name, "ok": True, "seconds": seconds}
-    else:
-        record = {
-            "provider": provider.name,
-            "ok": False,
-            "error_type": type(error).__name__,
-            "error": _message(error),
-            "seconds": seconds,
-        }
-    # Validated in pydantic's core: three times cheaper than model_construct.
+    """The attempt's record; ``stopped`` says why a cancelled one was stopped."""
+    failed = error is not None or stopped is not None
+    record = {
+        "provider": provider.name,
+        "ok": not failed,
+        "error_type": "Cancelled" if stopped else type(error).__name__ if error else None,
+        "error": stopped or (_message(error) if error else None),
+        "seconds": round(clock() - start.clock, 6),
+        "number": number,
+        "reason": start.reason,
+        "waited": start.waited,
+        "started_at": start.at,
+    }
+    # Our own values, validated in pydantic's core: a third of model_construct's cost.
     http.attempts.append(_validate_attempt(record))
 
 
@@ -84,15 +114,19 @@ async def retry_one(
     health = http.health
     http.provider, http.proxy = provider.name, provider.proxy  # the call serves attempt 1
     http.retry_after_max = policy.retry_after_max
+    start = _Start("first", 0.0)
     for number in range(1, policy.attempts + 1):
         attempt = (
             http if number == 1 else http.attempt(provider=provider.name, proxy=provider.proxy)
         )
-        started = clock()
+        start.now()
         try:
             result = await opener(provider, request, attempt)
+        except anyio.get_cancelled_exc_class():
+            _record(http, provider, number, start, None, stopped="stopped: the call was cancelled")
+            raise
         except Exception as error:
-            _record(http, provider, started, error)
+            _record(http, provider, number, start, error)
             failures.append((provider.name, error))
             outcome = classify(error)
             if outcome is Outcome.STOP:
@@ -106,8 +140,9 @@ async def retry_one(
                 break  # no retry can start in time: the failure itself is the answer
             log.debug("attempt %d on %s failed (%s); retrying", number, provider.name, error)
             await anyio.sleep(wait)
+            start = _Start("retry", wait)
         else:
-            _record(http, provider, started, None)
+            _record(http, provider, number, start, None)
             health.record_success(provider.name)
             return result
     raise final_error(failures)
@@ -144,6 +179,7 @@ class _Race(Generic[_T]):
         self.ruled_out: set[str] = set()
         self.retry_at: dict[str, float] = {}
         self.queue: deque[_Candidate] = deque()
+        self.last_failed: str | None = None  # the provider whose failure came last
 
     def _pop(self) -> tuple[_Candidate, float] | None:
         """The next candidate and the clock time it may start at."""
@@ -159,7 +195,7 @@ class _Race(Generic[_T]):
         self.queue.remove(chosen)
         return chosen, self.retry_at.get(chosen.provider.name, 0.0)
 
-    async def _attempt(self, candidate: _Candidate, tg: anyio.abc.TaskGroup) -> None:
+    async def _attempt(self, candidate: _Candidate, start: _Start, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
         http = self.http.attempt(provider=provider.name, proxy=provider.proxy)
         http.retry_after_max = self.owner.policy.retry_after_max
@@ -167,25 +203,18 @@ class _Race(Generic[_T]):
         log.debug(
             "attempt %d on %s (model %s)", candidate.attempt, provider.name, self.request.model
         )
-        started = clock()
+        start.now()
         try:
             result = await self.opener(provider, _request_for(provider, self.request), http)
         except anyio.get_cancelled_exc_class():
-            self.http.attempts.append(
-                Attempt(
-                    provider=provider.name,
-                    ok=False,
-                    error_type="Cancelled",
-                    error="stopped: another attempt answered",
-                    seconds=round(clock() - started, 6),
-                )
-            )
+            why = LOST_RACE if self.winner else "stopped: the call was cancelled"
+            _record(self.http, provider, candidate.attempt, start, None, stopped=why)
             raise
         except Exception as error:
-            _record(self.http, provider, started, error)
+            _record(self.http, provider, candidate.attempt, start, error)
             self._failed(candidate, error, tg)
         else:
-            _record(self.http, provider, started, None)
+            _record(self.http, provider, candidate.attempt, start, None)
             self.health.record_success(provider.name)
             if self.winner is None:
                 self.winner = (provider, result)
@@ -200,6 +229,7 @@ class _Race(Generic[_T]):
     def _failed(self, candidate: _Candidate, error: Exception, tg: anyio.abc.TaskGroup) -> None:
         provider = candidate.provider
         self.failures.append((provider.name, error))
+        self.last_failed = provider.name
         outcome = classify(error)
         log.debug("attempt %d on %s failed: %s", candidate.attempt, provider.name, error)
         if outcome is Outcome.STOP:
@@ -237,7 +267,7 @@ class _Race(Generic[_T]):
         async with anyio.create_task_group() as tg:
             # Every attempt is bounded by the call's deadline at the HTTP edge, so this
             # loop ends when they do; it only waits itself for a retry's start.
-            launch = True
+            launch, hedged = True, False
             while True:
                 if launch:
                     launch = False
@@ -249,15 +279,27 @@ class _Race(Generic[_T]):
                         break
                     if picked is not None:
                         candidate, start = picked
-                        await anyio.sleep(max(0.0, start - clock()))
+                        waited = max(0.0, start - clock())
+                        reason: Reason = (
+                            "hedge"
+                            if hedged
+                            else "first"
+                            if self.last_failed is None
+                            else "retry"
+                            if self.last_failed == candidate.provider.name
+                            else "failover"
+                        )
+                        await anyio.sleep(waited)
                         self.running += 1
-                        tg.start_soon(self._attempt, candidate, tg)
+                        tg.start_soon(self._attempt, candidate, _Start(reason, waited), tg)
                 self.changed = anyio.Event()
                 if hedge is not None and self.queue:
-                    with anyio.move_on_after(hedge):
+                    with anyio.move_on_after(hedge) as waiting:
                         await self.changed.wait()
+                    hedged = waiting.cancelled_caught
                 else:
                     await self.changed.wait()
+                    hedged = False
                 launch = True  # a failure, or a hedge delay with no content yet
         if self.winner is not None:
             return self.winner

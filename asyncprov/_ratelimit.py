@@ -69,6 +69,7 @@ class RateLimitStats(BaseModel):
         paused_seconds: the waits 429s asked for (a request's own, or the provider's
             pause for every caller).
         in_flight: requests holding a slot now.
+        waiting: requests waiting for their turn now (the queue's depth).
         tokens: tokens charged (estimates, corrected by the usage reported).
     """
 
@@ -80,6 +81,7 @@ class RateLimitStats(BaseModel):
     rate_limited: int = 0
     paused_seconds: float = 0.0
     in_flight: int = 0
+    waiting: int = 0
     tokens: int = 0
 
 
@@ -106,6 +108,7 @@ class Limiter:
         self._pause_began = -math.inf
         self._last_ok = True  # whether the provider's last answer was not a 429
         self.requests = self.paced = self.rate_limited = self.in_flight = self.tokens = 0
+        self.waiting = 0
         self.paced_seconds = self.paused_seconds = 0.0
 
     def _now(self) -> float:
@@ -123,6 +126,7 @@ class Limiter:
             rate_limited=self.rate_limited,
             paused_seconds=round(self.paused_seconds, 6),
             in_flight=self.in_flight,
+            waiting=self.waiting,
             tokens=self.tokens,
         )
 
@@ -141,15 +145,19 @@ class Limiter:
 
     async def acquire(self, tokens: int) -> None:
         """Wait for a slot and the budget for one request of ``tokens``, and take them."""
-        if self._slots is not None:
-            await self._slots.acquire()
+        self.waiting += 1
         try:
-            async with self._lock:  # callers queue in order behind the one waiting
-                await self._wait_for_budget(tokens)
-        except BaseException:
             if self._slots is not None:
-                self._slots.release()
-            raise
+                await self._slots.acquire()
+            try:
+                async with self._lock:  # callers queue in order behind the one waiting
+                    await self._wait_for_budget(tokens)
+            except BaseException:
+                if self._slots is not None:
+                    self._slots.release()
+                raise
+        finally:
+            self.waiting -= 1
         self.in_flight += 1
         self.requests += 1
 

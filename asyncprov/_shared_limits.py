@@ -25,9 +25,11 @@ from ._health import ProviderHealth
 from ._ratelimit import Limiter, RateLimit
 
 if TYPE_CHECKING:
+    from ._http import HttpClient
+    from ._shared import SharedStateInput
     from ._shared_store import SharedStore
 
-__all__ = ["SharedHealth", "SharedLimiter"]
+__all__ = ["SharedHealth", "SharedLimiter", "share"]
 
 POLL_FIRST, POLL_MAX = 0.005, 0.1
 """Seconds between asking again for a concurrency slot held elsewhere (doubling)."""
@@ -219,3 +221,13 @@ class SharedHealth(ProviderHealth):
     @property
     def _every(self) -> float:
         return self._store.state.health_refresh
+
+
+def share(http: HttpClient, state: SharedStateInput) -> SharedHealth:
+    """Share the limits of ``http`` (a client's connections) and its client's provider
+    health through ``state``'s Redis: the health to give the client."""
+    from ._shared import as_shared_state
+    from ._shared_store import SharedStore
+
+    store = http.shared = SharedStore(as_shared_state(state))
+    return SharedHealth(store)

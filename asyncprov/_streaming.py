@@ -9,7 +9,7 @@ with the partial text (the specific error as its ``__cause__``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
@@ -59,6 +59,21 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         self.model = model
         self.attempts: tuple[Attempt, ...] = ()
         """Every try the call made, in the order they ended (hedge losers end last)."""
+
+    def _intercept(
+        self,
+        wrap: Callable[
+            [AsyncGenerator[ChatCompletionChunk, None], Sequence[ChatCompletionChunk]],
+            AsyncGenerator[ChatCompletionChunk, None],
+        ],
+    ) -> bool:
+        """Put ``wrap(source, head)`` between this stream and its source (telemetry, when
+        on; ``head``: the chunks read ahead, served first). False when the source has
+        ended already."""
+        if self._finished:
+            return False
+        self._source = wrap(self._source, tuple(self._head))
+        return True
 
     def _hold_idle(self) -> None:
         """For readers that buffer ahead of their consumer: while held, the consumer's

@@ -29,6 +29,7 @@ from ._registry import ProviderInput
 from ._request import CreateOptions, MessagesInput, ParseOptions
 from ._sse import DEFAULT_MAX_EVENT_SIZE
 from ._streaming import AsyncStream
+from ._telemetry import Telemetry
 from ._timeouts import TimeoutInput
 from ._types import Attempt, ChatCompletion, ChatCompletionChunk
 
@@ -266,6 +267,7 @@ class Client(Closeable):
         connection_limit: int = DEFAULT_CONNECTION_LIMIT,
         rate_limits: Mapping[str, RateLimit] | None = None,
         shared_state: SharedStateInput | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if rate_limits is not None:
             from ._ratelimit import RateLimits
@@ -285,6 +287,7 @@ class Client(Closeable):
             "connection_limit": connection_limit,
             "rate_limits": rate_limits,
             "shared_state": shared_state,
+            "telemetry": telemetry,
         }
         self._provider = provider
         self._async = AsyncClient(provider, **self._options)

@@ -241,6 +241,15 @@ class Attempt(BaseModel):
     """The error message when it failed."""
     seconds: float = 0.0
     """From the attempt's start until it answered or failed."""
+    number: int = 1
+    """The attempt's number on its provider (2 and up: a retry of that provider)."""
+    reason: Literal["first", "retry", "failover", "hedge"] = "first"
+    """Why it started: the call's first attempt, a retry of the same provider, a
+    failover after another provider failed, or a hedge beside one still running."""
+    waited: float = 0.0
+    """Seconds waited before it started (a backoff or a ``Retry-After``)."""
+    started_at: float = 0.0
+    """When it started (``time.time()``)."""
 
 
 class ChatCompletion(_Response):

@@ -87,3 +87,15 @@ def test_failover_example(name: str) -> None:
     assert "hedged (delay 0.2 s)         answered by healthy" in out
     assert "flaky: InternalServerError: overloaded" in out
     assert "requests seen: flaky=6 slow=5 healthy=1" in out
+
+
+def test_observability() -> None:
+    """The observability example prints the failover call's span tree."""
+    result = run_example("observability.py")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [
+        "Answered by the backup.",
+        "chat m: answered by backup (openaicompatible at 127.0.0.1), 2 attempts, tokens in/out 1/4",
+        "  attempt primary: #1 first -> error InternalServerError",
+        "  attempt backup: #1 failover -> ok",
+    ]

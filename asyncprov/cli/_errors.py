@@ -21,6 +21,8 @@ EXPECTED = (AsyncProvError, KeyboardInterrupt)
 
 _FLAGS = {
     "server.client_keys_env": "--client-keys-env",
+    "server.metrics_keys_env": "--metrics-keys-env",
+    "server.metrics": "--metrics",
     "server.grace_period": "--grace-period",
     "server.port": "--port",
     "server.host": "--host",

@@ -128,7 +128,15 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
             {"providers": {provider_type: provider}}, source="command line options"
         )
     server: dict[str, object] = {}
-    for flag in ("host", "port", "grace_period", "client_keys_env", "workers"):
+    for flag in (
+        "host",
+        "port",
+        "grace_period",
+        "client_keys_env",
+        "workers",
+        "metrics",
+        "metrics_keys_env",
+    ):
         if getattr(args, flag) is not None:
             server[flag] = getattr(args, flag)
     if server:
@@ -208,6 +216,14 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     )
     serve.add_argument(
         "--client-keys-env", help="env variable with comma-separated keys clients must send"
+    )
+    serve.add_argument(
+        "--metrics",
+        action=argparse.BooleanOptionalAction,
+        help="serve Prometheus metrics at /metrics (default: when asyncprov[prometheus] is in)",
+    )
+    serve.add_argument(
+        "--metrics-keys-env", help="env variable with keys a scraper must send to /metrics"
     )
     serve.add_argument("--provider", help="the upstream provider type (no --config)")
     serve.add_argument("--base-url", help="an OpenAI-compatible upstream (no --config)")

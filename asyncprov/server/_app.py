@@ -13,7 +13,7 @@ from typing import Any
 
 import anyio
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from .. import (
     CALL_SETTINGS,
@@ -26,6 +26,8 @@ from .. import (
 )
 from ..providers import Provider
 from ._config import DEFAULT_MAX_BODY_SIZE, Route
+from ._metrics import NOT_RECORDED, GatewayMetrics
+from ._metrics import RECORD_KEY as _RECORD_KEY
 from ._wire import SAYS, body_problem, closing, error_event, error_response, event, status_for
 
 __all__ = ["DEFAULT_MAX_BODY_SIZE", "create_app"]
@@ -83,6 +85,7 @@ class _Gateway:
         self.provider_names = sorted(names, key=len, reverse=True)
         keys = [k for p in providers for k in _upstream_keys(p)]
         self.scrub = KeyMask([*keys, client.api_key])  # the client's own key, for any provider
+        self.metrics: GatewayMetrics | None = None
 
     def hide_names(self, text: str) -> str:
         """``text`` with every configured provider name replaced: internal names (which
@@ -91,15 +94,16 @@ class _Gateway:
             text = text.replace(name, "the model's provider")
         return text
 
-    def authorized(self, request: web.Request) -> bool:
-        if not self.api_keys:
+    def authorized(self, request: web.Request, keys: list[bytes] | None = None) -> bool:
+        keys = self.api_keys if keys is None else keys
+        if not keys:
             return True
         scheme, _, token = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer":  # auth scheme names are case-insensitive
             return False
         given = token.strip().encode("utf-8", "surrogateescape")
         # Compare against every key, in constant time, so timing reveals nothing.
-        matches = [hmac.compare_digest(given, key) for key in self.api_keys]
+        matches = [hmac.compare_digest(given, key) for key in keys]
         return any(matches)
 
     def failure(
@@ -263,6 +267,8 @@ class _Answer:
         }
         model = body.get("model")
         routes = self.gateway.routes
+        record = self.request.get(_RECORD_KEY, NOT_RECORDED)
+        record.asked(model, routes)
         if routes is not None:
             route = routes.get(model) if isinstance(model, str) else None
             if route is None:
@@ -281,9 +287,11 @@ class _Answer:
             status, kind, message = self.gateway.failure(
                 error, request_id=self.request_id, model=public
             )
+            record.failed(error, kind)
             refused = error_response(status, message, kind)
             refused.headers["X-Request-Id"] = self.request_id
             return refused
+        record.answered(result)
         if isinstance(result, ChatCompletion):
             result.__dict__["model"] = public if isinstance(public, str) else result.model
             return web.Response(
@@ -303,6 +311,7 @@ class _Answer:
         async with result:
             try:
                 await response.prepare(self.request)
+                record.stream_started(time.monotonic())
                 async for chunk in result:
                     if isinstance(public, str):
                         chunk.__dict__["model"] = public
@@ -313,6 +322,7 @@ class _Answer:
                 status, kind, message = self.gateway.failure(
                     error, request_id=self.request_id, model=public
                 )
+                record.failed(error, kind, answered=True)
                 with contextlib.suppress(ConnectionError):
                     await response.write(error_event(message, kind, status))
                 return response
@@ -395,6 +405,8 @@ def create_app(
     max_body_size: int = DEFAULT_MAX_BODY_SIZE,
     grace_period: float = 10.0,
     body_timeout: float = 60.0,
+    metrics: bool = False,
+    metrics_keys: Iterable[str] | None = None,
 ) -> web.Application:
     """An OpenAI-compatible HTTP application answering through ``client``.
 
@@ -409,6 +421,10 @@ def create_app(
         grace_period: at shutdown, seconds in-flight requests may take to finish
             before they are ended.
         body_timeout: seconds a request may take to send its body (408 past it).
+        metrics: serve Prometheus metrics at ``GET /metrics`` (needs
+            ``asyncprov[prometheus]``).
+        metrics_keys: bearer keys a scraper must present (default: ``api_keys``;
+            none: open).
 
     Example:
         >>> app = create_app(AsyncClient(base_url="http://127.0.0.1:11434/v1"))
@@ -417,11 +433,18 @@ def create_app(
     gateway = _Gateway(client, models, api_keys, routes, grace_period)
     gateway.max_body_size = max_body_size
     gateway.body_timeout = body_timeout
-    app = web.Application(client_max_size=max_body_size, middlewares=[_json_errors])
+    middlewares: list[Middleware] = [_json_errors]
+    if metrics:
+        gateway.metrics = GatewayMetrics(client, gateway.provider_names, routed=routes is not None)
+        middlewares.append(gateway.metrics.middleware)
+    app = web.Application(client_max_size=max_body_size, middlewares=middlewares)
     app[_CLIENT_KEY] = client
     app[_GATEWAY_KEY] = gateway
     app.router.add_post("/v1/chat/completions", gateway.chat, expect_handler=_expect)
     app.router.add_get("/v1/models", gateway.list_models)
     app.router.add_get("/healthz", gateway.health)
+    if gateway.metrics is not None:
+        keys = gateway.api_keys if metrics_keys is None else [k.encode() for k in metrics_keys]
+        app.router.add_get("/metrics", gateway.metrics.handler(gateway.authorized, keys))
     app.on_shutdown.append(gateway.drain)
     return app

@@ -113,6 +113,12 @@ class ServerConfig(_Section):
     """Processes serving the one port (they share its connections); with more than
     one, give the limits a Redis (``[shared_state]`` or ``--redis``) so they hold
     across workers."""
+    metrics: bool | None = None
+    """Serve Prometheus metrics at ``GET /metrics`` (default: when prometheus-client,
+    the ``asyncprov[prometheus]`` extra, is installed)."""
+    metrics_keys_env: Name | None = None
+    """An environment variable holding comma-separated keys a scraper must present at
+    ``/metrics`` (default: the client keys)."""
     max_event_size: int = Field(default=DEFAULT_GATEWAY_EVENT_SIZE, gt=0)
     """The largest upstream event (or non-streamed body) relayed, in bytes (502 above
     it). At most about ``max_connections`` x ``max_event_size`` bytes of events are
@@ -125,15 +131,26 @@ class ServerConfig(_Section):
         if any(not key for key in keys):
             raise ConfigurationError("server.client_keys: a key is blank")
         if self.client_keys_env:
-            where = f"server.client_keys_env: the environment variable {self.client_keys_env}"
-            value = os.environ.get(self.client_keys_env)
-            if value is None:
-                raise ConfigurationError(f"{where} is not set")
-            found = [key.strip() for key in value.split(",") if key.strip()]
-            if not found:
-                raise ConfigurationError(f"{where} holds no keys (comma-separated)")
-            keys.extend(found)
+            keys.extend(_keys_in("server.client_keys_env", self.client_keys_env))
         return keys
+
+    def scrape_keys(self) -> list[str] | None:
+        """The keys ``/metrics`` asks for, when they are not the client keys."""
+        if self.metrics_keys_env is None:
+            return None
+        return _keys_in("server.metrics_keys_env", self.metrics_keys_env)
+
+
+def _keys_in(field: str, variable: str) -> list[str]:
+    """The comma-separated keys in environment ``variable`` (set, and not empty)."""
+    where = f"{field}: the environment variable {variable}"
+    value = os.environ.get(variable)
+    if value is None:
+        raise ConfigurationError(f"{where} is not set")
+    found = [key.strip() for key in value.split(",") if key.strip()]
+    if not found:
+        raise ConfigurationError(f"{where} holds no keys (comma-separated)")
+    return found
 
 
 class ProviderConfig(_Section):

@@ -15,6 +15,7 @@ from .. import AsyncClient, ConfigurationError, SharedState
 from ._app import create_app, drain, stop_now
 from ._config import GatewayConfig, build_routes
 from ._connections import ConnectionLimits, GatewaySite
+from ._metrics import metrics_available
 
 __all__ = ["serve"]
 
@@ -76,6 +77,8 @@ async def serve(
             max_body_size=settings.max_body_size,
             grace_period=settings.grace_period,
             body_timeout=settings.body_timeout,
+            metrics=metrics_available() if settings.metrics is None else settings.metrics,
+            metrics_keys=settings.scrape_keys(),
         )
         # handler_cancellation: a client that disconnects cancels its upstream call.
         # keepalive_timeout: aiohttp closes a connection idle (or still sending its

@@ -80,6 +80,7 @@ class SharedLimiter:
         if not self._waiting and (retry := await self._take(tokens)) is None:
             return
         self._waiting += 1  # later requests queue behind this one
+        self.local.waiting += 1  # the queue's depth in the stats (the gateway's /metrics)
         try:
             async with self._line:  # only the first in line asks Redis again
                 delay, paced = POLL_FIRST, False
@@ -97,6 +98,7 @@ class SharedLimiter:
                         paced = True
         finally:
             self._waiting -= 1
+            self.local.waiting -= 1
 
     async def _take(self, tokens: int) -> float | None:
         """One try: ``None`` once the request may be sent (after any wait for its

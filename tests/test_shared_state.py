@@ -541,3 +541,24 @@ async def test_a_429_pause_holds_back_every_client(
     assert waited >= 0.15  # the pause (0.3 s from the 429) held it back
     assert sent["two"] - second_429 >= 0.28
     assert sent["one"] - second_429 >= 0.28
+
+
+async def test_requests_waiting_for_a_shared_slot_are_the_queue_depth(
+    server: OpenAITestServer, redis_url: str, namespace: str
+) -> None:
+    """A request waiting for a shared slot counts in ``stats().waiting`` (what the
+    gateway's /metrics shows as the queue's depth) until it is sent."""
+    server.add_reply(Reply(delay=0.5))
+    limits = {NAME: RateLimit(concurrency=1)}
+    shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
+    async with (
+        AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as client,
+        anyio.create_task_group() as tg,
+    ):
+        for _ in range(2):
+            tg.start_soon(lambda: client.chat.completions.create(model="m", messages="hi"))
+        with anyio.fail_after(5):
+            while client.rate_limits.stats(NAME).waiting != 1:  # noqa: ASYNC110 (no event tells of a wait)
+                await anyio.sleep(0.01)
+        assert len(server.requests) == 1  # the second waits for the first's slot
+    assert client.rate_limits.stats(NAME).waiting == 0 and len(server.requests) == 2

@@ -145,6 +145,8 @@ class Limiter:
 
     async def acquire(self, tokens: int) -> None:
         """Wait for a slot and the budget for one request of ``tokens``, and take them."""
+        if not self.waiting and self._take_now(tokens):
+            return  # the usual case: both free and no one queued ahead, so no yield
         self.waiting += 1
         try:
             if self._slots is not None:
@@ -164,11 +166,12 @@ class Limiter:
     async def sleep(self, seconds: float) -> None:
         """Wait ``seconds`` on this limiter's clock (under the testing switch the clock
         jumps instead)."""
+        import anyio
+
         if is_testing():
             self._skew += seconds
+            await anyio.lowlevel.checkpoint()  # still a wait: the other tasks go first
         else:
-            import anyio
-
             await anyio.sleep(seconds)
 
     async def _wait_for_budget(self, tokens: int) -> None:
@@ -189,6 +192,26 @@ class Limiter:
                 self._skew += wait
             else:
                 await anyio.sleep(wait)
+        self._take(tokens)
+
+    def _take_now(self, tokens: int) -> bool:
+        """Take a slot and the budget at once (no checkpoint: a lock or semaphore would
+        cost a trip through the event loop) when both are free; else ``False``."""
+        slots = self._slots
+        if slots is not None and slots.value == 0:
+            return False
+        now = self._now()
+        self._refill(now)
+        if self._paused_until > now or self._rpm_wait() > 0 or self._tpm_wait(tokens) > 0:
+            return False
+        if slots is not None:
+            slots.acquire_nowait()
+        self._take(tokens)
+        self.in_flight += 1
+        self.requests += 1
+        return True
+
+    def _take(self, tokens: int) -> None:
         if self._rpm_rate:
             self._rpm_level -= 1.0
         if self._tpm_rate:

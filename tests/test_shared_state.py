@@ -548,7 +548,7 @@ async def test_requests_waiting_for_a_shared_slot_are_the_queue_depth(
 ) -> None:
     """A request waiting for a shared slot counts in ``stats().waiting`` (what the
     gateway's /metrics shows as the queue's depth) until it is sent."""
-    server.add_reply(Reply(delay=0.5))
+    server.add_reply(Reply(delay=1.0))
     limits = {NAME: RateLimit(concurrency=1)}
     shared = SharedState(redis_url, namespace=namespace, timeout=SHARING)
     async with (
@@ -558,7 +558,9 @@ async def test_requests_waiting_for_a_shared_slot_are_the_queue_depth(
         for _ in range(2):
             tg.start_soon(lambda: client.chat.completions.create(model="m", messages="hi"))
         with anyio.fail_after(5):
-            while client.rate_limits.stats(NAME).waiting != 1:  # noqa: ASYNC110 (no event tells of a wait)
+            # Polled: no event tells of a wait, nor of a request's arrival.
+            while client.rate_limits.stats(NAME).waiting != 1 or not server.requests:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        assert len(server.requests) == 1  # the second waits for the first's slot
+        # The first holds the slot for a second: the second waits for it, unsent.
+        assert len(server.requests) == 1 and client.rate_limits.stats(NAME).waiting == 1
     assert client.rate_limits.stats(NAME).waiting == 0 and len(server.requests) == 2

@@ -49,7 +49,8 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
     ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
     ├── RetryNoProviderError
-    └── SharedStateError                        (Redis unreachable, on_error="closed")
+    ├── SharedStateError                        (Redis unreachable, on_error="closed")
+    └── BatchWorkerError                        (a batch's Ray workers keep dying)
 """
 
 from __future__ import annotations
@@ -64,7 +65,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError", "APIError", "APITimeoutError", "AsyncProvError",
-    "AuthenticationError", "BadRequestError", "ClientClosedError", "ConfigurationError",
+    "AuthenticationError", "BadRequestError", "BatchWorkerError", "ClientClosedError",
+    "ConfigurationError",
     "ConflictError", "ConnectTimeoutError", "EventTooLargeError", "FirstChunkTimeoutError",
     "HTTPStatusError", "IdleTimeoutError", "ImageError", "ImagesNotSupportedError",
     "InternalServerError", "InvalidRequestError", "MissingAuthError", "ModelNotFoundError",
@@ -445,3 +447,7 @@ class RetryNoProviderError(AsyncProvError, code="no_provider_error"):
 
 class SharedStateError(AsyncProvError, code="shared_state_error"):
     """Raised when Redis cannot be reached in time and ``on_error="closed"`` (nothing sent)."""
+
+
+class BatchWorkerError(AsyncProvError, code="batch_worker_error"):
+    """Raised when a batch on Ray stops because its workers keep dying (a crash loop)."""

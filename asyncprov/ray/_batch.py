@@ -1,0 +1,521 @@
+"""``RayBatch``: a batch run spread over the workers of a Ray cluster.
+
+The driver (this process) reads the input as workers free up and owns every result:
+it keeps ``lanes`` chunks of requests in flight per worker (``concurrency`` requests in
+all per worker), each chunk one actor call that returns the chunk's results together.
+A chunk either comes back whole or is lost with its worker; a lost chunk is sent again
+(to the worker's replacement) and its results arrive once, so every request ends as
+exactly one ``BatchResult`` — the same results, progress and ``stop()``/``cancel()`` as
+``client.chat.completions.batch(...)``. Ray is imported when a batch starts.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections import deque
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Self
+
+from asyncprov import (
+    BatchProgress,
+    BatchRequest,
+    BatchResult,
+    BatchWorkerError,
+    ConfigurationError,
+    RateLimit,
+    RateLimitStats,
+)
+from asyncprov.providers import provider_class, provider_names
+
+from ._worker import BatchWorker, rebuild_error
+
+if TYPE_CHECKING:
+    import anyio
+    from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+__all__ = ["RayBatch"]
+
+_LANES = 4
+"""Chunks in flight per worker: while one chunk's slowest request finishes, the
+others keep the worker busy."""
+_STATS_TIMEOUT = 5.0
+
+
+@dataclass
+class _Entry:
+    index: int
+    request: BatchRequest
+    losses: int = 0  # times its chunk was lost with a worker
+
+
+@dataclass
+class _Slot:
+    """One worker place: the actor now holding it, replaced when it dies."""
+
+    number: int
+    actor: Any
+    generation: int = 0
+    deaths: int = 0
+    deaths_in_a_row: int = 0  # since the last chunk it finished
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
+def _clock() -> float:
+    import time
+
+    return time.monotonic()
+
+
+def divide_limits(
+    limits: Mapping[str, RateLimit] | None, workers: int
+) -> dict[str, RateLimit] | None:
+    """Each worker's share of ``limits``: rpm, tpm and concurrency divided by
+    ``workers`` (concurrency rounded down, at least 1)."""
+    if limits is None:
+        return None
+    shares = {}
+    for name, limit in limits.items():
+        update: dict[str, Any] = {}
+        if limit.rpm is not None:
+            update["rpm"] = limit.rpm / workers
+        if limit.tpm is not None:
+            update["tpm"] = limit.tpm / workers
+        if limit.concurrency is not None:
+            update["concurrency"] = max(1, limit.concurrency // workers)
+        shares[name] = limit.model_copy(update=update)
+    return shares
+
+
+def _driver_keys() -> dict[str, str]:
+    """The provider key variables set here, for the workers (a worker on another
+    machine keeps its own)."""
+    keys = {}
+    for name in provider_names():
+        env = provider_class(name).api_key_env
+        if env and (value := os.environ.get(env)):
+            keys[env] = value
+    return keys
+
+
+class RayBatch:
+    """A batch run on a Ray cluster: an async context manager, then an async iterator
+    of ``BatchResult`` (as ``client.chat.completions.batch(...)`` gives).
+
+    Args:
+        requests: ``create()`` arguments, each with an optional ``custom_id``; read
+            only as workers have room, so a generator over a huge file stays lazy.
+        address: the Ray cluster (``"auto"``, ``"10.0.0.5:6379"``, ``"ray://..."``).
+            ``None`` does what ``ray.init()`` does: ``RAY_ADDRESS``, else a cluster
+            started on this machine with ``ray start``, else a local one for this run.
+            When Ray is already initialized in this process, that connection is used.
+        workers: Ray actors, each holding one ``AsyncClient`` (default 2).
+        concurrency: requests in flight per worker (default 64).
+        worker_cpus: CPUs Ray reserves for each worker (default 1; a fraction packs
+            more workers on a node).
+        max_worker_deaths: a worker that dies this many times in a row without
+            finishing a chunk (or a chunk lost this many times) stops the batch with
+            ``BatchWorkerError`` (default 3).
+        runtime_env: Ray's ``runtime_env`` for the workers (e.g. ``{"pip": [...]}``).
+        progress: called on the driver after every result with a ``BatchProgress``.
+        **client_options: ``AsyncClient`` arguments for every worker's client
+            (``provider``, ``base_url``, ``api_key``, ``timeout``, ``max_retries``,
+            ``rate_limits``, ``shared_state``, ...). Without ``shared_state`` each
+            worker gets ``rate_limits`` divided by ``workers``; with it every worker
+            shares the whole budgets through Redis.
+
+    Example:
+        >>> async with RayBatch(requests, workers=4, base_url=url) as results:
+        ...     async for result in results:
+        ...         print(result.custom_id, result.ok)
+    """
+
+    def __init__(
+        self,
+        requests: Iterable[BatchRequest] | AsyncIterable[BatchRequest],
+        *,
+        address: str | None = None,
+        workers: int = 2,
+        concurrency: int = 64,
+        worker_cpus: float = 1.0,
+        max_worker_deaths: int = 3,
+        runtime_env: Mapping[str, Any] | None = None,
+        progress: Callable[[BatchProgress], object] | None = None,
+        **client_options: Any,
+    ) -> None:
+        for name, value in (
+            ("workers", workers),
+            ("concurrency", concurrency),
+            ("max_worker_deaths", max_worker_deaths),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a whole number >= 1, not {value!r}")
+        if not (worker_cpus >= 0 and math.isfinite(worker_cpus)):
+            raise ConfigurationError(f"worker_cpus must be 0 or more, not {worker_cpus!r}")
+        self.address = address
+        self.workers = workers
+        self.concurrency = concurrency
+        self.worker_cpus = worker_cpus
+        self.max_worker_deaths = max_worker_deaths
+        self._runtime_env = dict(runtime_env) if runtime_env else None
+        self._progress = progress
+        options = dict(client_options)
+        if options.get("shared_state") is None:
+            options["rate_limits"] = divide_limits(options.get("rate_limits"), workers)
+        self._client_options = options
+        self._chunk = max(1, math.ceil(concurrency / _LANES))
+        self._lanes = min(_LANES, concurrency)
+        if isinstance(requests, AsyncIterable):
+            self._sync_input: Iterator[BatchRequest] | None = None
+            self._async_input: AsyncIterator[BatchRequest] | None = aiter(requests)
+        else:
+            self._sync_input, self._async_input = iter(requests), None
+        self._next_index = 0
+        self._requeued: deque[list[_Entry]] = deque()
+        self._slots: list[_Slot] = []
+        self._remote: Any = None
+        self._owns_ray = False
+        self._entered = False
+        self._stopping = False
+        self._cancelling = False
+        self._error: BaseException | None = None
+        self._work_scope: anyio.CancelScope | None = None
+        self._pull_lock: anyio.Lock | None = None
+        self._group: Any = None
+        self._send: MemoryObjectSendStream[BatchResult] | None = None
+        self._receive: MemoryObjectReceiveStream[BatchResult] | None = None
+        self._providers: set[str] = set()
+        self._started_at = 0.0
+        self._done = self._failed = self._in_flight = 0
+        self._prompt_tokens = self._completion_tokens = self._total_tokens = 0
+        self.cancelled = False
+        """Whether ``cancel()`` dropped requests that were in flight."""
+        self.resent = 0
+        """Requests sent again because the worker running them died: each may have
+        reached the provider twice (sent, then lost before its result came back)."""
+        self.worker_deaths = 0
+        """Workers that died (and were replaced) during the run."""
+        self.rate_limit_stats: dict[str, RateLimitStats] = {}
+        """Each provider's rate-limit counters summed over the workers (filled once
+        the batch has run to its end)."""
+
+    @property
+    def progress(self) -> BatchProgress:
+        """The counters now."""
+        return BatchProgress.model_construct(
+            done=self._done,
+            failed=self._failed,
+            in_flight=self._in_flight,
+            prompt_tokens=self._prompt_tokens,
+            completion_tokens=self._completion_tokens,
+            total_tokens=self._total_tokens,
+            elapsed=(_clock() - self._started_at) if self._started_at else 0.0,
+        )
+
+    def stop(self) -> None:
+        """Take no new requests; those in flight finish and are still yielded."""
+        self._stopping = True
+
+    def cancel(self) -> None:
+        """Take no new requests and drop those in flight; iteration then ends."""
+        self._stopping = self._cancelling = True
+        if self._in_flight:
+            self.cancelled = True
+        if self._work_scope is not None:
+            self._work_scope.cancel()
+
+    # --- lifetime ----------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        try:
+            import ray
+        except ImportError:
+            raise ConfigurationError(
+                "a batch on Ray needs the ray package: pip install 'asyncprov[ray]'"
+            ) from None
+        if not ray.is_initialized():
+            import logging
+
+            try:
+                ray.init(
+                    address=self.address,
+                    include_dashboard=False,
+                    log_to_driver=False,
+                    logging_level=logging.WARNING,
+                )
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                where = self.address or "(RAY_ADDRESS, or a local cluster)"
+                raise ConfigurationError(
+                    f"cannot connect to the Ray cluster at {where}: {_first_line(error)}"
+                ) from None
+            self._owns_ray = True
+        cpus = ray.cluster_resources().get("CPU", 0.0)  # type: ignore[no-untyped-call]  # ray leaves it untyped
+        needed = self.workers * self.worker_cpus
+        if needed > cpus:
+            self._shutdown(ray)
+            raise ConfigurationError(
+                f"workers={self.workers} with worker_cpus={self.worker_cpus:g} need "
+                f"{needed:g} CPUs; the Ray cluster has {cpus:g}"
+            )
+        return ray
+
+    def _shutdown(self, ray: Any) -> None:
+        if self._owns_ray:
+            self._owns_ray = False
+            ray.shutdown()
+
+    def _new_actor(self) -> Any:
+        return self._remote.remote(self._client_options, _driver_keys())
+
+    async def __aenter__(self) -> Self:
+        import anyio
+
+        if self._entered:
+            raise ConfigurationError("a batch runs once; make a new one to run again")
+        self._entered = True
+        ray = self._connect()
+        options: dict[str, Any] = {
+            "num_cpus": self.worker_cpus,
+            "max_restarts": 0,  # a dead worker is replaced by the driver, which counts it
+            "max_task_retries": 0,  # a lost chunk is sent again by the driver
+        }
+        if self._runtime_env is not None:
+            options["runtime_env"] = self._runtime_env
+        self._remote = ray.remote(BatchWorker).options(**options)
+        self._slots = [_Slot(number, self._new_actor()) for number in range(1, self.workers + 1)]
+        self._send, self._receive = anyio.create_memory_object_stream[BatchResult](
+            self.workers * self.concurrency
+        )
+        self._work_scope = anyio.CancelScope()
+        if self._cancelling:
+            self._work_scope.cancel()
+        if self._async_input is not None:
+            self._pull_lock = anyio.Lock()
+        self._started_at = _clock()
+        group = anyio.create_task_group()
+        await group.__aenter__()
+        self._group = group
+        group.start_soon(self._run_all)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        import ray
+
+        self.cancel()
+        assert self._group is not None and self._receive is not None
+        try:
+            return await self._group.__aexit__(exc_type, exc, tb)  # type: ignore[no-any-return]
+        except BaseExceptionGroup as group:
+            if exc is not None and group.exceptions == (exc,):
+                return False
+            raise
+        finally:
+            self._receive.close()
+            for slot in self._slots:  # its client's requests end with its process
+                with contextlib.suppress(Exception):
+                    ray.kill(slot.actor, no_restart=True)
+            self._shutdown(ray)
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> BatchResult:
+        import anyio
+
+        if self._receive is None:
+            raise ConfigurationError(
+                "enter the batch first: `async with RayBatch(...) as results: "
+                "async for result in results: ...`"
+            )
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            if self._error is not None:
+                error, self._error = self._error, None
+                raise error from None
+            raise StopAsyncIteration from None
+
+    # --- the work ----------------------------------------------------------------------
+
+    async def _run_all(self) -> None:
+        import anyio
+
+        assert self._send is not None and self._work_scope is not None
+        try:
+            with self._work_scope:
+                async with anyio.create_task_group() as group:
+                    for slot in self._slots:
+                        for _ in range(self._lanes):
+                            group.start_soon(self._lane, slot)
+                await self._gather_stats()
+        finally:
+            self._send.close()
+            aclose = getattr(self._async_input, "aclose", None)
+            if aclose is not None:
+                with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
+                    await aclose()
+
+    def _fail(self, error: BaseException) -> None:
+        """Stop the run: results already in hand are yielded, then ``error`` raised."""
+        if self._error is None:
+            self._error = error
+        self.cancel()
+
+    def _input_failed(self, error: Exception) -> None:
+        if self._error is None:
+            self._error = error
+        self.stop()
+
+    async def _pull(self) -> BatchRequest | None:
+        try:
+            if self._sync_input is not None:
+                return next(self._sync_input)
+            assert self._pull_lock is not None and self._async_input is not None
+            async with self._pull_lock:
+                if self._stopping:
+                    return None
+                return await anext(self._async_input)
+        except (StopIteration, StopAsyncIteration):
+            self._stopping = True
+        except Exception as error:
+            self._input_failed(error)
+        return None
+
+    async def _next_chunk(self) -> list[_Entry] | None:
+        if self._requeued:
+            if self._stopping:  # not in OUT: a resumed run sends them
+                self._requeued.clear()
+                return None
+            chunk = self._requeued.popleft()
+            self.resent += len(chunk)
+            return chunk
+        chunk = []
+        while len(chunk) < self._chunk and not self._stopping:
+            request = await self._pull()
+            if request is None:
+                break
+            chunk.append(_Entry(self._next_index, request))
+            self._next_index += 1
+        return chunk or None
+
+    async def _lane(self, slot: _Slot) -> None:
+        from ray.exceptions import RayActorError, RayError
+
+        while True:
+            chunk = await self._next_chunk()
+            if chunk is None:
+                return
+            actor, generation = slot.actor, slot.generation
+            self._in_flight += len(chunk)
+            try:
+                records = await actor.run.remote([entry.request for entry in chunk])
+            except RayActorError as error:
+                self._in_flight -= len(chunk)
+                self._lost(slot, generation, chunk, error, died=True)
+                continue
+            except RayError as error:  # the call failed without killing the worker
+                self._in_flight -= len(chunk)
+                self._lost(slot, generation, chunk, error, died=False)
+                continue
+            self._in_flight -= len(chunk)
+            if slot.generation == generation:
+                slot.deaths_in_a_row = 0
+            for result, portable in records:
+                await self._emit(chunk, result, portable)
+
+    def _lost(
+        self, slot: _Slot, generation: int, chunk: list[_Entry], error: Exception, *, died: bool
+    ) -> None:
+        import ray
+
+        if self._cancelling:
+            return
+        for entry in chunk:
+            entry.losses += 1
+        if died and slot.generation == generation:  # the first lane to see this death
+            slot.deaths += 1
+            slot.deaths_in_a_row += 1
+            self.worker_deaths += 1
+            with contextlib.suppress(Exception):
+                ray.kill(slot.actor, no_restart=True)
+            if slot.deaths_in_a_row >= self.max_worker_deaths:
+                self._fail(
+                    BatchWorkerError(
+                        f"Ray worker {slot.number} died {slot.deaths_in_a_row} times in a "
+                        f"row without finishing a request (last: {_first_line(error)})"
+                    )
+                )
+                return
+            slot.actor = self._new_actor()
+            slot.generation += 1
+        if max(entry.losses for entry in chunk) >= self.max_worker_deaths:
+            what = "its worker died" if died else _first_line(error)
+            self._fail(
+                BatchWorkerError(
+                    f"a chunk of {len(chunk)} request(s) was lost {self.max_worker_deaths} "
+                    f"times ({what})"
+                )
+            )
+            return
+        self._requeued.append(chunk)
+
+    async def _emit(self, chunk: list[_Entry], result: BatchResult, portable: Any) -> None:
+        assert self._send is not None
+        # The worker numbered results within the chunk; the driver by input position.
+        updates: dict[str, Any] = {"index": chunk[result.index].index}
+        if portable is not None:
+            updates["error"] = rebuild_error(portable)
+        result = result.model_copy(update=updates)
+        if result.completion is not None:
+            self._done += 1
+            usage = result.usage
+            if usage is not None:
+                self._prompt_tokens += usage.prompt_tokens
+                self._completion_tokens += usage.completion_tokens
+                self._total_tokens += usage.total_tokens
+        else:
+            self._failed += 1
+        if result.provider is not None:
+            self._providers.add(result.provider)
+        if self._progress is not None:
+            try:
+                self._progress(self.progress)
+            except Exception as error:  # a broken callback stops intake, not results
+                self._input_failed(error)
+        await self._send.send(result)
+
+    async def _gather_stats(self) -> None:
+        """Sum the workers' rate-limit counters, for the summary."""
+        import anyio
+        from ray.exceptions import RayError
+
+        names = sorted(self._providers)
+        if not names:
+            return
+        totals: dict[str, dict[str, float]] = {}
+        with anyio.move_on_after(_STATS_TIMEOUT):
+            for slot in self._slots:
+                try:
+                    stats = await slot.actor.stats.remote(names)
+                    await slot.actor.close.remote()
+                except RayError:
+                    continue
+                for name, one in stats.items():
+                    into = totals.setdefault(name, {})
+                    for key, value in one.model_dump().items():
+                        into[key] = into.get(key, 0) + value
+        self.rate_limit_stats = {
+            name: RateLimitStats.model_validate(values) for name, values in totals.items()
+        }

@@ -394,10 +394,7 @@ class RayBatch:
         return None
 
     async def _next_chunk(self) -> list[_Entry] | None:
-        if self._requeued:
-            if self._stopping:  # not in OUT: a resumed run sends them
-                self._requeued.clear()
-                return None
+        if self._requeued:  # lost with a worker: in flight still, so drained on stop()
             chunk = self._requeued.popleft()
             self.resent += len(chunk)
             return chunk

@@ -22,7 +22,6 @@ if TYPE_CHECKING:
     from ._errors import AsyncProvError as AsyncProvError
     from ._errors import AuthenticationError as AuthenticationError
     from ._errors import BadRequestError as BadRequestError
-    from ._errors import BatchWorkerError as BatchWorkerError
     from ._errors import ClientClosedError as ClientClosedError
     from ._errors import ConfigurationError as ConfigurationError
     from ._errors import ConflictError as ConflictError
@@ -98,7 +97,6 @@ _LAZY = {
     "AsyncProvError": "._errors",
     "AuthenticationError": "._errors",
     "BadRequestError": "._errors",
-    "BatchWorkerError": "._errors",
     "ClientClosedError": "._errors",
     "ConfigurationError": "._errors",
     "ConflictError": "._errors",
@@ -194,7 +192,6 @@ __all__ = [
     "BatchProgress",
     "BatchRequest",
     "BatchResult",
-    "BatchWorkerError",
     "CALL_SETTINGS",
     "CallSettings",
     "ChatCompletion",

@@ -49,8 +49,7 @@ different ways, a ``RetryProviderError``, which is an ``ExceptionGroup``, so
     │       └── StreamTimeoutError              (also TimeoutError; .phase)
     ├── RetryProviderError                      (also ExceptionGroup: .exceptions)
     ├── RetryNoProviderError
-    ├── SharedStateError                        (Redis unreachable, on_error="closed")
-    └── BatchWorkerError                        (a batch's Ray workers keep dying)
+    └── SharedStateError                        (Redis unreachable, on_error="closed")
 """
 
 from __future__ import annotations
@@ -65,8 +64,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "APIConnectionError", "APIError", "APITimeoutError", "AsyncProvError",
-    "AuthenticationError", "BadRequestError", "BatchWorkerError", "ClientClosedError",
-    "ConfigurationError",
+    "AuthenticationError", "BadRequestError", "ClientClosedError", "ConfigurationError",
     "ConflictError", "ConnectTimeoutError", "EventTooLargeError", "FirstChunkTimeoutError",
     "HTTPStatusError", "IdleTimeoutError", "ImageError", "ImagesNotSupportedError",
     "InternalServerError", "InvalidRequestError", "MissingAuthError", "ModelNotFoundError",
@@ -447,7 +445,3 @@ class RetryNoProviderError(AsyncProvError, code="no_provider_error"):
 
 class SharedStateError(AsyncProvError, code="shared_state_error"):
     """Raised when Redis cannot be reached in time and ``on_error="closed"`` (nothing sent)."""
-
-
-class BatchWorkerError(AsyncProvError, code="batch_worker_error"):
-    """Raised when a batch on Ray stops because its workers keep dying (a crash loop)."""

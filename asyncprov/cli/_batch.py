@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
 from asyncprov import (
     AsyncClient,
@@ -23,7 +23,6 @@ from asyncprov import (
     KeyMask,
     RateLimit,
     RateLimitStats,
-    SharedState,
 )
 from asyncprov.providers import provider_class, provider_names
 
@@ -37,9 +36,7 @@ from ._batchfile import (
 )
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXPECTED, UsageError, exit_status
 from ._provider import check_provider, redis_flag
-
-if TYPE_CHECKING:
-    from asyncprov.ray import RayBatch
+from ._ray import add_ray_options, check_ray_options, ray_batch, ray_summary
 
 __all__ = ["add_parser", "run"]
 
@@ -98,24 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--log-every", type=float, default=10.0, help="seconds between progress log lines"
     )
-    parser.add_argument(
-        "--ray",
-        nargs="?",
-        const="",
-        metavar="ADDRESS",
-        help="run on a Ray cluster (needs asyncprov[ray]): ADDRESS (host:port, ray://..., "
-        "auto), else RAY_ADDRESS or a local cluster; --concurrency is then per worker, "
-        "and --rpm/--tpm are divided among the workers unless --redis is given",
-    )
-    parser.add_argument(
-        "--workers", type=int, default=2, help="Ray workers, with --ray (default 2)"
-    )
-    parser.add_argument(
-        "--worker-cpus",
-        type=float,
-        default=1.0,
-        help="CPUs Ray reserves per worker, with --ray (default 1)",
-    )
+    add_ray_options(parser)
     parser.add_argument(
         "--retry-failed",
         action="store_true",
@@ -258,7 +238,7 @@ def _summary(
     elapsed: float,
     dropped: int,
     limited: dict[str, RateLimitStats],
-    ray: RayBatch | None = None,
+    ray: Any = None,
 ) -> None:
     finished = progress.finished
     rate = finished / elapsed if elapsed > 0 else 0.0
@@ -287,40 +267,12 @@ def _summary(
             f"{stats.rate_limited:,} 429(s) waited out ({stats.paused_seconds:.1f} s)\n"
         )
     if ray is not None:
-        out.write(
-            f"ray: {ray.workers} worker(s), {ray.worker_deaths:,} died and were replaced, "
-            f"{ray.resent:,} request(s) sent again (each may have reached the provider twice)\n"
-        )
+        ray_summary(out, ray)
     if dropped:
         out.write(
             f"interrupted: {dropped:,} request(s) in flight were dropped; run again to resume\n"
         )
     out.flush()
-
-
-def _ray_batch(
-    args: argparse.Namespace,
-    source: InputFile,
-    limits: dict[str, RateLimit],
-    shared: SharedState | None,
-) -> RayBatch:
-    """The run on Ray's workers: the same requests and client settings as a local run."""
-    from asyncprov.ray import RayBatch
-
-    return RayBatch(
-        source.requests(),
-        address=args.ray or None,
-        workers=args.workers,
-        concurrency=args.concurrency,
-        worker_cpus=args.worker_cpus,
-        provider=args.provider,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        rate_limits=limits,
-        shared_state=shared,
-    )
 
 
 async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -334,12 +286,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         value = getattr(args, option)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"--{option.replace('_', '-')} must be a positive number")
-    if args.workers < 1:
-        raise UsageError("--workers must be at least 1")
-    if not (args.worker_cpus >= 0 and math.isfinite(args.worker_cpus)):
-        raise UsageError("--worker-cpus must be 0 or more")
-    if args.ray is None and (args.workers != 2 or args.worker_cpus != 1.0):
-        raise UsageError("--workers and --worker-cpus go with --ray")
+    check_ray_options(args)
     if not (args.grace >= 0 and math.isfinite(args.grace)):
         raise UsageError("--grace must be a number of seconds, 0 or more")
     if not args.input.exists():
@@ -399,8 +346,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         interrupt = _Interrupt(args.grace, err)
         started = time.monotonic()
         async with client, anyio.create_task_group() as group:
-            ray_batch = None if args.ray is None else _ray_batch(args, source, limits, shared)
-            batch = ray_batch or client.chat.completions.batch(
+            ray = None if args.ray is None else ray_batch(args, source.requests(), limits, shared)
+            batch = ray or client.chat.completions.batch(
                 source.requests(), concurrency=args.concurrency
             )
             group.start_soon(interrupt.watch, batch)
@@ -418,14 +365,14 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         output.close()
     dropped = progress.in_flight if batch.cancelled else 0
-    stats_of = ray_batch.rate_limit_stats.get if ray_batch else client.rate_limits.stats
+    stats_of = ray.rate_limit_stats.get if ray else client.rate_limits.stats
     limited = {
         name: stats
         for name in providers
         if (stats := stats_of(name)) is not None and (stats.rate_limited or stats.paced)
     }
     elapsed = time.monotonic() - started
-    _summary(out, progress, providers, source, elapsed, dropped, limited, ray_batch)
+    _summary(out, progress, providers, source, elapsed, dropped, limited, ray)
     if earlier_failures:
         out.write(
             f"OUT already held {earlier_failures:,} failed request(s): --retry-failed runs "

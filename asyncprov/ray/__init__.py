@@ -5,5 +5,6 @@ requests from Python, ``run_batch`` / ``arun_batch`` for OpenAI Batch API files 
 from ._batch import RayBatch as RayBatch
 from ._files import arun_batch as arun_batch
 from ._files import run_batch as run_batch
+from ._pool import BatchWorkerError as BatchWorkerError
 
-__all__ = ["RayBatch", "arun_batch", "run_batch"]
+__all__ = ["BatchWorkerError", "RayBatch", "arun_batch", "run_batch"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -24,14 +23,12 @@ from asyncprov import (
     BatchProgress,
     BatchRequest,
     BatchResult,
-    BatchWorkerError,
     ConfigurationError,
-    RateLimit,
     RateLimitStats,
 )
-from asyncprov.providers import provider_class, provider_names
 
-from ._worker import BatchWorker, rebuild_error
+from ._pool import BatchWorkerError, Slot, WorkerPool, divide_limits, first_line
+from ._worker import rebuild_error
 
 if TYPE_CHECKING:
     import anyio
@@ -42,7 +39,6 @@ __all__ = ["RayBatch"]
 _LANES = 4
 """Chunks in flight per worker: while one chunk's slowest request finishes, the
 others keep the worker busy."""
-_STATS_TIMEOUT = 5.0
 
 
 @dataclass
@@ -52,57 +48,10 @@ class _Entry:
     losses: int = 0  # times its chunk was lost with a worker
 
 
-@dataclass
-class _Slot:
-    """One worker place: the actor now holding it, replaced when it dies."""
-
-    number: int
-    actor: Any
-    generation: int = 0
-    deaths: int = 0
-    deaths_in_a_row: int = 0  # since the last chunk it finished
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0] if text else type(error).__name__
-
-
 def _clock() -> float:
     import time
 
     return time.monotonic()
-
-
-def divide_limits(
-    limits: Mapping[str, RateLimit] | None, workers: int
-) -> dict[str, RateLimit] | None:
-    """Each worker's share of ``limits``: rpm, tpm and concurrency divided by
-    ``workers`` (concurrency rounded down, at least 1)."""
-    if limits is None:
-        return None
-    shares = {}
-    for name, limit in limits.items():
-        update: dict[str, Any] = {}
-        if limit.rpm is not None:
-            update["rpm"] = limit.rpm / workers
-        if limit.tpm is not None:
-            update["tpm"] = limit.tpm / workers
-        if limit.concurrency is not None:
-            update["concurrency"] = max(1, limit.concurrency // workers)
-        shares[name] = limit.model_copy(update=update)
-    return shares
-
-
-def _driver_keys() -> dict[str, str]:
-    """The provider key variables set here, for the workers (a worker on another
-    machine keeps its own)."""
-    keys = {}
-    for name in provider_names():
-        env = provider_class(name).api_key_env
-        if env and (value := os.environ.get(env)):
-            keys[env] = value
-    return keys
 
 
 class RayBatch:
@@ -159,17 +108,21 @@ class RayBatch:
                 raise ConfigurationError(f"{name} must be a whole number >= 1, not {value!r}")
         if not (worker_cpus >= 0 and math.isfinite(worker_cpus)):
             raise ConfigurationError(f"worker_cpus must be 0 or more, not {worker_cpus!r}")
-        self.address = address
         self.workers = workers
         self.concurrency = concurrency
-        self.worker_cpus = worker_cpus
         self.max_worker_deaths = max_worker_deaths
-        self._runtime_env = dict(runtime_env) if runtime_env else None
         self._progress = progress
         options = dict(client_options)
         if options.get("shared_state") is None:
             options["rate_limits"] = divide_limits(options.get("rate_limits"), workers)
-        self._client_options = options
+        self._pool = WorkerPool(
+            address=address,
+            workers=workers,
+            worker_cpus=worker_cpus,
+            max_worker_deaths=max_worker_deaths,
+            runtime_env=runtime_env,
+            client_options=options,
+        )
         self._chunk = max(1, math.ceil(concurrency / _LANES))
         self._lanes = min(_LANES, concurrency)
         if isinstance(requests, AsyncIterable):
@@ -179,9 +132,6 @@ class RayBatch:
             self._sync_input, self._async_input = iter(requests), None
         self._next_index = 0
         self._requeued: deque[list[_Entry]] = deque()
-        self._slots: list[_Slot] = []
-        self._remote: Any = None
-        self._owns_ray = False
         self._entered = False
         self._stopping = False
         self._cancelling = False
@@ -200,11 +150,14 @@ class RayBatch:
         self.resent = 0
         """Requests sent again because the worker running them died: each may have
         reached the provider twice (sent, then lost before its result came back)."""
-        self.worker_deaths = 0
-        """Workers that died (and were replaced) during the run."""
         self.rate_limit_stats: dict[str, RateLimitStats] = {}
         """Each provider's rate-limit counters summed over the workers (filled once
         the batch has run to its end)."""
+
+    @property
+    def worker_deaths(self) -> int:
+        """Workers that died (and were replaced) during the run."""
+        return self._pool.deaths
 
     @property
     def progress(self) -> BatchProgress:
@@ -233,63 +186,13 @@ class RayBatch:
 
     # --- lifetime ----------------------------------------------------------------------
 
-    def _connect(self) -> Any:
-        try:
-            import ray
-        except ImportError:
-            raise ConfigurationError(
-                "a batch on Ray needs the ray package: pip install 'asyncprov[ray]'"
-            ) from None
-        if not ray.is_initialized():
-            import logging
-
-            try:
-                ray.init(
-                    address=self.address,
-                    include_dashboard=False,
-                    log_to_driver=False,
-                    logging_level=logging.WARNING,
-                )
-            except (ConnectionError, RuntimeError, ValueError) as error:
-                where = self.address or "(RAY_ADDRESS, or a local cluster)"
-                raise ConfigurationError(
-                    f"cannot connect to the Ray cluster at {where}: {_first_line(error)}"
-                ) from None
-            self._owns_ray = True
-        cpus = ray.cluster_resources().get("CPU", 0.0)  # type: ignore[no-untyped-call]  # ray leaves it untyped
-        needed = self.workers * self.worker_cpus
-        if needed > cpus:
-            self._shutdown(ray)
-            raise ConfigurationError(
-                f"workers={self.workers} with worker_cpus={self.worker_cpus:g} need "
-                f"{needed:g} CPUs; the Ray cluster has {cpus:g}"
-            )
-        return ray
-
-    def _shutdown(self, ray: Any) -> None:
-        if self._owns_ray:
-            self._owns_ray = False
-            ray.shutdown()
-
-    def _new_actor(self) -> Any:
-        return self._remote.remote(self._client_options, _driver_keys())
-
     async def __aenter__(self) -> Self:
         import anyio
 
         if self._entered:
             raise ConfigurationError("a batch runs once; make a new one to run again")
         self._entered = True
-        ray = self._connect()
-        options: dict[str, Any] = {
-            "num_cpus": self.worker_cpus,
-            "max_restarts": 0,  # a dead worker is replaced by the driver, which counts it
-            "max_task_retries": 0,  # a lost chunk is sent again by the driver
-        }
-        if self._runtime_env is not None:
-            options["runtime_env"] = self._runtime_env
-        self._remote = ray.remote(BatchWorker).options(**options)
-        self._slots = [_Slot(number, self._new_actor()) for number in range(1, self.workers + 1)]
+        self._pool.start()
         self._send, self._receive = anyio.create_memory_object_stream[BatchResult](
             self.workers * self.concurrency
         )
@@ -311,8 +214,6 @@ class RayBatch:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> bool | None:
-        import ray
-
         self.cancel()
         assert self._group is not None and self._receive is not None
         try:
@@ -323,10 +224,7 @@ class RayBatch:
             raise
         finally:
             self._receive.close()
-            for slot in self._slots:  # its client's requests end with its process
-                with contextlib.suppress(Exception):
-                    ray.kill(slot.actor, no_restart=True)
-            self._shutdown(ray)
+            self._pool.close()
 
     def __aiter__(self) -> Self:
         return self
@@ -356,10 +254,11 @@ class RayBatch:
         try:
             with self._work_scope:
                 async with anyio.create_task_group() as group:
-                    for slot in self._slots:
+                    for slot in self._pool.slots:
                         for _ in range(self._lanes):
                             group.start_soon(self._lane, slot)
-                await self._gather_stats()
+                if self._providers:
+                    self.rate_limit_stats = await self._pool.stats(sorted(self._providers))
         finally:
             self._send.close()
             aclose = getattr(self._async_input, "aclose", None)
@@ -407,7 +306,7 @@ class RayBatch:
             self._next_index += 1
         return chunk or None
 
-    async def _lane(self, slot: _Slot) -> None:
+    async def _lane(self, slot: Slot) -> None:
         from ray.exceptions import RayActorError, RayError
 
         while True:
@@ -433,38 +332,23 @@ class RayBatch:
                 await self._emit(chunk, result, portable)
 
     def _lost(
-        self, slot: _Slot, generation: int, chunk: list[_Entry], error: Exception, *, died: bool
+        self, slot: Slot, generation: int, chunk: list[_Entry], error: Exception, *, died: bool
     ) -> None:
-        import ray
-
         if self._cancelling:
             return
         for entry in chunk:
             entry.losses += 1
-        if died and slot.generation == generation:  # the first lane to see this death
-            slot.deaths += 1
-            slot.deaths_in_a_row += 1
-            self.worker_deaths += 1
-            with contextlib.suppress(Exception):
-                ray.kill(slot.actor, no_restart=True)
-            if slot.deaths_in_a_row >= self.max_worker_deaths:
-                self._fail(
-                    BatchWorkerError(
-                        f"Ray worker {slot.number} died {slot.deaths_in_a_row} times in a "
-                        f"row without finishing a request (last: {_first_line(error)})"
-                    )
-                )
-                return
-            slot.actor = self._new_actor()
-            slot.generation += 1
-        if max(entry.losses for entry in chunk) >= self.max_worker_deaths:
-            what = "its worker died" if died else _first_line(error)
-            self._fail(
-                BatchWorkerError(
+        try:
+            if died:
+                self._pool.died(slot, generation, error)
+            if max(entry.losses for entry in chunk) >= self.max_worker_deaths:
+                what = "its worker died" if died else first_line(error)
+                raise BatchWorkerError(
                     f"a chunk of {len(chunk)} request(s) was lost {self.max_worker_deaths} "
                     f"times ({what})"
                 )
-            )
+        except BatchWorkerError as crash_loop:
+            self._fail(crash_loop)
             return
         self._requeued.append(chunk)
 
@@ -492,27 +376,3 @@ class RayBatch:
             except Exception as error:  # a broken callback stops intake, not results
                 self._input_failed(error)
         await self._send.send(result)
-
-    async def _gather_stats(self) -> None:
-        """Sum the workers' rate-limit counters, for the summary."""
-        import anyio
-        from ray.exceptions import RayError
-
-        names = sorted(self._providers)
-        if not names:
-            return
-        totals: dict[str, dict[str, float]] = {}
-        with anyio.move_on_after(_STATS_TIMEOUT):
-            for slot in self._slots:
-                try:
-                    stats = await slot.actor.stats.remote(names)
-                    await slot.actor.close.remote()
-                except RayError:
-                    continue
-                for name, one in stats.items():
-                    into = totals.setdefault(name, {})
-                    for key, value in one.model_dump().items():
-                        into[key] = into.get(key, 0) + value
-        self.rate_limit_stats = {
-            name: RateLimitStats.model_validate(values) for name, values in totals.items()
-        }

@@ -1,12 +1,15 @@
 """Rate limits and provider health kept in Redis (``SharedState``), behind the same
 methods as the in-memory ``Limiter`` and ``ProviderHealth``.
 
-A request's turn is one round trip (``SharedStore.run``): the script takes a
-concurrency lease, reserves the request's place in the rpm and tpm budgets (GCRA, see
-``_shared_store``) and answers how long to wait for that place; the request sleeps that
-long and is sent. Its slot, its token count (once usage is reported) and its
-success or failure are reported later, in the next round trip. When Redis cannot be
-used and ``on_error="open"``, the same call goes to the in-memory limiter behind it.
+A request's turn is one operation of the script (``SharedStore.ask``, which sends the
+reservations of one event-loop turn in one round trip): it takes a concurrency lease,
+reserves the request's place in the rpm and tpm budgets (GCRA, see ``_shared_store``)
+and answers how long to wait for that place; the request sleeps that long and is sent.
+When a slot or the tokens are not there, the first request of this process in line
+asks again (at least every ``POLL_MAX`` seconds) and the others queue behind it. Its
+slot, its token count (once usage is reported) and its success or failure are
+reported later, in the next round trip. When Redis cannot be used and
+``on_error="open"``, the same call goes to the in-memory limiter behind it.
 """
 
 from __future__ import annotations
@@ -74,9 +77,9 @@ class SharedLimiter:
         wait for that place."""
         if not self._waiting and (retry := await self._take(tokens)) is None:
             return
-        async with self._line:  # only the first in line asks Redis again
-            self._waiting += 1
-            try:
+        self._waiting += 1  # later requests queue behind this one
+        try:
+            async with self._line:  # only the first in line asks Redis again
                 delay, paced = POLL_FIRST, False
                 while (retry := await self._take(tokens)) is not None:
                     self._freed = anyio.Event()
@@ -90,8 +93,8 @@ class SharedLimiter:
                         self.local.paced += not paced  # one wait per request, however asked
                         self.local.paced_seconds += anyio.current_time() - started
                         paced = True
-            finally:
-                self._waiting -= 1
+        finally:
+            self._waiting -= 1
 
     async def _take(self, tokens: int) -> float | None:
         """One try: ``None`` once the request may be sent (after any wait for its

@@ -258,8 +258,12 @@ class SharedStore:
             answers = await self.run([op for op, _ in asks])
         except BaseException as error:
             for _, answer in asks:
-                if not answer.done():
-                    answer.set_exception(error)
+                if not answer.done():  # each caller its own exception object
+                    answer.set_exception(
+                        SharedStateError(str(error))
+                        if isinstance(error, SharedStateError)
+                        else error
+                    )
             if not isinstance(error, Exception):
                 raise
             return
@@ -317,7 +321,7 @@ class SharedStore:
                 )
             self._outbox.clear()
         if self.state.on_error == "closed":
-            reason = _describe(error) if error is not None else "it failed moments ago"
+            reason = _describe(error) if error is not None else "it failed just before"
             raise SharedStateError(f"the shared state {self.where} cannot be used: {reason}")
 
     def _connect(self) -> Any:
@@ -325,10 +329,6 @@ class SharedStore:
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
-        if self._closed:
-            from ._errors import ClientClosedError
-
-            raise ClientClosedError("the client is closed")
         timeout = self.state.timeout
         self._redis = aioredis.Redis.from_url(
             self.state.url,

@@ -110,7 +110,7 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
             self._finished = True
             raise
         if chunk.usage is not None and self._on_usage is not None:
-            self._on_usage(chunk.provider, chunk.usage.total_tokens)
+            self._on_usage(chunk.provider or self.provider, chunk.usage.total_tokens)
         choices = chunk.choices
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:

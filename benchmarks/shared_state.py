@@ -28,6 +28,8 @@ import sys
 import time
 from pathlib import Path
 
+from asyncprov import __version__
+
 from .common import ROOT
 from .server import BenchServer
 
@@ -187,7 +189,7 @@ def main() -> None:
         mode, base_url, redis_url, requests, namespace = args.worker
         anyio.run(_work, mode, base_url, redis_url, int(requests), namespace)
         return
-    command = "python -m benchmarks.shared_state " + " ".join(sys.argv[1:])
+    command = " ".join(["python -m benchmarks.shared_state", *sys.argv[1:]])
     redis = Redis()
     results: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
     try:
@@ -216,8 +218,9 @@ def _report(
         return statistics.median(r[index] for r in results[(mode, processes)])
 
     machine = (
-        f"Python {platform.python_version()}, {os.cpu_count()} cores, {platform.system()} "
-        f"{platform.release()}; {_redis_version()}"
+        f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}; {_redis_version()}; asyncprov "
+        f"{__version__} (git {_commit()})"
     )
     lines = [
         "# Shared limits (Redis) against in-memory limits",
@@ -258,6 +261,25 @@ def _report(
         f"limits ({med('memory', 4, 0):,.0f} requests/s).",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
+        ).stdout.strip()
+    except OSError:
+        return "?"
 
 
 def _redis_version() -> str:

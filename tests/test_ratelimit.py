@@ -67,6 +67,20 @@ async def test_tpm_charges_estimates_and_settles_on_usage(server: OpenAITestServ
     assert stats.paced >= 2
 
 
+@pytest.mark.usefixtures("testing_switch")
+async def test_tpm_settles_a_stream_once_its_usage_arrives(server: OpenAITestServer) -> None:
+    """A stream's estimate is corrected by the usage chunk it ends with (once)."""
+    async with limited(server, tpm=600) as client:
+        stream = await client.chat.completions.create(
+            model="m", messages="one two", max_tokens=50, stream=True,
+            stream_options={"include_usage": True},
+        )  # fmt: skip
+        async with stream:
+            usage = [c.usage.total_tokens async for c in stream if c.usage is not None]
+        stats = client.rate_limits.stats(NAME)
+    assert stats.tokens == sum(usage) and usage and usage[0] < 50
+
+
 async def test_concurrency_cap_is_shared_by_a_batch(server: OpenAITestServer) -> None:
     """The provider's concurrency cap holds even when the batch allows more in flight."""
     server.default = Reply(delay=0.02)

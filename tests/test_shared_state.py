@@ -494,3 +494,36 @@ async def test_gateway_answers_503_when_its_shared_limits_cannot_be_checked(
     assert error["type"] == "shared_state_error"
     assert "rate limits" in error["message"] and "127.0.0.1" not in error["message"]
     assert server.requests == []
+
+
+async def test_a_429_pause_holds_back_every_client(
+    server: OpenAITestServer, redis_url: str, namespace: str
+) -> None:
+    """Two 429s in a row pause the provider (for the 0.3 s they asked) for every client
+    on the Redis: another client's request waits out the same pause."""
+    import redis
+
+    limited = Reply(status=429, headers={"retry-after-ms": "300"})
+    server.add_reply(limited, limited)
+    limits = {NAME: RateLimit(rpm=6000)}
+    shared = SharedState(redis_url, namespace=namespace)
+    async with (
+        AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as one,
+        AsyncClient(base_url=server.base_url, rate_limits=limits, shared_state=shared) as two,
+    ):
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(lambda: one.chat.completions.create(model="m", messages="one"))
+                with redis.Redis.from_url(redis_url) as direct:
+                    # The second 429 set the pause in Redis (another client's doing: no
+                    # event here).
+                    while not direct.exists(f"{namespace}:{NAME}:pause"):  # noqa: ASYNC110
+                        await anyio.sleep(0.005)
+                paused_at = anyio.current_time()
+                await two.chat.completions.create(model="m", messages="two")
+                waited = anyio.current_time() - paused_at
+    second_429 = server.requests[1].at
+    sent = {r.json["messages"][0]["content"]: r.at for r in server.requests[2:]}
+    assert waited >= 0.15  # the pause (0.3 s from the 429) held it back
+    assert sent["two"] - second_429 >= 0.28
+    assert sent["one"] - second_429 >= 0.28

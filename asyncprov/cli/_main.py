@@ -21,8 +21,6 @@ from ._provider import check_provider, redis_flag
 
 __all__ = ["run"]
 
-log = logging.getLogger("asyncprov.server")
-
 
 def _provider_classes() -> list[type[Provider]]:
     classes = []
@@ -154,11 +152,6 @@ def _serve(args: argparse.Namespace, out: TextIO) -> int:
     elif shared is not None and config.shared_state is not None:
         shared = config.shared_state.shared_state(shared.url)
     if config.server.workers > 1:
-        if shared is None:
-            log.warning(
-                "%d workers without --redis: each keeps its own limits and provider health",
-                config.server.workers,
-            )
         return serve_workers(
             config, workers=config.server.workers, shared_state=shared, ready=ready
         )

@@ -21,7 +21,7 @@ from types import FrameType
 import anyio
 
 from .. import ConfigurationError, SharedState
-from ._config import GatewayConfig
+from ._config import GatewayConfig, build_routes
 from ._serve import serve
 
 __all__ = ["serve_workers"]
@@ -64,6 +64,7 @@ def serve_workers(
     the terminal sends to every worker); returns 0 when every worker stopped cleanly.
     Call it from a process that runs no event loop and no threads (it forks)."""
     settings = config.server
+    build_routes(config)  # a configuration that cannot work is said once, before forking
     sock = listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     url = f"http://{host if ':' not in host else f'[{host}]'}:{port}/v1"

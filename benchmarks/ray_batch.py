@@ -74,10 +74,12 @@ def _run(mode: str, source: Path, base_url: str, address: str) -> tuple[float, f
     # Sampled while it runs: the last sample is the RSS with the whole input read and
     # nearly every result written (the peak may come from start-up instead).
     samples: list[float] = []
-    sampler = threading.Thread(target=_sample, args=(proc, samples), daemon=True)
+    done = threading.Event()
+    sampler = threading.Thread(target=_sample, args=(proc.pid, samples, done), daemon=True)
     sampler.start()
     stdout = proc.stdout.read().decode()
     stderr = proc.stderr.read().decode()
+    done.set()
     sampler.join()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
@@ -90,10 +92,10 @@ def _run(mode: str, source: Path, base_url: str, address: str) -> tuple[float, f
     return lines / elapsed, usage.ru_maxrss / 1024, late[-1] if late else 0.0
 
 
-def _sample(proc: subprocess.Popen[bytes], samples: list[float]) -> None:
-    while proc.poll() is None:
-        samples.append(_rss(proc.pid))
-        time.sleep(0.1)
+def _sample(pid: int, samples: list[float], done: threading.Event) -> None:
+    """RSS samples until ``done`` (the process is reaped after, by ``wait4``)."""
+    while not done.wait(0.1):
+        samples.append(_rss(pid))
 
 
 def main() -> None:

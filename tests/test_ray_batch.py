@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import ray
 
-from asyncprov import ConfigurationError
+from asyncprov import ConfigurationError, InvalidRequestError, RateLimitError
 from asyncprov.cli import main
 from asyncprov.ray import BatchWorkerError, RayBatch, arun_batch, run_batch
 from asyncprov.testing import OpenAITestServer, Reply
@@ -263,22 +263,27 @@ def test_without_redis_the_rate_is_divided_among_workers(
 
 async def test_ray_batch_from_python(ray_address: str, server: OpenAITestServer) -> None:
     """`RayBatch` yields one result per request, typed errors rebuilt on the driver,
-    indices by input position, and the progress counters."""
+    indices by input position, and the progress counters; a request Ray cannot send
+    fails alone."""
     server.add_reply(Reply(status=429, error="slow down", headers={"Retry-After": "0"}))
-    requests = ({"model": "m", "messages": f"m{i}", "custom_id": f"c{i}"} for i in range(200))
-    batch = RayBatch(requests, base_url=server.base_url, max_retries=0, concurrency=8)
+    requests: list[dict[str, Any]] = [
+        {"model": "m", "messages": f"m{i}", "custom_id": f"c{i}"} for i in range(200)
+    ]
+    requests[5]["user"] = threading.Lock()  # Ray cannot send it: that request alone fails
+    batch = RayBatch(iter(requests), base_url=server.base_url, max_retries=0, concurrency=8)
     async with batch as results:
         seen = {result.custom_id: result async for result in results}
-    assert len(seen) == 200
-    assert {r.index for r in seen.values()} == set(range(200))
+    assert len(seen) == 200 and len(server.requests) == 199
+    unsendable = seen.pop("c5")
+    assert isinstance(unsendable.error, InvalidRequestError) and unsendable.index == 5
+    assert "cannot be sent to a Ray worker" in str(unsendable.error)
+    assert {r.index for r in seen.values()} == set(range(200)) - {5}
     assert all(seen[f"c{r.index}"] is r for r in seen.values())
     failures = [r for r in seen.values() if not r.ok]
     assert len(failures) == 1
-    from asyncprov import RateLimitError
-
     assert isinstance(failures[0].error, RateLimitError)
     assert failures[0].error.status == 429 and failures[0].error.code == "rate_limit_error"
-    assert batch.progress.done == 199 and batch.progress.failed == 1
+    assert batch.progress.done == 198 and batch.progress.failed == 2
     assert batch.progress.in_flight == 0
 
 
@@ -322,18 +327,33 @@ class _Exit:
         return os._exit, (1,)
 
 
-def test_options_are_checked(ray_address: str) -> None:
-    """Workers that do not fit the cluster, and bad counts, are ConfigurationErrors."""
+def test_options_are_checked(ray_address: str, tmp_path: Path) -> None:
+    """Bad counts are ConfigurationErrors; workers that do not fit the cluster, and a
+    run without Ray installed, are one line each from the command (exit status 2)."""
     with pytest.raises(ConfigurationError, match="workers must be"):
         RayBatch([], workers=0)
-    with pytest.raises(ConfigurationError, match="need 8 CPUs; the Ray cluster has 2"):
-        import anyio
-
-        async def enter() -> None:
-            async with RayBatch([], workers=8):
-                pass
-
-        anyio.run(enter)
+    source = write_input(tmp_path / "in.jsonl", 1)
+    flags = ["--base-url", "http://127.0.0.1:9/v1", "--ray"]
+    command = [sys.executable, "-m", "asyncprov", "batch", str(source), str(tmp_path / "o")]
+    too_many = subprocess.run(
+        [*command, *flags, ray_address, "--workers", "8"], cwd=ROOT, capture_output=True, text=True
+    )
+    assert too_many.returncode == 2
+    assert too_many.stderr == (
+        "asyncprov: ConfigurationError: 8 worker(s) of 1 CPU each need 8 CPUs, and the Ray "
+        "cluster has 2: fewer workers, or fewer CPUs each\n"
+    )
+    no_ray = "import sys; sys.modules['ray'] = None; from asyncprov.cli import main; "
+    no_ray += f"sys.exit(main({['batch', str(source), str(tmp_path / 'o'), *flags]!r}))"
+    missing = subprocess.run(
+        [sys.executable, "-c", no_ray], cwd=ROOT, capture_output=True, text=True
+    )
+    assert missing.returncode == 2
+    assert missing.stderr == (
+        "asyncprov: ConfigurationError: a batch on Ray needs the ray package: "
+        "pip install 'asyncprov[ray]'\n"
+    )
+    assert cli(source, tmp_path / "o", "--workers", "3")[0] == 2  # --workers without --ray
 
 
 def test_a_worker_crash_loop_stops_the_command_with_one_line(

@@ -24,6 +24,7 @@ from asyncprov import (
     BatchRequest,
     BatchResult,
     ConfigurationError,
+    InvalidRequestError,
     RateLimitStats,
 )
 
@@ -52,6 +53,22 @@ def _clock() -> float:
     import time
 
     return time.monotonic()
+
+
+def _unsendable(entry: _Entry, number: int, error: Exception) -> BatchResult:
+    """The result of a request that could not be sent to a worker (numbered, as a
+    worker numbers its results, by its place in the chunk)."""
+    custom_id = entry.request.get("custom_id") if isinstance(entry.request, Mapping) else None
+    failure = InvalidRequestError(
+        f"the request cannot be sent to a Ray worker: {first_line(error)}"
+    )
+    return BatchResult(
+        custom_id=str(custom_id) if custom_id is not None else None,
+        index=number,
+        error=failure,
+        error_type=type(failure).__name__,
+        error_message=str(failure),
+    )
 
 
 class RayBatch:
@@ -132,6 +149,7 @@ class RayBatch:
             self._sync_input, self._async_input = iter(requests), None
         self._next_index = 0
         self._requeued: deque[list[_Entry]] = deque()
+        self._sendable: deque[list[_Entry]] = deque()
         self._entered = False
         self._stopping = False
         self._cancelling = False
@@ -293,6 +311,8 @@ class RayBatch:
         return None
 
     async def _next_chunk(self) -> list[_Entry] | None:
+        if self._sendable:  # the rest of a chunk that held a request Ray cannot send
+            return self._sendable.popleft()
         if self._requeued:  # lost with a worker: in flight still, so drained on stop()
             chunk = self._requeued.popleft()
             self.resent += len(chunk)
@@ -316,7 +336,13 @@ class RayBatch:
             actor, generation = slot.actor, slot.generation
             self._in_flight += len(chunk)
             try:
-                records = await actor.run.remote([entry.request for entry in chunk])
+                call = actor.run.remote([entry.request for entry in chunk])
+            except Exception as error:  # a request Ray cannot send (it does not pickle)
+                self._in_flight -= len(chunk)
+                await self._split_unsendable(chunk, error)
+                continue
+            try:
+                records = await call
             except RayActorError as error:
                 self._in_flight -= len(chunk)
                 self._lost(slot, generation, chunk, error, died=True)
@@ -325,11 +351,26 @@ class RayBatch:
                 self._in_flight -= len(chunk)
                 self._lost(slot, generation, chunk, error, died=False)
                 continue
-            self._in_flight -= len(chunk)
             if slot.generation == generation:
                 slot.deaths_in_a_row = 0
             for result, portable in records:
+                self._in_flight -= 1
                 await self._emit(chunk, result, portable)
+
+    async def _split_unsendable(self, chunk: list[_Entry], error: Exception) -> None:
+        """Fail the requests of ``chunk`` that cannot be pickled; send the others."""
+        from ray import cloudpickle
+
+        sendable = []
+        for number, entry in enumerate(chunk):
+            try:
+                cloudpickle.dumps(entry.request)  # type: ignore[no-untyped-call]  # untyped in ray
+            except Exception:
+                await self._emit(chunk, _unsendable(entry, number, error), None)
+            else:
+                sendable.append(entry)
+        if sendable:
+            self._sendable.append(sendable)
 
     def _lost(
         self, slot: Slot, generation: int, chunk: list[_Entry], error: Exception, *, died: bool

@@ -138,8 +138,8 @@ class WorkerPool:
         if needed > cpus:
             self.close()
             raise ConfigurationError(
-                f"workers={self.workers} with worker_cpus={self.worker_cpus:g} need "
-                f"{needed:g} CPUs; the Ray cluster has {cpus:g}"
+                f"{self.workers} worker(s) of {self.worker_cpus:g} CPU each need {needed:g} "
+                f"CPUs, and the Ray cluster has {cpus:g}: fewer workers, or fewer CPUs each"
             )
         return ray
 

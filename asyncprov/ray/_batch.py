@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Self
 
 from asyncprov import (
+    AsyncClient,
     BatchProgress,
     BatchRequest,
     BatchResult,
@@ -130,6 +131,10 @@ class RayBatch:
         self.max_worker_deaths = max_worker_deaths
         self._progress = progress
         options = dict(client_options)
+        try:  # checked here, where a mistake is one error, not a worker dying at start
+            AsyncClient(**options)
+        except TypeError as error:
+            raise ConfigurationError(f"RayBatch: {error}") from None
         if options.get("shared_state") is None:
             options["rate_limits"] = divide_limits(options.get("rate_limits"), workers)
         self._pool = WorkerPool(

@@ -446,3 +446,34 @@ def test_importing_asyncprov_ray_imports_no_ray() -> None:
     """`import asyncprov.ray` (and the batch command) load Ray only when a batch starts."""
     code = "import sys, asyncprov.ray, asyncprov.cli._main; assert 'ray' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+def _ray_servers() -> int:
+    """Ray control processes (GCS servers) on this machine."""
+    count = 0
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                count += b"gcs_server" in (entry / "cmdline").read_bytes()
+    return count
+
+
+def test_without_an_address_the_command_runs_and_leaves_no_ray_behind(
+    ray_address: str, server: OpenAITestServer, tmp_path: Path
+) -> None:
+    """`--ray` with no ADDRESS (and no RAY_ADDRESS) runs the file on a Ray cluster it
+    finds or starts, and stops what it started: no Ray process is left behind."""
+    source = write_input(tmp_path / "in.jsonl", 50)
+    target = tmp_path / "out.jsonl"
+    env = {name: value for name, value in os.environ.items() if name != "RAY_ADDRESS"}
+    before = _ray_servers()
+    command = [sys.executable, "-m", "asyncprov", "batch", str(source), str(target), "--ray"]
+    command += ["--workers", "1", "--base-url", server.base_url, "--progress", "none"]
+    run = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "batch: 50 done" in run.stdout and "ray: 1 worker(s)" in run.stdout
+    assert sorted(sent(server)) == sorted(line["custom_id"] for line in out_lines(target))
+    deadline = time.monotonic() + 10
+    while _ray_servers() > before and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _ray_servers() == before

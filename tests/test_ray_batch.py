@@ -225,7 +225,7 @@ def test_two_workers_share_one_rate_through_redis(
 ) -> None:
     """2 workers under one shared 50 requests/s (--rpm 3000 --redis URL): no one-second
     window at the server sees more than the limit plus the budget's burst (one
-    second's worth, as in memory), none after the first second more than 50 (+3 for
+    second's worth, as in memory), none after the first second more than 50 (+5 for
     jitter), and the 250 requests take at least the 4 s the budget allows."""
     redis_url = own_redis.url
     source = write_input(tmp_path / "in.jsonl", 250)
@@ -239,9 +239,10 @@ def test_two_workers_share_one_rate_through_redis(
     assert len(times) == 250
     assert _most_in_one_second(times) <= 50 + 50 + 5
     steady = [t for t in times if t >= times[0] + 1.0]
-    assert _most_in_one_second(steady) <= 53
+    assert _most_in_one_second(steady) <= 55
     assert times[-1] - times[0] >= 3.7  # (250 - 50 burst) / 50 per second
     assert "rate limit OpenAICompatible: paced" in summary
+    assert b"asyncprov:OpenAICompatible:rpm" in own_redis.command("KEYS", "*")  # one budget
 
 
 def test_without_redis_the_rate_is_divided_among_workers(
@@ -258,7 +259,7 @@ def test_without_redis_the_rate_is_divided_among_workers(
     assert code == 0, summary
     times = sorted(r.at for r in server.requests)
     steady = [t for t in times if t >= times[0] + 1.0]
-    assert _most_in_one_second(steady) <= 53
+    assert _most_in_one_second(steady) <= 55
     assert times[-1] - times[0] >= 1.7  # (150 - 50 burst) / 50 per second
 
 

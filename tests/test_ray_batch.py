@@ -478,3 +478,36 @@ def test_without_an_address_the_command_runs_and_leaves_no_ray_behind(
     while _ray_servers() > before and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _ray_servers() == before
+
+
+async def test_ray_batch_takes_an_async_input_and_calls_progress(
+    ray_address: str, server: OpenAITestServer
+) -> None:
+    """An async generator as input is read as workers have room and closed at the end;
+    `progress` sees every result; `stop()` takes no new requests."""
+    closed = []
+
+    async def requests() -> Any:
+        try:
+            for i in range(1000):
+                yield {"model": "m", "messages": f"a{i}", "custom_id": f"a{i}"}
+        finally:
+            closed.append(True)
+
+    seen: list[int] = []
+    batch = RayBatch(
+        requests(),
+        base_url=server.base_url,
+        concurrency=4,
+        progress=lambda p: seen.append(p.finished),
+    )
+    async with batch as results:
+        ids = []
+        async for result in results:
+            ids.append(result.custom_id)
+            if len(ids) == 40:
+                batch.stop()
+    assert closed == [True]
+    assert 40 <= len(ids) < 1000 and len(set(ids)) == len(ids)
+    assert sorted(sent(server)) == sorted(ids)  # what was taken was run, and written
+    assert seen == list(range(1, len(ids) + 1))

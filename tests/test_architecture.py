@@ -10,7 +10,13 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "asyncprov"
-PUBLIC = {"asyncprov", "asyncprov.providers", "asyncprov.server", "asyncprov.testing"}
+PUBLIC = {
+    "asyncprov",
+    "asyncprov.providers",
+    "asyncprov.ray",
+    "asyncprov.server",
+    "asyncprov.testing",
+}
 ENTRY = {"asyncprov.cli"}  # `python -m asyncprov` runs the console script's entry point
 
 

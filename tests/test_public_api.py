@@ -8,10 +8,13 @@ import pytest
 
 import asyncprov
 import asyncprov.providers
+import asyncprov.ray
 import asyncprov.testing
 
 
-@pytest.mark.parametrize("module", [asyncprov, asyncprov.providers, asyncprov.testing])
+@pytest.mark.parametrize(
+    "module", [asyncprov, asyncprov.providers, asyncprov.ray, asyncprov.testing]
+)
 def test_all_matches_namespace(module: types.ModuleType) -> None:
     """__all__ is sorted and lists exactly the public names the module exposes."""
     exported = module.__all__

@@ -36,6 +36,7 @@ from ._batchfile import (
 )
 from ._errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXPECTED, UsageError, exit_status
 from ._provider import check_provider, redis_flag
+from ._ray import add_ray_options, check_ray_options, ray_batch, ray_summary
 
 __all__ = ["add_parser", "run"]
 
@@ -94,6 +95,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
     parser.add_argument(
         "--log-every", type=float, default=10.0, help="seconds between progress log lines"
     )
+    add_ray_options(parser)
     parser.add_argument(
         "--retry-failed",
         action="store_true",
@@ -236,6 +238,7 @@ def _summary(
     elapsed: float,
     dropped: int,
     limited: dict[str, RateLimitStats],
+    ray: Any = None,
 ) -> None:
     finished = progress.finished
     rate = finished / elapsed if elapsed > 0 else 0.0
@@ -263,6 +266,8 @@ def _summary(
             f"rate limit {name}: paced {stats.paced:,} time(s) ({stats.paced_seconds:.1f} s), "
             f"{stats.rate_limited:,} 429(s) waited out ({stats.paused_seconds:.1f} s)\n"
         )
+    if ray is not None:
+        ray_summary(out, ray)
     if dropped:
         out.write(
             f"interrupted: {dropped:,} request(s) in flight were dropped; run again to resume\n"
@@ -281,6 +286,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         value = getattr(args, option)
         if value is not None and not (value > 0 and math.isfinite(value)):
             raise UsageError(f"--{option.replace('_', '-')} must be a positive number")
+    check_ray_options(args)
     if not (args.grace >= 0 and math.isfinite(args.grace)):
         raise UsageError("--grace must be a number of seconds, 0 or more")
     if not args.input.exists():
@@ -340,7 +346,10 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         interrupt = _Interrupt(args.grace, err)
         started = time.monotonic()
         async with client, anyio.create_task_group() as group:
-            batch = client.chat.completions.batch(source.requests(), concurrency=args.concurrency)
+            ray = None if args.ray is None else ray_batch(args, source.requests(), limits, shared)
+            batch = ray or client.chat.completions.batch(
+                source.requests(), concurrency=args.concurrency
+            )
             group.start_soon(interrupt.watch, batch)
             async with batch as results:
                 async for result in results:
@@ -356,12 +365,14 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     finally:
         output.close()
     dropped = progress.in_flight if batch.cancelled else 0
+    stats_of = ray.rate_limit_stats.get if ray else client.rate_limits.stats
     limited = {
         name: stats
         for name in providers
-        if (stats := client.rate_limits.stats(name)).rate_limited or stats.paced
+        if (stats := stats_of(name)) is not None and (stats.rate_limited or stats.paced)
     }
-    _summary(out, progress, providers, source, time.monotonic() - started, dropped, limited)
+    elapsed = time.monotonic() - started
+    _summary(out, progress, providers, source, elapsed, dropped, limited, ray)
     if earlier_failures:
         out.write(
             f"OUT already held {earlier_failures:,} failed request(s): --retry-failed runs "

@@ -323,6 +323,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     report = Report(err)
     mask = _known_keys(args)
     output = OutputFile(args.output)
+    done = None
     try:
         done, earlier_failures, rewritten = load_output(
             args.output, report, retry_failed=args.retry_failed
@@ -364,6 +365,8 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             display.log(progress)
     finally:
         output.close()
+        if done is not None:
+            done.close()
     dropped = progress.in_flight if batch.cancelled else 0
     stats_of = ray.rate_limit_stats.get if ray else client.rate_limits.stats
     limited = {

@@ -22,6 +22,7 @@ from typing import IO, Any, TextIO
 from asyncprov import CALL_SETTINGS, AsyncProvError, BatchResult, InvalidRequestError, KeyMask
 
 from ._errors import UsageError
+from ._ids import IdIndex
 
 __all__ = [
     "InputFile",
@@ -108,17 +109,17 @@ class Report:
 
 def load_output(
     path: Path, report: Report, *, retry_failed: bool = False
-) -> tuple[set[str], int, bool]:
-    """The ``custom_id``s already in OUT, how many of them failed, and whether OUT was
-    rewritten. A last line an earlier crash cut off (no newline) is removed. With
-    ``retry_failed`` the failed lines are removed too (OUT is rewritten into a new
-    file), so their requests run again.
+) -> tuple[IdIndex, int, bool]:
+    """The ``custom_id``s already in OUT (indexed on disk, each at line 0), how many of
+    them failed, and whether OUT was rewritten. A last line an earlier crash cut off
+    (no newline) is removed. With ``retry_failed`` the failed lines are removed too (OUT
+    is rewritten into a new file), so their requests run again.
 
     Raises:
         UsageError: a line other than a torn last one is not a result line (not ours
             to fix).
     """
-    done: set[str] = set()
+    done = IdIndex()
     failed: dict[int, str] = {}  # offset of each failed result line -> its custom_id
     if not path.exists():
         return done, 0, False
@@ -140,7 +141,7 @@ def load_output(
             except (ValueError, RecursionError):
                 record, custom_id = None, None
             if isinstance(custom_id, str):
-                done.add(custom_id)
+                done.add(custom_id, 0)
                 if isinstance(record, dict) and record.get("error") is not None:
                     failed[offset] = custom_id
             elif raw.strip():
@@ -161,7 +162,8 @@ def load_output(
     if retry_failed and failed:
         _drop_lines(path, set(failed))
         report.problem(f"{len(failed):,} failed request(s) in {path} will run again")
-        return done - set(failed.values()), 0, True
+        done.remove(set(failed.values()))
+        return done, 0, True
     return done, len(failed), False
 
 
@@ -194,7 +196,7 @@ class InputFile:
         self,
         path: Path,
         *,
-        done: set[str],
+        done: IdIndex,
         model: str | None,
         report: Report,
         reject: Callable[[str, str, str], None],
@@ -203,7 +205,7 @@ class InputFile:
         self.model = model
         self.report = report
         self.reject = reject
-        self.first_line: dict[str, int] = dict.fromkeys(done, 0)  # 0: already in OUT
+        self.first_line = done  # each id seen and its line (0: already in OUT)
         self.skipped = 0
         self.malformed = 0
         self.invalid = 0
@@ -248,7 +250,7 @@ class InputFile:
                 number, f"duplicate custom_id {custom_id!r} (first on line {first}); skipped"
             )
             return None
-        self.first_line[custom_id] = number
+        self.first_line.add(custom_id, number)
         url, method, body = item.get("url"), item.get("method", "POST"), item.get("body")
         problem = None
         if url not in CHAT_URLS:

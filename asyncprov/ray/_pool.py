@@ -103,6 +103,9 @@ class WorkerPool:
             "num_cpus": self.worker_cpus,
             "max_restarts": 0,  # a dead worker is replaced here, where it is counted
             "max_task_retries": 0,  # a lost chunk is sent again by the driver
+            # No per-call event records for Ray's dashboard: the driver kept them, some
+            # 30 bytes a line, so a long job's memory grew with its input.
+            "enable_task_events": False,
         }
         if self._runtime_env is not None:
             options["runtime_env"] = self._runtime_env

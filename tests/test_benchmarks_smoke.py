@@ -150,3 +150,12 @@ def test_report_renders(
     assert "`pytest tests/test_benchmarks_smoke.py`" in text
     assert "server capacity" in text
     assert "FAIL (" not in text and "Failed measurements" not in text
+
+
+def test_wires_round(bench_server: BenchServer) -> None:
+    """One round of ``python -m benchmarks.wires``: every wire streamed and checked."""
+    from benchmarks.wires import WIRES, _round
+
+    figures = _round(bench_server.base_url.removesuffix("/v1"), 50, WIRES)
+    assert set(figures) == set(WIRES)
+    assert all(f["chunks_per_s"] > 0 and f["cpu_us_per_chunk"] > 0 for f in figures.values())

@@ -241,16 +241,15 @@ class InputFile:
             what = "no custom_id" if custom_id is None else "custom_id is not a string"
             self._problem(number, f"{what} (a non-empty string is required); skipped")
             return None
-        first = self.first_line.get(custom_id)
-        if first == 0:
-            self.skipped += 1
+        if not self.first_line.add(custom_id, number):  # seen before: one look-up more
+            first = self.first_line.get(custom_id)
+            if first == 0:
+                self.skipped += 1
+            else:
+                self._problem(
+                    number, f"duplicate custom_id {custom_id!r} (first on line {first}); skipped"
+                )
             return None
-        if first is not None:
-            self._problem(
-                number, f"duplicate custom_id {custom_id!r} (first on line {first}); skipped"
-            )
-            return None
-        self.first_line.add(custom_id, number)
         url, method, body = item.get("url"), item.get("method", "POST"), item.get("body")
         problem = None
         if url not in CHAT_URLS:

@@ -623,3 +623,57 @@ async def test_failures_name_no_upstream_address_or_provider(
                 assert "127.0.0.1" not in str(error) and "internal-east" not in str(error)
                 logged = [m for m in caplog.messages if request_id in m]
                 assert logged and "internal-east" in logged[0] and "127.0.0.1:9" in logged[0]
+
+
+def test_a_group_sigterm_lets_every_worker_drain() -> None:
+    """systemd and `kill -TERM -PGID` signal the whole process group: each worker of
+    `serve --workers` gets SIGTERM from the kernel and again from its parent, and still
+    finishes its in-flight request within the grace period."""
+    import threading
+    import time
+    import urllib.request
+
+    upstream = OpenAITestServer(default=Reply(content="drained", delay=1.5))
+    with upstream.run_in_thread():
+        args = ["serve", "--base-url", upstream.base_url, "--port", "0", "--workers", "2"]
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "REKA_"))}
+        process = subprocess.Popen(
+            [sys.executable, "-m", "asyncprov", *args, "--grace-period", "10"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            start_new_session=True,  # a group of its own, signalled whole below
+        )
+        answers: list[tuple[int, str]] = []
+        try:
+            assert process.stdout is not None
+            url = process.stdout.readline().split()[2]
+            body = json.dumps({"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            request = urllib.request.Request(
+                url + "/chat/completions",
+                data=body.encode(),
+                headers={"Content-Type": "application/json"},
+            )
+
+            def call() -> None:
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    answers.append((response.status, json.loads(response.read())))
+
+            caller = threading.Thread(target=call)
+            caller.start()
+            for _ in range(500):  # until the request is upstream (in flight at a worker)
+                if upstream.requests:
+                    break
+                time.sleep(0.01)
+            os.killpg(process.pid, signal.SIGTERM)
+            caller.join(30)
+            _, err = process.communicate(timeout=30)
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
+    assert len(answers) == 1, err
+    status, reply = answers[0]
+    assert status == 200 and reply["choices"][0]["message"]["content"] == "drained"
+    assert process.returncode == 0, err

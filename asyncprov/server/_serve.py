@@ -117,7 +117,7 @@ async def serve(
                 ready(url)
             async with anyio.create_task_group() as tg:
                 if handle_signals:
-                    tg.start_soon(_on_signals, stop, app)
+                    tg.start_soon(_on_signals, stop, app, sock is not None)
                 await stop.wait()
                 # Still listening while draining, so health checks and new requests get
                 # their 503 instead of a refused connection; then stop the server.
@@ -137,15 +137,20 @@ def _is_loopback(host: str) -> bool:
         return host == "localhost"
 
 
-async def _on_signals(stop: anyio.Event, app: web.Application) -> None:
+async def _on_signals(stop: anyio.Event, app: web.Application, worker: bool) -> None:
     """The first SIGINT/SIGTERM starts a graceful shutdown; a second one ends the
-    grace period at once (in-flight streams get their error event)."""
+    grace period at once (in-flight streams get their error event). A worker of
+    ``serve --workers`` takes a second SIGTERM as the same stop: a group's SIGTERM
+    (systemd's, ``kill -TERM -PGID``) reaches it both directly and from its parent, which
+    turns a second SIGTERM of its own into SIGINT."""
     with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for signum in signals:
             name = signal.Signals(signum).name
             if not stop.is_set():
                 log.info("%s: shutting down (again to stop now)", name)
                 stop.set()
+            elif worker and signum == signal.SIGTERM:
+                log.debug("SIGTERM again: the same stop (draining goes on)")
             else:
                 log.warning("%s again: ending in-flight requests now", name)
                 stop_now(app)

@@ -76,10 +76,15 @@ def serve_workers(
         children.append(pid)
     sock.close()  # the workers hold it
 
+    terms = [0]
+
     def forward(signum: int, frame: FrameType | None) -> None:
+        # The first SIGTERM drains every worker; a second one ends their grace period,
+        # told as SIGINT (a worker takes a repeated SIGTERM as a group's, the same stop).
+        terms[0] += 1
         for child in children:
             with contextlib.suppress(ProcessLookupError):  # already gone
-                os.kill(child, signum)
+                os.kill(child, signal.SIGTERM if terms[0] == 1 else signal.SIGINT)
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the terminal signals each worker itself

@@ -67,9 +67,21 @@ def _encodings(key: str) -> list[str]:
     ]
 
 
+_SECRET_QUERY = re.compile(
+    r"([?&;](?:password|passwd|pass|pwd|secret|token|auth|api[-_]?key|key)=)[^&;#]*",
+    re.IGNORECASE,
+)
+
+
 def redact(url: str) -> str:
-    """A URL with any user:password replaced by stars."""
+    """A URL with any user:password, and any secret query parameter (``?password=``, as
+    redis-py takes one, ``token=``, ``key=``...), replaced by stars. Everything before
+    the last ``@`` ahead of the query counts as the user part (a password may hold an
+    unencoded ``/``): better a host hidden than a password shown."""
     scheme, sep, rest = url.partition("://")
-    if not sep or "@" not in rest.split("/", 1)[0]:
-        return url
-    return f"{scheme}://***:***@{rest.split('@', 1)[1]}"
+    if sep:
+        head = re.split(r"[?#]", rest, maxsplit=1)[0]
+        if "@" in head:
+            rest = "***:***@" + rest[head.rindex("@") + 1 :]
+        url = f"{scheme}://{rest}"
+    return _SECRET_QUERY.sub(r"\1***", url)

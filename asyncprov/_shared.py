@@ -71,9 +71,15 @@ class SharedState(BaseModel):
     @field_validator("url")
     @classmethod
     def _redis_url(cls, value: str) -> str:
-        scheme = urlsplit(value).scheme
-        if scheme not in ("redis", "rediss", "unix"):
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix"):
             raise ValueError(f"{redact(value)!r} is not a redis://, rediss:// or unix:// URL")
+        try:
+            parts.port  # noqa: B018 (parsed here, so a bad one is said now, not per call)
+        except ValueError:
+            raise ValueError(
+                f"{redact(value)!r} has no valid port (percent-encode a '/' or '@' in a password)"
+            ) from None
         return value
 
     @property

@@ -286,10 +286,10 @@ class SharedStore:
         batch = [*pending, *ops]
         if not batch:
             return []
-        # Importing redis-py and making the client is no Redis operation: it stays out of
-        # the bound (a cold import alone can take longer than the timeout on a busy host).
-        script = self._script or self._connect()
         try:
+            # Importing redis-py and making the client is no Redis operation: it stays
+            # out of the bound (a cold import alone can outlast the timeout on a busy host).
+            script = self._script or self._connect()
             async with asyncio.timeout(self.state.timeout):
                 answers = await script(args=[self.state.namespace, json.dumps(batch)])
         except Exception as error:  # redis errors, OSError, TimeoutError: Redis unusable

@@ -364,13 +364,31 @@ async def test_fail_closed_raises_promptly_when_redis_is_slow_or_down(
     assert "hunter2" not in str(raised.value)
     assert "***" in str(raised.value)
     assert "hunter2" not in repr(secret)
+    # redis-py also takes the password as a query parameter, and a password may hold an
+    # unencoded "/": neither is shown either.
+    for url in (
+        f"redis://127.0.0.1:{own_redis.port}/0?password=hunter2",
+        "unix:///tmp/no-such.sock?db=0&password=hunter2",
+    ):
+        state = SharedState(url, on_error="closed", timeout=0.1)
+        async with AsyncClient(
+            base_url=server.base_url, rate_limits=limits, shared_state=state
+        ) as client:
+            with pytest.raises(SharedStateError) as raised:
+                await client.chat.completions.create(model="m", messages="hi")
+        shown = str(raised.value) + repr(state)
+        assert "hunter2" not in shown and "ter2" not in shown and "***" in shown, shown
 
 
 def test_shared_state_settings_are_checked() -> None:
-    """A URL that is not Redis's is a ConfigurationError that does not echo it."""
+    """A URL that is not Redis's, or that does not parse (a password with an unencoded
+    "/"), is a ConfigurationError that does not echo it."""
     with pytest.raises(ConfigurationError) as raised:
         SharedState("http://user:hunter2@example.invalid")
     assert "hunter2" not in str(raised.value)
+    with pytest.raises(ConfigurationError, match="percent-encode") as raised:
+        SharedState("redis://user:hun/ter2@127.0.0.1:6379/0")
+    assert "hun" not in str(raised.value) and "ter2" not in str(raised.value)
     with pytest.raises(ConfigurationError, match="on_error"):
         SharedState("redis://127.0.0.1:1/0", on_error="maybe")
     with pytest.raises(ConfigurationError, match="shared_state"):

@@ -346,12 +346,15 @@ def test_deep_nesting_and_odd_custom_ids_are_malformed_lines(
     source = tmp_path / "in.jsonl"
     nested = "[" * 100_000 + "]" * 100_000
     odd = json.dumps({"custom_id": 5, "url": "/v1/chat/completions", "body": {}})
-    source.write_text(f"{nested}\n{odd}\n{line('ok', 'fine')}\n")
+    # Valid JSON, yet no text: a lone surrogate cannot be written to OUT (or indexed).
+    lone = '{"custom_id": "bad-\\ud800", "url": "/v1/chat/completions", "body": {}}'
+    source.write_text(f"{nested}\n{odd}\n{lone}\n{line('ok', 'fine')}\n")
     code, _ = cli(source, tmp_path / "out.jsonl", "--base-url", threaded_server.base_url)
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "line 1: not valid JSON (nested too deeply)" in err
     assert "line 2: custom_id is not a string" in err
+    assert "line 3: custom_id holds a lone surrogate (not text); skipped" in err
     assert [r["custom_id"] for r in results(tmp_path / "out.jsonl")] == ["ok"]
 
 

@@ -189,6 +189,15 @@ def _drop_lines(path: Path, offsets: set[int]) -> None:
     os.replace(temporary, path)
 
 
+def _is_text(value: str) -> bool:
+    """Whether ``value`` can be written as UTF-8 (JSON can hold a lone surrogate)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class InputFile:
     """Reads IN lazily, line by line, turning each good line into a batch request."""
 
@@ -240,6 +249,9 @@ class InputFile:
         if not isinstance(custom_id, str) or not custom_id:
             what = "no custom_id" if custom_id is None else "custom_id is not a string"
             self._problem(number, f"{what} (a non-empty string is required); skipped")
+            return None
+        if not custom_id.isascii() and not _is_text(custom_id):
+            self._problem(number, "custom_id holds a lone surrogate (not text); skipped")
             return None
         if not self.first_line.add(custom_id, number):  # seen before: one look-up more
             first = self.first_line.get(custom_id)

@@ -94,7 +94,9 @@ def serve_workers(
     status = 0
     for child in children:
         _, code = os.waitpid(child, 0)
-        if os.waitstatus_to_exitcode(code) != 0:
+        code = os.waitstatus_to_exitcode(code)
+        # A worker still starting when the stop came dies of that SIGTERM: a clean stop.
+        if code != 0 and not (terms[0] and code == -signal.SIGTERM):
             status = 1
     return status
 

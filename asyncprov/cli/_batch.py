@@ -311,15 +311,17 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         api_key=args.api_key,
         model=args.model or _first_model(args.input) or "from IN",
     )
-    client = AsyncClient(
-        args.provider,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        rate_limits=limits,
-        shared_state=shared,
-    )
+    # The client's settings, written once: the local client's and each Ray worker's.
+    settings: dict[str, Any] = {
+        "provider": args.provider,
+        "base_url": args.base_url,
+        "api_key": args.api_key,
+        "timeout": args.timeout,
+        "max_retries": args.max_retries,
+        "rate_limits": limits,
+        "shared_state": shared,
+    }
+    client = AsyncClient(**settings)
     report = Report(err)
     mask = _known_keys(args)
     output = OutputFile(args.output)
@@ -347,7 +349,7 @@ async def _run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         interrupt = _Interrupt(args.grace, err)
         started = time.monotonic()
         async with client, anyio.create_task_group() as group:
-            ray = None if args.ray is None else ray_batch(args, source.requests(), limits, shared)
+            ray = None if args.ray is None else ray_batch(args, source.requests(), settings)
             batch = ray or client.chat.completions.batch(
                 source.requests(), concurrency=args.concurrency
             )

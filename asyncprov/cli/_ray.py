@@ -7,8 +7,6 @@ import argparse
 import math
 from typing import TYPE_CHECKING, Any, TextIO
 
-from asyncprov import RateLimit, SharedState
-
 from ._errors import UsageError
 
 if TYPE_CHECKING:
@@ -47,13 +45,9 @@ def check_ray_options(args: argparse.Namespace) -> None:
         raise UsageError("--worker-cpus must be 0 or more")
 
 
-def ray_batch(
-    args: argparse.Namespace,
-    requests: Any,
-    limits: dict[str, RateLimit],
-    shared: SharedState | None,
-) -> RayBatch:
-    """The run on Ray's workers: the same requests and client settings as a local run."""
+def ray_batch(args: argparse.Namespace, requests: Any, settings: dict[str, Any]) -> RayBatch:
+    """The run on Ray's workers: the same requests and client ``settings`` (the
+    ``AsyncClient`` keywords) as a local run."""
     from asyncprov.ray import RayBatch
 
     return RayBatch(
@@ -62,13 +56,7 @@ def ray_batch(
         workers=args.workers or 2,
         concurrency=args.concurrency,
         worker_cpus=1.0 if args.worker_cpus is None else args.worker_cpus,
-        provider=args.provider,
-        base_url=args.base_url,
-        api_key=args.api_key,
-        timeout=args.timeout,
-        max_retries=args.max_retries,
-        rate_limits=limits,
-        shared_state=shared,
+        **settings,
     )
 
 

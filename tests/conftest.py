@@ -9,6 +9,8 @@ import pytest
 from asyncprov import AsyncClient
 from asyncprov.testing import OpenAITestServer
 
+from .redis_server import URL_VARIABLE, RedisServer
+
 
 @pytest.fixture(autouse=True)
 def _no_ambient_keys(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -42,8 +44,6 @@ def redis_url() -> Iterator[str]:
     """A real Redis: CI's (``ASYNCPROV_TEST_REDIS_URL``), else one started here."""
     import os
 
-    from .redis_server import URL_VARIABLE, RedisServer
-
     url = os.environ.get(URL_VARIABLE)
     if url:
         yield url
@@ -52,5 +52,17 @@ def redis_url() -> Iterator[str]:
     redis.start()
     try:
         yield redis.url
+    finally:
+        redis.stop()
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    """A Redis of this test's own (no budget left from another test), which it may stop
+    and start again."""
+    redis = RedisServer()
+    redis.start()
+    try:
+        yield redis
     finally:
         redis.stop()

@@ -27,7 +27,7 @@ from asyncprov.cli import main
 from asyncprov.ray import BatchWorkerError, RayBatch, arun_batch, run_batch
 from asyncprov.testing import OpenAITestServer, Reply
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, most_in_one_second
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -200,26 +200,6 @@ def test_a_killed_driver_resumes(
     assert rerun.stderr == ""
 
 
-def _most_in_one_second(times: list[float]) -> int:
-    most, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A fresh Redis: no budget left over from another test's run."""
-    redis = RedisServer()
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
-
-
 def test_two_workers_share_one_rate_through_redis(
     ray_address: str, server: OpenAITestServer, own_redis: RedisServer, tmp_path: Path
 ) -> None:
@@ -237,9 +217,9 @@ def test_two_workers_share_one_rate_through_redis(
     assert code == 0, summary
     times = sorted(r.at for r in server.requests)
     assert len(times) == 250
-    assert _most_in_one_second(times) <= 50 + 50 + 5
+    assert most_in_one_second(times) <= 50 + 50 + 5
     steady = [t for t in times if t >= times[0] + 1.0]
-    assert _most_in_one_second(steady) <= 55
+    assert most_in_one_second(steady) <= 55
     assert times[-1] - times[0] >= 3.7  # (250 - 50 burst) / 50 per second
     assert "rate limit OpenAICompatible: paced" in summary
     assert b"asyncprov:OpenAICompatible:rpm" in own_redis.command("KEYS", "*")  # one budget
@@ -259,7 +239,7 @@ def test_without_redis_the_rate_is_divided_among_workers(
     assert code == 0, summary
     times = sorted(r.at for r in server.requests)
     steady = [t for t in times if t >= times[0] + 1.0]
-    assert _most_in_one_second(steady) <= 55
+    assert most_in_one_second(steady) <= 55
     assert times[-1] - times[0] >= 1.7  # (150 - 50 burst) / 50 per second
 
 

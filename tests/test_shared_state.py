@@ -11,7 +11,7 @@ import signal
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -29,7 +29,7 @@ from asyncprov import (
 from asyncprov.providers import OpenAICompatible, Provider, RetryProvider
 from asyncprov.testing import OpenAITestServer, Reply
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, most_in_one_second
 
 NAME = "OpenAICompatible"
 ROOT = Path(__file__).resolve().parent.parent
@@ -39,17 +39,6 @@ ROOT = Path(__file__).resolve().parent.parent
 def namespace() -> str:
     """A namespace of its own per test, so tests sharing one Redis never meet."""
     return f"test-{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis of this test's own, which it may stop and start again."""
-    redis = RedisServer()
-    redis.start()
-    try:
-        yield redis
-    finally:
-        redis.stop()
 
 
 @pytest.fixture
@@ -77,16 +66,6 @@ async def _worker(*args: object) -> anyio.abc.Process:
     )
 
 
-def _most_in_one_second(times: list[float]) -> int:
-    """The most of ``times`` (sorted) inside any window of one second."""
-    most, first = 0, 0
-    for last, at in enumerate(times):
-        while at - times[first] >= 1.0:
-            first += 1
-        most = max(most, last - first + 1)
-    return most
-
-
 async def test_four_processes_share_one_rate(
     server: OpenAITestServer, redis_url: str, namespace: str
 ) -> None:
@@ -109,9 +88,9 @@ async def test_four_processes_share_one_rate(
     assert len(times) == 1000
     # The limit, plus the initial burst, plus 0.1 s worth for the first arrival's delay
     # (a new connection) that the window is measured from.
-    assert _most_in_one_second(times) <= 100 + 100 + 10
+    assert most_in_one_second(times) <= 100 + 100 + 10
     steady = [t for t in times if t >= times[0] + 1.0]
-    assert _most_in_one_second(steady) <= 120
+    assert most_in_one_second(steady) <= 120
     assert 8.7 <= times[-1] - times[0] <= 10.5  # (1000 - 100 burst) / 100 per second
 
 
@@ -459,7 +438,7 @@ async def test_gateway_workers_share_limits(
     assert process.returncode == 0
     times = sorted(r.at for r in server.requests)
     assert len(times) == 60
-    assert _most_in_one_second(times) <= 20 + 20 + 4
+    assert most_in_one_second(times) <= 20 + 20 + 4
     assert times[-1] - times[0] >= 1.8  # (60 - 20 burst) / 20 per second
     assert all(ticks > 0 for ticks in used)  # both workers served
 

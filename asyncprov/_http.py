@@ -70,7 +70,6 @@ class HttpCall:
         "_children",
         "_client",
         "_raw",
-        "_send_timer",
         "_sent_headers",
         "_watchdog",
         "attempts",
@@ -101,7 +100,6 @@ class HttpCall:
         self._client = client
         self._raw: aiohttp.ClientResponse | None = None
         self._children: list[HttpCall] | None = None
-        self._send_timer: asyncio.Timeout | None = None
         self._sent_headers: Mapping[str, str] | None = None
         self._watchdog: Watchdog | None = None
         self.deadline = deadline
@@ -166,8 +164,8 @@ class HttpCall:
     ) -> Literal[False]:
         if not isinstance(exc, Exception) or isinstance(exc, AsyncProvError):
             return False
-        timer, watchdog = self._send_timer, self._watchdog
-        if (timer is not None and timer.expired()) or (watchdog is not None and watchdog.expired):
+        watchdog = self._watchdog
+        if watchdog is not None and watchdog.expired:
             raise self.deadline.expired(provider=self.provider, model=self.model) from None
         translated = translate(exc, self.provider, self.model, proxy=self.proxy is not None)
         if translated is None:
@@ -215,7 +213,10 @@ class HttpCall:
         self, url: str, body: Any, headers: Mapping[str, str], stream: bool
     ) -> aiohttp.ClientResponse:
         client = self._client
-        session = await client.session()
+        loop = asyncio.get_running_loop()
+        session = client._session
+        if session is None or client._loop is not loop:
+            session = await client.session()  # made on first use; the errors if unusable
         proxy = self.proxy
         if log.isEnabledFor(logging.DEBUG):
             log.debug(
@@ -251,12 +252,27 @@ class HttpCall:
             send["timeout"] = aiohttp.ClientTimeout(
                 total=None, connect=connect, sock_connect=connect
             )
-        end = self.deadline.at()
-        # asyncio's own timer: aiohttp is asyncio-only, and this runs once per request.
-        timer = self._send_timer = asyncio.timeout_at(end if end != math.inf else None)
-        with self:
-            async with timer:
-                return await session.post(url, data=payload, headers=all_headers, **send)
+        # The attempt's one timer (it goes on to bound the reads): expiry before the
+        # response cancels this task, which is told apart from any other cancellation
+        # as asyncio.timeout does.
+        watchdog = self._watchdog
+        if watchdog is None:
+            watchdog = self._watchdog = Watchdog(self.deadline, loop)
+        task = asyncio.current_task(loop)
+        cancelling = task.cancelling() if task is not None else 0
+        watchdog.begin(task)
+        try:
+            with self:
+                raw = await session.post(url, data=payload, headers=all_headers, **send)
+        except asyncio.CancelledError:
+            watchdog.disarm()
+            if watchdog.expired and task is not None and task.uncancel() <= cancelling:
+                raise self.deadline.expired(provider=self.provider, model=self.model) from None
+            raise
+        except BaseException:
+            watchdog.disarm()
+            raise
+        return raw
 
 
 class _Post:
@@ -294,7 +310,9 @@ class _Post:
         else:
             raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
         call._raw = raw
-        response = self._response = HttpResponse(raw, call)
+        watchdog = call._watchdog
+        assert watchdog is not None  # made by _send
+        response = self._response = HttpResponse(raw, call, watchdog)
         if raw.status >= 400:
             limited = self._limiter is not None
             try:
@@ -351,6 +369,8 @@ class _Post:
                 break  # this 429 goes to the caller
             waits[0] += 1
             raw.close()
+            if call._watchdog is not None:
+                call._watchdog.disarm()
             limiter.release()
             limiter.settle(tokens, 0)  # charged again when it is sent again
             log.info("%s: 429, sending again after %.3f s", call.provider, wait)

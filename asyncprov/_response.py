@@ -2,8 +2,8 @@
 statuses are already raised (``HttpCall.post``); it gives either ``events(...)``
 (decoded server-sent events, with every "ended too early" check made here, once for
 every provider) or ``parse(validate)`` (the whole body, validated, with a body cut short
-told apart from one that is not what was asked for). Every wait is bounded by the
-attempt's deadline through one timer per response.
+told apart from one that is not what was asked for). Sending and every wait are bounded
+by the attempt's deadline through one timer per attempt (``Watchdog``).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 from pydantic import ValidationError
@@ -40,25 +40,42 @@ _SSE_FIELDS = (b"data:", b"event:", b"id:", b"retry:", b":")
 
 
 class Watchdog:
-    """Closes a response whose deadline passes while it is being read.
+    """The attempt's one timer: it bounds sending the request and every read of the
+    response by the attempt's deadline.
 
-    One timer per response, moved only when the deadline moves earlier (or when it fires
-    early and finds the deadline moved later), so a network read costs a comparison
-    rather than a new timer. Expiry closes the connection; the reader then raises the
-    deadline's typed timeout error.
+    Armed when the request is sent (``begin``): if the deadline passes before the
+    response arrives, the sending task is cancelled (``HttpCall._send`` turns that into
+    the deadline's typed timeout error). Once the response is attached, expiry closes
+    its connection instead, and the reader raises the timeout error. The timer moves
+    only when the deadline moves earlier (or when it fires early and finds the
+    deadline moved later), so a network read costs a comparison, not a new timer.
     """
 
-    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "expired")
+    __slots__ = ("_at", "_deadline", "_handle", "_loop", "_raw", "_task", "expired")
 
-    def __init__(self, raw: aiohttp.ClientResponse, deadline: Deadline) -> None:
+    def __init__(self, deadline: Deadline, loop: asyncio.AbstractEventLoop) -> None:
         # asyncio's loop.time() is the monotonic clock Deadline uses.
-        self._loop = asyncio.get_running_loop()
-        self._raw = raw
+        self._loop = loop
         self._deadline = deadline
+        self._raw: aiohttp.ClientResponse | None = None
+        self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._at = math.inf
         self.expired = False
-        deadline.listener = self.arm
+
+    def begin(self, task: asyncio.Task[Any] | None) -> None:
+        """A request is being sent by ``task``: bound it by the deadline."""
+        self.disarm()
+        self._raw = None
+        self._task = task
+        self.expired = False
+        self._deadline.listener = self.arm
+        self.arm()
+
+    def attach(self, raw: aiohttp.ClientResponse) -> None:
+        """The response arrived: from now on expiry closes it."""
+        self._raw = raw
+        self._task = None
 
     def arm(self) -> None:
         at = self._deadline.at()
@@ -72,8 +89,12 @@ class Watchdog:
         self._handle = None
         at = self._deadline.at()
         if self._loop.time() >= at - 0.001:
+            self._at = math.inf
             self.expired = True
-            self._raw.close()
+            if self._raw is not None:
+                self._raw.close()
+            elif self._task is not None:
+                self._task.cancel()
         else:
             self._at = at
             self._handle = self._loop.call_at(at, self._fire)
@@ -84,17 +105,21 @@ class Watchdog:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self._at = math.inf
+        self._task = None
 
 
 class HttpResponse:
     """A successful (below 400) response whose every network wait is bounded by the
     attempt's deadline. Read it with ``events`` or ``parse``."""
 
-    __slots__ = ("_call", "_raw", "headers", "status")
+    __slots__ = ("_call", "_raw", "_watchdog", "headers", "status")
 
-    def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall) -> None:
+    def __init__(self, raw: aiohttp.ClientResponse, call: HttpCall, watchdog: Watchdog) -> None:
         self._raw = raw
         self._call = call
+        self._watchdog = watchdog
+        watchdog.attach(raw)
         self.status = raw.status
         self.headers: Mapping[str, str] = raw.headers
 
@@ -103,13 +128,10 @@ class HttpResponse:
         content = self._raw.content
         call = self._call
         with call:  # the attempt's translation scope
-            watchdog = call._watchdog
-            if watchdog is None:  # one timer per response, from the first read
-                watchdog = call._watchdog = Watchdog(self._raw, call.deadline)
-                watchdog.arm()
             data = content.read_nowait()  # already here: no wait, no re-arm needed
             if data or content.at_eof():
                 return data
+            watchdog = self._watchdog  # the attempt's timer, armed when it was sent
             watchdog.arm()
             data = await content.readany()
             if not data and watchdog.expired:  # closed under the read by the timer
@@ -118,10 +140,7 @@ class HttpResponse:
 
     def close(self) -> None:
         """Stop the timer (the connection itself is released by ``HttpCall.post``)."""
-        watchdog = self._call._watchdog
-        if watchdog is not None:
-            watchdog.disarm()
-            self._call._watchdog = None
+        self._watchdog.disarm()
 
     async def _read_prefix(self, limit: int) -> bytes:
         """Up to ``limit`` bytes of the body, whatever goes wrong after them."""

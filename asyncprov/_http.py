@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 from collections.abc import Mapping
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import aiohttp
 import pydantic_core
 
-from ._clock import clock
 from ._errors import (
     APIError,
     AsyncProvError,
     ClientClosedError,
     ConfigurationError,
     InvalidRequestError,
-    QueueTimeoutError,
 )
-from ._headers import parse_retry_after
 from ._health import ProviderHealth
 from ._http_errors import SECRET_HEADERS, scrub, translate
 from ._options import RETRY_AFTER_MAX
@@ -61,9 +57,10 @@ class HttpCall:
     first attempt of a lone provider, holds what the attempts share, and makes one per
     further attempt with ``attempt``.
 
-    It is also the attempt's one translation point: ``with call:`` around sending and
-    every read turns an expired timer into the deadline's timeout error, and aiohttp or
-    socket failures into asyncprov errors (credentials scrubbed from the kept cause).
+    It is also the attempt's one translation point: ``fail(exc)``, for whatever sending
+    or a read raised, turns an expired timer into the deadline's timeout error, and
+    aiohttp or socket failures into asyncprov errors (credentials scrubbed from the
+    kept cause).
     """
 
     __slots__ = (
@@ -153,23 +150,17 @@ class HttpCall:
                 values.append(value.partition(" ")[2] or value)  # without "Bearer "
         return KeyMask(values)
 
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> Literal[False]:
-        if not isinstance(exc, Exception) or isinstance(exc, AsyncProvError):
-            return False
+    def fail(self, exc: Exception) -> NoReturn:
+        """Raise what ``exc``, raised sending this attempt or reading its response,
+        means (a plain ``try``/``except`` at the caller: free unless something fails)."""
+        if isinstance(exc, AsyncProvError):
+            raise exc
         watchdog = self._watchdog
         if watchdog is not None and watchdog.expired:
             raise self.deadline.expired(provider=self.provider, model=self.model) from None
         translated = translate(exc, self.provider, self.model, proxy=self.proxy is not None)
         if translated is None:
-            return False
+            raise exc
         scrub(exc)
         raise translated from exc
 
@@ -262,17 +253,18 @@ class HttpCall:
         cancelling = task.cancelling() if task is not None else 0
         watchdog.begin(task)
         try:
-            with self:
-                raw = await session.post(url, data=payload, headers=all_headers, **send)
+            return await session.post(url, data=payload, headers=all_headers, **send)
         except asyncio.CancelledError:
             watchdog.disarm()
             if watchdog.expired and task is not None and task.uncancel() <= cancelling:
                 raise self.deadline.expired(provider=self.provider, model=self.model) from None
             raise
+        except Exception as exc:
+            watchdog.disarm()
+            self.fail(exc)
         except BaseException:
             watchdog.disarm()
             raise
-        return raw
 
 
 class _Post:
@@ -306,7 +298,12 @@ class _Post:
         client = call._client
         limits = client.rate_limits
         if limits is not None and (limiter := limits.limiter(call.provider, client.shared)):
-            raw = self._raw = await self._send_limited(limiter)
+            from ._limited_send import send_limited
+
+            raw = self._raw = await send_limited(
+                call, limiter, self._url, self._body, self._headers, self._stream
+            )
+            self._limiter = limiter
         else:
             raw = self._raw = await call._send(self._url, self._body, self._headers, self._stream)
         call._raw = raw
@@ -323,67 +320,6 @@ class _Post:
                 error.retries_spent = True  # the limiter waited out what it could
             raise error
         return response
-
-    async def _send_limited(self, limiter: AnyLimiter) -> aiohttp.ClientResponse:
-        """Send within the provider's budgets; a 429 pauses the provider and is sent
-        again (up to ``max_429_waits`` times) instead of failing the attempt."""
-        import anyio
-
-        call = self._call
-        tokens = limiter.estimate(self._body) if limiter.counts_tokens else 0
-        waits = call.waits_429  # one budget of 429 waits per call, retries included
-        while True:
-            # Time queued here is not the call's: its timeouts start when it is sent.
-            queued = clock()
-            try:
-                with anyio.move_on_after(limiter.limit.max_wait or math.inf) as waiting:
-                    await limiter.acquire(tokens)
-            finally:
-                call.deadline.shift(clock() - queued, total=call.owns_total)
-            if waiting.cancelled_caught:
-                raise QueueTimeoutError(
-                    f"waited over {limiter.limit.max_wait} s for a turn under the rate "
-                    f"limit of {call.provider}",
-                    provider=call.provider,
-                    model=call.model,
-                    timeout=limiter.limit.max_wait,
-                )
-            sent = limiter.now()
-            try:
-                raw = await call._send(self._url, self._body, self._headers, self._stream)
-            except BaseException:
-                limiter.release()
-                raise
-            if raw.status != 429:
-                limiter.answered()
-                break
-            wait = None
-            if waits[0] < limiter.limit.max_429_waits:
-                wait = limiter.on_429(
-                    parse_retry_after(raw.headers),
-                    sent_at=sent,
-                    waited=waits[0],
-                    retry_after_max=call.retry_after_max,
-                )
-            if wait is None:
-                break  # this 429 goes to the caller
-            waits[0] += 1
-            raw.close()
-            if call._watchdog is not None:
-                call._watchdog.disarm()
-            limiter.release()
-            limiter.settle(tokens, 0)  # charged again when it is sent again
-            log.info("%s: 429, sending again after %.3f s", call.provider, wait)
-            if wait > 0:
-                queued = clock()  # waiting out a 429 is queue time, not the call's own
-                await limiter.sleep(wait)
-                call.deadline.shift(clock() - queued, total=call.owns_total)
-        if raw.status >= 400 and tokens:  # an error answer, 429 included, used no tokens
-            limiter.settle(tokens, 0)
-            tokens = 0
-        self._limiter = limiter
-        call.charges.append((limiter, tokens))
-        return raw
 
     async def __aexit__(
         self,

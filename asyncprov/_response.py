@@ -125,17 +125,15 @@ class HttpResponse:
 
     async def read_chunk(self) -> bytes:
         """The next piece of the body as it arrives; ``b""`` at its end."""
-        content = self._raw.content
-        call = self._call
-        with call:  # the attempt's translation scope
-            data = content.read_nowait()  # already here: no wait, no re-arm needed
-            if data or content.at_eof():
-                return data
-            watchdog = self._watchdog  # the attempt's timer, armed when it was sent
-            watchdog.arm()
-            data = await content.readany()
-            if not data and watchdog.expired:  # closed under the read by the timer
-                raise call.deadline.expired(provider=call.provider, model=call.model)
+        watchdog = self._watchdog  # the attempt's timer, armed when it was sent
+        try:
+            watchdog.arm()  # a comparison unless the deadline moved earlier
+            data = await self._raw.content.readany()
+        except Exception as exc:
+            self._call.fail(exc)
+        if not data and watchdog.expired:  # closed under the read by the timer
+            call = self._call
+            raise call.deadline.expired(provider=call.provider, model=call.model)
         return data
 
     def close(self) -> None:

@@ -324,26 +324,33 @@ class AsyncBatch:
             index = self._next_index
             self._next_index += 1
             self._in_flight += 1
-            result = await self._run_one(index, request)
-            self._in_flight -= 1
-            if result.completion is not None:
-                self._done += 1
-                usage = result.usage
-                if usage is not None:
-                    self._prompt_tokens += usage.prompt_tokens
-                    self._completion_tokens += usage.completion_tokens
-                    self._total_tokens += usage.total_tokens
-            else:
-                self._failed += 1
-            if self._progress is not None:
-                try:
-                    self._progress(self.progress)
-                except Exception as error:  # a broken callback stops intake, not results
-                    self._input_failed(error)
-            if window is None:
-                await results.put(result)
-            else:
-                await self._emit_in_order(index, result, window)
+            # No local keeps the result: held here, it would stay alive (completion,
+            # attempts and all) while this worker's next request is in flight.
+            await self._finish(index, await self._run_one(index, request), results, window)
+
+    async def _finish(
+        self, index: int, result: BatchResult, results: _Results, window: Any
+    ) -> None:
+        """Count a finished request and hand its result on."""
+        self._in_flight -= 1
+        if result.completion is not None:
+            self._done += 1
+            usage = result.usage
+            if usage is not None:
+                self._prompt_tokens += usage.prompt_tokens
+                self._completion_tokens += usage.completion_tokens
+                self._total_tokens += usage.total_tokens
+        else:
+            self._failed += 1
+        if self._progress is not None:
+            try:
+                self._progress(self.progress)
+            except Exception as error:  # a broken callback stops intake, not results
+                self._input_failed(error)
+        if window is None:
+            await results.put(result)
+        else:
+            await self._emit_in_order(index, result, window)
 
     async def _emit_in_order(self, index: int, result: BatchResult, window: Any) -> None:
         self._pending[index] = result

@@ -3,7 +3,6 @@ imported only when a name is first looked up."""
 
 from __future__ import annotations
 
-import difflib
 import functools
 import importlib
 from typing import TypeAlias
@@ -55,6 +54,8 @@ def registered_names() -> tuple[str, ...]:
 
 
 def _close(name: str, known: list[str]) -> str:
+    import difflib  # only an unknown name needs it; kept off the call path
+
     matches = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
     if not matches:
         lowered = name.lower()

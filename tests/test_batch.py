@@ -3,6 +3,8 @@ results, progress, stopping and cancelling."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from collections import defaultdict
 from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 from typing import Any
@@ -120,6 +122,24 @@ async def test_ordered_waits_for_the_head_of_the_line() -> None:
             assert provider.finished == ["b", "c"] and batch.progress.done == 2
             provider.gates["a"].set()
             assert [r.custom_id async for r in results] == ["a", "b", "c"]
+
+
+async def test_a_worker_keeps_no_finished_result_alive() -> None:
+    """Once a result is handed on, its worker holds no reference to it: while the worker's
+    next request is in flight, a result the caller dropped is freed."""
+    provider = Gated(open_texts={"a"})
+    async with AsyncClient(provider) as client:
+        batch = client.chat.completions.batch(requests_for("a", "b"), concurrency=1)
+        async with batch as results:
+            first = await results.__anext__()
+            assert first.completion is not None
+            completion = weakref.ref(first.completion)
+            del first
+            await provider.wait_started(2)
+            gc.collect()
+            assert completion() is None
+            provider.gates["b"].set()
+            assert [r.custom_id async for r in results] == ["b"]
 
 
 async def test_concurrency_is_bounded_on_the_server(server: OpenAITestServer) -> None:

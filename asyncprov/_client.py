@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterable, Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, cast, overload
+from collections.abc import AsyncIterable, Awaitable, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, Unpack, overload
 
 from pydantic import BaseModel
 
@@ -25,13 +25,13 @@ from ._options import (
 from ._proxies import ProxyConfig, resolve_proxy
 from ._registry import ProviderInput, provider_class, provider_for_model, resolve_provider
 from ._request import (
-    CALL_SETTINGS,
     CallSettings,
     CreateOptions,
     MessagesInput,
     ParseOptions,
     attach_images,
     build_request,
+    take_settings,
 )
 from ._retry import RetryPolicy
 from ._sse import DEFAULT_MAX_EVENT_SIZE
@@ -126,9 +126,7 @@ class AsyncCompletions:
             ...     print(chunk.choices[0].delta.content or "", end="")
         """
         client = self._client
-        settings = cast(
-            CallSettings, {key: options.pop(key) for key in CALL_SETTINGS.intersection(options)}
-        )
+        settings = take_settings(options)
         chosen, call = client._resolve_call(model, settings)
         request = build_request(
             model=model or chosen.resolve_model(None), messages=messages, stream=stream, **options
@@ -430,18 +428,19 @@ class AsyncClient(AsyncCloseable):
         result.attempts = tuple(http.attempts)
         return result
 
-    async def _attempts(
+    def _attempts(
         self, provider: Provider, request: ChatRequest, http: HttpCall, opener: Opener[_T]
-    ) -> _T:
+    ) -> Awaitable[_T]:
         """One call's attempts: a failover group runs its own; a lone provider is
-        retried up to the call's ``max_retries``."""
+        retried up to the call's ``max_retries``. (The engine's coroutine, handed back:
+        no frame of its own.)"""
         if provider.is_group:
-            return await opener(provider, request, http)
+            return opener(provider, request, http)
         retries = http.options.max_retries
         policy = self._policies.get(retries)
         if policy is None:
             policy = self._policies[retries] = RetryPolicy(max_retries=retries)
-        return await retry_one(provider, request, http, opener, policy)
+        return retry_one(provider, request, http, opener, policy)
 
     async def aclose(self) -> None:
         """Close every connection; the client cannot be used afterwards."""

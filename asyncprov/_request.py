@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, TypeAlias, TypedDict, cast
 
 from pydantic import ValidationError
 
@@ -26,6 +27,7 @@ __all__ = [
     "ParseOptions",
     "attach_images",
     "build_request",
+    "take_settings",
 ]
 
 MessagesInput: TypeAlias = str | Sequence[MessageInput]
@@ -108,6 +110,19 @@ class ParseOptions(CallSettings, _Fields, total=False):
 CALL_SETTINGS: frozenset[str] = frozenset(CallSettings.__optional_keys__)
 """``create()`` keywords that configure the call rather than the body: a request body
 from elsewhere (a gateway client, a batch file) must never set them."""
+
+_NO_SETTINGS = cast(CallSettings, MappingProxyType({}))
+
+
+def take_settings(options: dict[str, Any]) -> CallSettings:
+    """The call's settings taken out of ``create()``'s keywords (the rest are body
+    fields); a call given none shares one empty, read-only mapping."""
+    if not options:
+        return _NO_SETTINGS
+    return cast(
+        CallSettings, {key: options.pop(key) for key in CALL_SETTINGS.intersection(options)}
+    )
+
 
 _REQUEST_FIELDS = frozenset(ChatRequest.model_fields) - {"model", "messages", "stream", "extra"}
 

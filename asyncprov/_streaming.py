@@ -9,7 +9,7 @@ with the partial text (the specific error as its ``__cause__``).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
@@ -186,7 +186,8 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         return completion
 
 
-async def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> ChatCompletion:
+def complete(provider: Provider, request: ChatRequest, http: HttpCall) -> Awaitable[ChatCompletion]:
     """A whole completion, one attempt: the provider's native call, or its stream folded
-    (``Provider.complete``); either way ``first_chunk`` bounds it to the last byte."""
-    return await provider.complete(request, http)
+    (``Provider.complete``); either way ``first_chunk`` bounds it to the last byte. (A
+    plain function handing back the provider's coroutine: no frame of its own.)"""
+    return provider.complete(request, http)

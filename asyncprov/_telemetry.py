@@ -99,7 +99,18 @@ class Telemetry:
 
     def observer(self, provider: Provider, request: ChatRequest) -> CallObserver | None:
         """The observer of one call, or ``None`` when nothing would be recorded."""
-        instruments = self._instruments if self._settled else self._resolve()
+        if self._settled:
+            instruments = self._instruments
+        elif (
+            self._tracer is not None
+            or self._meter is not None
+            or self._named_in_env
+            or "opentelemetry.trace" in sys.modules
+            or "opentelemetry.metrics" in sys.modules
+        ):
+            instruments = self._resolve()
+        else:
+            return None  # no provider given, and the API not even loaded: none set
         if instruments is None:
             return None
         return instruments.observe(provider, request)

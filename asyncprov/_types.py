@@ -184,12 +184,13 @@ class ChatRequest(BaseModel):
 
     def has_images(self) -> bool:
         """Whether any message carries an image part."""
-        return any(
-            isinstance(part, ImagePart)
-            for message in self.messages
-            if isinstance(message.content, list)
-            for part in message.content
-        )
+        for message in self.messages:  # a plain loop: this runs for every call
+            content = message.content
+            if isinstance(content, list):
+                for part in content:
+                    if isinstance(part, ImagePart):
+                        return True
+        return False
 
 
 # --- response side ----------------------------------------------------------------------

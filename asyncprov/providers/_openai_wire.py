@@ -50,8 +50,9 @@ def _map_request(request: ChatRequest, model: str, *, stream: bool) -> dict[str,
     }
     if stream and request.include_usage:
         body["stream_options"] = {"include_usage": True}
+    fields = request.__dict__  # the validated values: a look-up, not getattr
     for option in _OPTIONS:
-        value = getattr(request, option)
+        value = fields[option]
         if value is not None:
             body[option] = value
     body.update(request.extra)
@@ -80,7 +81,9 @@ class OpenAIWire(Provider):
         if not self.base_url:
             raise ConfigurationError(f"{self.name} needs base_url=...")
         headers: dict[str, str] = {}
-        if not any(name.lower() == self.auth_header.lower() for name in self.headers):
+        if not self.headers or not any(
+            name.lower() == self.auth_header.lower() for name in self.headers
+        ):
             key = self.require_api_key() if self.needs_auth else self.get_api_key()
             if key is not None:
                 headers[self.auth_header] = (

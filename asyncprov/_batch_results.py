@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._clock import clock
-from ._types import Attempt, ChatCompletion, Usage
+from ._types import Attempt, ChatCompletion, Usage, trusted
 
 __all__ = ["BatchProgress", "BatchResult", "failure", "result"]
 
@@ -110,13 +110,8 @@ def result(
     latency: float = 0.0,
     usage: Usage | None = None,
 ) -> BatchResult:
-    # What model_construct does, without its per-call field bookkeeping: this runs once
-    # per request, and the values are ours (already valid).
-    result = object.__new__(BatchResult)
-    setattr_ = object.__setattr__
-    setattr_(
-        result,
-        "__dict__",
+    return trusted(
+        BatchResult,
         {
             "custom_id": custom_id,
             "index": index,
@@ -131,13 +126,3 @@ def result(
             "usage": usage,
         },
     )
-    setattr_(result, "__pydantic_fields_set__", set(_FIELDS_SET))
-    setattr_(result, "__pydantic_extra__", None)
-    setattr_(result, "__pydantic_private__", None)
-    return result
-
-
-_FIELDS_SET = frozenset(
-    {"custom_id", "index", "completion", "error", "error_type", "error_message", "status"}
-    | {"provider", "attempts", "latency", "usage"}
-)

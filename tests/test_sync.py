@@ -297,3 +297,33 @@ def test_sync_read_ahead_is_not_idle(threaded_server: OpenAITestServer) -> None:
             received += chunk.choices[0].delta.content or ""
             threading.Event().wait(0.4)  # the consumer's own slow work
     assert received == "a b c"
+
+
+def test_sync_reader_stays_within_two_batches(
+    sync_client: Client, threaded_server: OpenAITestServer
+) -> None:
+    """The loop thread never reads more than two batches past what the consumer took
+    (the rest of the consumer's batch, and one read while it works)."""
+    from asyncprov._loop_thread import _BUFFER
+
+    words = [f"w{i} " for i in range(20 * _BUFFER)]
+    threaded_server.add_reply(Reply(content="".join(words)))
+    given = 0
+    with sync_client.chat.completions.create(model="m", messages="hi", stream=True) as stream:
+        for chunk in stream:
+            given += bool(chunk.choices and chunk.choices[0].delta.content)
+            assert len(stream.text.split()) <= given + 2 * _BUFFER
+    assert given == len(words)
+
+
+def test_sync_error_after_many_batches_keeps_order(
+    sync_client: Client, threaded_server: OpenAITestServer
+) -> None:
+    """A stream that breaks after several full batches delivers every chunk, then the error."""
+    words = [f"w{i} " for i in range(1000)]
+    threaded_server.add_reply(Reply(content="".join(words), fault="truncate", fault_after=300))
+    received = ""
+    with pytest.raises(StreamInterruptedError) as interrupted:
+        for chunk in sync_client.chat.completions.create(model="m", messages="hi", stream=True):
+            received += chunk.choices[0].delta.content or ""
+    assert interrupted.value.partial_text == received == "".join(words[:300])

@@ -159,3 +159,21 @@ def test_wires_round(bench_server: BenchServer) -> None:
     figures = _round(bench_server.base_url.removesuffix("/v1"), 50, WIRES)
     assert set(figures) == set(WIRES)
     assert all(f["chunks_per_s"] > 0 and f["cpu_us_per_chunk"] > 0 for f in figures.values())
+
+
+def test_instruction_count_worker_runs_both_clients(bench_server: BenchServer) -> None:
+    """What ``python -m benchmarks.instructions`` runs under valgrind, run plainly: each
+    client's warm-up and measured work against the server, both scenarios."""
+    import subprocess
+    import sys
+
+    from benchmarks.common import ROOT, child_env
+
+    for client in ("floor", "asyncprov"):
+        for scenario, concurrency, units in (("json", 4, 20), ("stream-50", 1, 2)):
+            command = [sys.executable, "-m", "benchmarks.instructions", "--worker"]
+            command += [bench_server.base_url, client, scenario, str(concurrency), str(units)]
+            done = subprocess.run(
+                command, cwd=ROOT, env=child_env(), capture_output=True, text=True, timeout=60
+            )
+            assert done.returncode == 0, done.stderr[-2000:]

@@ -7,6 +7,7 @@ import time
 from collections.abc import Iterator
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from asyncprov import (
@@ -60,6 +61,36 @@ async def test_first_chunk_timeout_before_headers(server: OpenAITestServer) -> N
         with anyio.fail_after(5):
             await server.wait_for_disconnect()
     assert caught.value.phase == "first_chunk" and caught.value.timeout == 0.2
+
+
+async def test_a_timeout_while_sending_leaves_the_task_usable(server: OpenAITestServer) -> None:
+    """The attempt's one timer cancels the sending task when the deadline passes before
+    the headers (a whole reply too), turned into the typed timeout; no cancellation is
+    left pending on the task: its next call succeeds."""
+    server.add_reply(Reply(delay=30))
+    server.add_reply(Reply(content="after the timeout"))
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, timeout=Timeout(first_chunk=0.2)
+    ) as client:
+        with pytest.raises(FirstChunkTimeoutError):
+            await client.chat.completions.create(model="m", messages="hi")
+        await anyio.lowlevel.checkpoint()  # a pending cancellation would arrive here
+        reply = await client.chat.completions.create(model="m", messages="hi")
+    assert reply.choices[0].message.content == "after the timeout"
+
+
+async def test_a_callers_cancel_while_sending_stays_a_cancel(server: OpenAITestServer) -> None:
+    """The caller's own cancellation while the request waits for its headers is not the
+    attempt's timeout: the caller's scope catches it, and the connection is closed."""
+    server.add_reply(Reply(delay=30))
+    async with AsyncClient(
+        base_url=server.base_url, max_retries=0, timeout=Timeout(first_chunk=5.0)
+    ) as client:
+        with anyio.move_on_after(0.2) as scope:
+            await client.chat.completions.create(model="m", messages="hi")
+        assert scope.cancelled_caught
+        with anyio.fail_after(5):
+            await server.wait_for_disconnect()
 
 
 @pytest.mark.parametrize("fault", ["keepalive", "trickle", "stall"])

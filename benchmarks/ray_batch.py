@@ -31,6 +31,7 @@ from pathlib import Path
 from asyncprov import __version__
 
 from .common import ROOT, child_env
+from .report import cpu_model, short_commit
 from .server import BenchServer
 
 MODES = ("local", "ray")
@@ -158,9 +159,9 @@ def _report(
         return statistics.median(r[index] for r in results[(mode, lines)])
 
     machine = (
-        f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}; Ray {ray_version}; asyncprov "
-        f"{__version__} (git {_commit()})"
+        f"{__version__} (git {short_commit()})"
     )
     out = [
         "# `asyncprov batch` on Ray against the local run",
@@ -203,25 +204,6 @@ def _report(
         "remains is the allocator and Ray settling (see a million lines below).",
     ]
     return "\n".join(out) + "\n"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 if __name__ == "__main__":

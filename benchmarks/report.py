@@ -263,6 +263,11 @@ def _git(*args: str) -> str:
     return proc.stdout.strip() if proc.returncode == 0 else ""
 
 
+def short_commit() -> str:
+    """The checkout's commit, abbreviated (``?`` outside a git checkout)."""
+    return _git("rev-parse", "--short", "HEAD") or "?"
+
+
 def _version(dist: str) -> str:
     try:
         return metadata.version(dist)
@@ -270,7 +275,8 @@ def _version(dist: str) -> str:
         return "not installed"
 
 
-def _cpu_model() -> str:
+def cpu_model() -> str:
+    """The CPU's model name (from /proc/cpuinfo where there is one)."""
     try:
         with open("/proc/cpuinfo") as info:
             for line in info:
@@ -326,7 +332,7 @@ def collect_environment() -> dict[str, Any]:
             "asyncprov": asyncprov,
         },
         "machine": (
-            f"{_cpu_model()}, {os.cpu_count()} cores, "
+            f"{cpu_model()}, {os.cpu_count()} cores, "
             f"{'?' if ram is None else f'{ram:.1f}'} GiB RAM, {platform.system()} "
             f"{platform.release()}"
         ),

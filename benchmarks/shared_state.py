@@ -31,6 +31,7 @@ from pathlib import Path
 from asyncprov import __version__
 
 from .common import ROOT
+from .report import cpu_model, short_commit
 from .server import BenchServer
 
 WIDTH = 64
@@ -218,9 +219,9 @@ def _report(
         return statistics.median(r[index] for r in results[(mode, processes)])
 
     machine = (
-        f"{_cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{cpu_model()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
         f"{platform.system()} {platform.release()}; {_redis_version()}; asyncprov "
-        f"{__version__} (git {_commit()})"
+        f"{__version__} (git {short_commit()})"
     )
     lines = [
         "# Shared limits (Redis) against in-memory limits",
@@ -261,25 +262,6 @@ def _report(
         f"limits ({med('memory', 4, 0):,.0f} requests/s).",
     ]
     return "\n".join(lines) + "\n"
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT
-        ).stdout.strip()
-    except OSError:
-        return "?"
 
 
 def _redis_version() -> str:

@@ -164,6 +164,13 @@ class HttpCall:
         scrub(exc)
         raise translated from exc
 
+    def discard(self, raw: aiohttp.ClientResponse) -> None:
+        """Close a response that will not be read (a 429 sent again) and stop the
+        attempt's timer, which would otherwise still cancel this task."""
+        raw.close()
+        if self._watchdog is not None:
+            self._watchdog.disarm()
+
     def settle(self, completion: ChatCompletion) -> None:
         """Correct the tokens charged for the request that answered by its usage."""
         if completion.usage is not None:

@@ -75,9 +75,7 @@ async def send_limited(
         if wait is None:
             break  # this 429 goes to the caller
         waits[0] += 1
-        raw.close()
-        if call._watchdog is not None:
-            call._watchdog.disarm()
+        call.discard(raw)
         limiter.release()
         limiter.settle(tokens, 0)  # charged again when it is sent again
         log.info("%s: 429, sending again after %.3f s", call.provider, wait)

@@ -36,10 +36,10 @@ from .server import BenchServer
 PYTHON = sys.executable
 _COLLECTED = re.compile(r"Collected : (\d+)")
 
-# (scenario, what one unit is, concurrency, units measured)
-SCENARIOS: list[tuple[str, str, int, int]] = [
-    ("json", "non-stream request at concurrency 64", 64, 500),
-    ("stream-2000", "chunk of one 2,000-chunk stream", 1, 5),
+# (scenario, what one unit is, concurrency, requests measured, units per request)
+SCENARIOS: list[tuple[str, str, int, int, int]] = [
+    ("json", "non-stream request at concurrency 64", 64, 500, 1),
+    ("stream-2000", "chunk of one 2,000-chunk stream", 1, 5, 2000),
 ]
 CLIENTS = ["floor", "asyncprov"]
 
@@ -110,13 +110,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = []
     with BenchServer(lifetime=3600) as server:
-        for scenario, unit, concurrency, units in SCENARIOS:
+        for scenario, unit, concurrency, units, per_request in SCENARIOS:
             per_unit = {}
             for name in CLIENTS:
                 base = _count(server.base_url, name, scenario, concurrency, 0, args.gc)
                 full = _count(server.base_url, name, scenario, concurrency, units, args.gc)
-                scale = units * (int(scenario.split("-")[1]) if "-" in scenario else 1)
-                per_unit[name] = (full - base) / scale
+                per_unit[name] = (full - base) / (units * per_request)
                 print(f"{scenario:12} {name:10} {per_unit[name]:10,.0f} instructions per unit")
             rows.append((unit, per_unit["floor"], per_unit["asyncprov"]))
     command = "python -m benchmarks.instructions" + (" --gc" if args.gc else "")

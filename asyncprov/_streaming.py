@@ -13,7 +13,6 @@ from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, 
 from typing import Self
 
 from ._accumulate import CompletionAccumulator
-from ._clock import clock
 from ._closing import AsyncCloseable
 from ._errors import APIError, APITimeoutError, StreamInterruptedError, StreamTimeoutError
 from ._http import HttpCall
@@ -130,9 +129,9 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         text = choices[0].delta.content if choices and choices[0].index == 0 else None
         if text:
             self._parts.append(text)
-            deadline.delivered(clock(), True)
+            deadline.delivered(True)
         else:
-            deadline.delivered(clock(), chunk.is_progress())
+            deadline.delivered(chunk.is_progress())
         return chunk
 
     def _with_partial(self, exc: APIError) -> APIError:

@@ -131,12 +131,12 @@ def test_deadline_idle_bound_after_progress(clock: FakeClock) -> None:
     """After content the deadline is the last progress + idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(4)
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     assert d.has_content is True
     assert d.at() == 1006.0
     clock.advance(1.5)
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1007.5
 
@@ -146,7 +146,7 @@ def test_deadline_never_beyond_total(clock: FakeClock) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=30, total=10))
     assert d.at() == 1010.0
     clock.advance(8)
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1010.0
     assert d.total_at == 1010.0
@@ -185,7 +185,7 @@ def test_deadline_unlimited(clock: FakeClock) -> None:
     """With every phase None the deadline is infinite."""
     d = Deadline(Timeout(connect=None, first_chunk=None, idle=None, total=None))
     assert d.at() == math.inf
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     assert d.at() == math.inf
 
@@ -194,10 +194,10 @@ def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
     """Time the caller spends away between pause() and resume() does not count as idle."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     assert d.at() == 1003.0
-    d.delivered(clock(), False)  # a chunk without content went to the caller
+    d.delivered(False)  # a chunk without content went to the caller
     clock.advance(10)
     d.back()
     assert d.at() == 1013.0
@@ -208,7 +208,7 @@ def test_deadline_pause_resume_shifts_idle(clock: FakeClock) -> None:
 def test_deadline_pause_resume_still_capped_by_total(clock: FakeClock) -> None:
     """A long time away shifts idle but never past the total."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=20))
-    d.delivered(clock(), True)  # a content chunk went to the caller
+    d.delivered(True)  # a content chunk went to the caller
     clock.advance(30)
     d.back()
     assert d.at() == 1020.0
@@ -217,17 +217,66 @@ def test_deadline_pause_resume_still_capped_by_total(clock: FakeClock) -> None:
 def test_deadline_resume_without_pause(clock: FakeClock) -> None:
     """resume() without a pause (or a second resume) changes nothing."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
+    assert d.at() == 1002.0  # the network wait begins: idle runs from now
     clock.advance(1)
     d.back()
     assert d.at() == 1002.0
-    d.delivered(clock(), False)  # a chunk without content went to the caller
+    d.delivered(False)  # a chunk without content went to the caller
     clock.advance(3)
     d.back()
     clock.advance(3)
     d.back()
     assert d.at() == 1005.0
+
+
+def test_deadline_idle_starts_when_the_next_wait_begins(clock: FakeClock) -> None:
+    """After content, idle runs from the first network wait, not from the delivery:
+    time spent on bytes already read (ours or the caller's) is not idle, and once the
+    wait has begun its deadline stays put."""
+    d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
+    d.delivered(True)
+    d.back()
+    clock.advance(5)  # more chunks decoded from the same read, no network wait
+    d.delivered(True)
+    d.back()
+    assert d.at() == 1007.0
+    clock.advance(1.5)
+    assert d.at() == 1007.0  # the timer's check while waiting sees the same deadline
+    clock.advance(0.5)
+    assert d.expired().phase == "idle"
+
+
+def test_deadline_chunk_without_content_after_a_wait_keeps_idle_running(
+    clock: FakeClock,
+) -> None:
+    """A chunk that is not content, read during the wait, does not restart idle; only
+    the caller's time away from it is added."""
+    d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
+    d.delivered(True)
+    d.back()
+    assert d.at() == 1002.0
+    clock.advance(1)
+    d.delivered(False)  # a keepalive-like chunk arrived within the wait
+    clock.advance(5)  # the caller's own time with it
+    d.back()
+    assert d.at() == 1007.0
+
+
+def test_deadline_away_and_held_count_only_the_total(clock: FakeClock) -> None:
+    """While a chunk is with the caller, or chunks are held for a consumer, a wait is
+    bounded by the total only."""
+    d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
+    d.delivered(True)
+    assert d.at() == 1100.0
+    d.back()
+    assert d.at() == 1002.0
+    d.hold()
+    clock.advance(10)
+    assert d.at() == 1100.0
+    d.release()
+    assert d.at() == 1012.0
 
 
 def test_expired_first_chunk(clock: FakeClock) -> None:
@@ -246,7 +295,7 @@ def test_expired_idle(clock: FakeClock) -> None:
     """Running out after content is an IdleTimeoutError."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     clock.advance(1)
-    d.delivered(clock(), True)
+    d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     clock.advance(2)
     exc = d.expired()
@@ -261,7 +310,7 @@ def test_expired_total(clock: FakeClock, content: bool) -> None:
     d = Deadline(Timeout(first_chunk=50, idle=50, total=10))
     if content:
         clock.advance(5)
-        d.delivered(clock(), True)
+        d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
     clock.advance(10)
     exc = d.expired(provider="P", model="m")

